@@ -1,0 +1,50 @@
+"""Search spaces: encodings, decoding to block arguments, builders, supernets, presets, counting, export.
+
+``spaces`` is the bottom of the dependency graph: it imports nothing of the other hwnas packages,
+and it also holds the pieces every package shares (errors, seeding, atomic JSON).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Dimension, Encoding, SearchSpace
+from .errors import (
+    ConfigError,
+    DeviceError,
+    ExperimentError,
+    HwnasError,
+    InvalidEncodingError,
+    UnknownNameError,
+)
+from .registry import Registry
+
+SPACES: Registry[type[SearchSpace]] = Registry("search space")
+
+
+def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
+    """Class decorator: register a space under ``cls.name``."""
+    return SPACES.register(cls.name)(cls)
+
+
+def get_space(name: str, **settings: Any) -> SearchSpace:
+    """Instantiate the registered space ``name`` with keyword ``settings``."""
+    return SPACES.get(name)(**settings)
+
+
+# Registration happens on import of each space module.
+from . import moga as _moga  # noqa: E402,F401
+
+__all__ = [
+    "SPACES",
+    "ConfigError",
+    "DeviceError",
+    "Dimension",
+    "Encoding",
+    "ExperimentError",
+    "HwnasError",
+    "InvalidEncodingError",
+    "SearchSpace",
+    "UnknownNameError",
+    "get_space",
+    "register_space",
+]
