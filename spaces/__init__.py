@@ -33,8 +33,13 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
 
 # Registration happens on import of each space module.
 from . import moga as _moga  # noqa: E402,F401
+from .counting import count_madds, count_params  # noqa: E402
+from .export import export_onnx, onnx_parity  # noqa: E402
+from .moga import MogaSpace  # noqa: E402
+from .presets import PRESETS, get_preset  # noqa: E402
 
 __all__ = [
+    "PRESETS",
     "SPACES",
     "ConfigError",
     "DeviceError",
@@ -43,8 +48,14 @@ __all__ = [
     "ExperimentError",
     "HwnasError",
     "InvalidEncodingError",
+    "MogaSpace",
     "SearchSpace",
     "UnknownNameError",
+    "count_madds",
+    "count_params",
+    "export_onnx",
+    "get_preset",
     "get_space",
+    "onnx_parity",
     "register_space",
 ]

@@ -66,8 +66,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             if not line.endswith("\n"):
                 break  # a write cut short by SIGKILL: the record never happened
             line = line.strip()
-            if line:
+            if not line:
+                continue
+            try:
                 yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn record (power loss) followed by a later append: skip, keep the rest
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,0 +1,57 @@
+"""Where work runs and what it costs there: the Ray connection, devices and the latency service.
+
+With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
+one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor is
+placed by that resource and caches every measurement.
+"""
+from __future__ import annotations
+
+from .devices import (
+    LOCAL_DEVICE,
+    DeviceProfile,
+    device_from_dict,
+    device_names,
+    get_device,
+    is_device_name,
+    register_device,
+    resolve_device,
+)
+from .latency import (
+    LATENCY_NAMESPACE,
+    LatencyActor,
+    LatencyCache,
+    LatencyClient,
+    LatencyService,
+    LatencyStats,
+    MeasureOptions,
+    get_latency_actor,
+    latency_actor_name,
+    measure_onnx,
+    runtime_string,
+)
+from .runtime import connect, device_resource, require_device
+
+__all__ = [
+    "LOCAL_DEVICE",
+    "LATENCY_NAMESPACE",
+    "DeviceProfile",
+    "LatencyActor",
+    "LatencyCache",
+    "LatencyClient",
+    "LatencyService",
+    "LatencyStats",
+    "MeasureOptions",
+    "connect",
+    "device_from_dict",
+    "device_names",
+    "device_resource",
+    "get_device",
+    "get_latency_actor",
+    "is_device_name",
+    "latency_actor_name",
+    "measure_onnx",
+    "register_device",
+    "require_device",
+    "resolve_device",
+    "runtime_string",
+]

@@ -1,0 +1,177 @@
+"""Device profiles: what a latency device is and how a measurement on it is configured.
+
+A device is a name plus the runtime settings its latencies are measured with. The name doubles as a
+Ray custom resource, ``device:NAME``, which the node holding the hardware advertises
+(``ray start --address=... --resources='{"device:NAME": 1}'``) so the latency actor of that device
+is placed there and nowhere else.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from spaces.errors import ConfigError, HwnasError
+from spaces.registry import Registry
+
+__all__ = [
+    "LOCAL_DEVICE",
+    "DeviceProfile",
+    "device_from_dict",
+    "device_names",
+    "get_device",
+    "is_device_name",
+    "register_device",
+    "resolve_device",
+]
+
+LOCAL_DEVICE = "cpu"
+"""The device every local (embedded) Ray node advertises: the machine's own CPU."""
+
+SUPPORTED_RUNTIMES = ("onnxruntime",)
+SUPPORTED_PRECISIONS = ("fp32", "fp16", "int8")
+
+# A device name becomes part of a Ray resource name, an actor name and a file record: keep it to
+# characters that are safe in all three (and in a shell command line).
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def is_device_name(name: object) -> bool:
+    """Whether ``name`` can name a device (and so a Ray resource, an actor and a cache record)."""
+    return isinstance(name, str) and _NAME_RE.match(name) is not None
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A latency device and the settings its measurements use.
+
+    Attributes:
+        name: Device name; the node holding the device advertises the resource ``device:NAME``.
+        runtime: Inference runtime that runs the model (only ``"onnxruntime"`` today).
+        provider: ONNX Runtime execution provider, e.g. ``"CPUExecutionProvider"``.
+        threads: Intra-op threads of the inference session.
+        batch: Batch size callers put first in the input shape they measure.
+        precision: Numeric precision of the models measured on the device (metadata for callers;
+            the input tensor follows the model's declared input type).
+    """
+
+    name: str
+    runtime: str = "onnxruntime"
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    batch: int = 1
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def resource(self) -> str:
+        """The Ray custom resource a node carrying this device advertises."""
+        return f"device:{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form that :func:`device_from_dict` reads back."""
+        return asdict(self)
+
+
+def _validate(profile: DeviceProfile) -> None:
+    if not is_device_name(profile.name):
+        raise ConfigError(
+            f"device.name must be 1-64 characters of letters, digits, '.', '_' or '-', starting "
+            f"with a letter or digit; got {profile.name!r}. HINT: e.g. 'pixel4-edgetpu'."
+        )
+    if profile.runtime not in SUPPORTED_RUNTIMES:
+        raise ConfigError(
+            f"device.runtime must be one of {', '.join(SUPPORTED_RUNTIMES)}; got "
+            f"{profile.runtime!r}. HINT: measure other runtimes by exporting to ONNX."
+        )
+    if not isinstance(profile.provider, str) or not profile.provider.endswith("ExecutionProvider"):
+        raise ConfigError(
+            f"device.provider must name an ONNX Runtime execution provider (ending in "
+            f"'ExecutionProvider'); got {profile.provider!r}. HINT: e.g. 'CPUExecutionProvider'."
+        )
+    for field_name in ("threads", "batch"):
+        value = getattr(profile, field_name)
+        # bool is an int subclass; True threads is a config typo, not one thread.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"device.{field_name} must be an integer >= 1; got {value!r}. "
+                f"HINT: use 1 for a single-threaded, batch-1 measurement."
+            )
+    if profile.precision not in SUPPORTED_PRECISIONS:
+        raise ConfigError(
+            f"device.precision must be one of {', '.join(SUPPORTED_PRECISIONS)}; got "
+            f"{profile.precision!r}. HINT: 'fp32' unless the exported model is quantised."
+        )
+
+
+def device_from_dict(data: Mapping[str, Any]) -> DeviceProfile:
+    """Build a validated :class:`DeviceProfile` from a config mapping.
+
+    Args:
+        data: Mapping with ``name`` and any of the optional profile fields.
+
+    Returns:
+        The profile.
+
+    Raises:
+        ConfigError: A field is missing, unknown, or has an invalid value; the message names it.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"device must be a mapping with at least 'name'; got {type(data).__name__}. "
+            f"HINT: e.g. {{name: pixel4, threads: 1}}."
+        )
+    known = [f.name for f in fields(DeviceProfile)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"device has unknown field(s) {', '.join(map(repr, unknown))}; known fields: "
+            f"{', '.join(known)}. HINT: check the spelling."
+        )
+    if "name" not in data:
+        raise ConfigError("device.name is required; got none. HINT: e.g. name: pixel4-edgetpu.")
+    return DeviceProfile(**dict(data))
+
+
+_DEVICES: Registry[DeviceProfile] = Registry("device")
+
+
+def register_device(profile: DeviceProfile) -> DeviceProfile:
+    """Add a profile to the registry of known devices.
+
+    Registering an equal profile again is a no-op, so config loading may run twice.
+
+    Raises:
+        HwnasError: A different profile is already registered under the same name.
+    """
+    if profile.name in _DEVICES and _DEVICES.get(profile.name) == profile:
+        return _DEVICES.get(profile.name)
+    return _DEVICES.register(profile.name)(profile)
+
+
+def get_device(name: str) -> DeviceProfile:
+    """The registered profile called ``name``.
+
+    Raises:
+        UnknownNameError: No such device; the message lists the known ones.
+    """
+    return _DEVICES.get(name)
+
+
+def device_names() -> list[str]:
+    """Names of all registered devices, sorted."""
+    return _DEVICES.names()
+
+
+def resolve_device(device: DeviceProfile | str) -> DeviceProfile:
+    """A profile given as itself or by its registered name."""
+    if isinstance(device, DeviceProfile):
+        return device
+    if isinstance(device, str):
+        return get_device(device)
+    raise ConfigError(f"device must be a DeviceProfile or a device name; got {type(device).__name__}.")
+
+
+register_device(DeviceProfile(name=LOCAL_DEVICE))

@@ -1,0 +1,143 @@
+"""The Ray connection: an embedded local Ray by default, an existing cluster with an address.
+
+Devices are Ray custom resources. The embedded local node advertises ``device:cpu`` (the machine's
+own CPU); in a cluster, each node that holds a device advertises ``device:NAME`` when it joins, so
+the latency actor of that device is placed on it by Ray's scheduler, not by hwnas.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import ray
+
+from spaces.errors import ConfigError, DeviceError
+
+from .devices import LOCAL_DEVICE, DeviceProfile, is_device_name
+
+__all__ = ["connect", "require_device", "device_resource"]
+
+_log = logging.getLogger(__name__)
+
+def device_resource(device_name: str) -> str:
+    """The Ray custom resource advertised by a node carrying ``device_name``."""
+    return f"device:{device_name}"
+
+
+def connect(
+    address: str | None,
+    *,
+    num_cpus: int | None = None,
+    devices: Sequence[str] = (LOCAL_DEVICE,),
+) -> None:
+    """Start an embedded Ray or join an existing cluster; a no-op if Ray is already initialised.
+
+    Args:
+        address: ``None`` starts a local Ray in this process; otherwise a Ray address
+            (``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``) to join.
+        num_cpus: CPUs of the local Ray (default: all). Only for a local Ray.
+        devices: Devices the local node advertises as ``device:NAME`` resources. Only for a local
+            Ray: cluster nodes declare their devices themselves when they join.
+
+    Raises:
+        ConfigError: An argument does not apply to the chosen mode, or the cluster is unreachable.
+    """
+    if ray.is_initialized():
+        # Tests, notebooks and Tune workers may have connected already; joining twice is an error
+        # in Ray, and a second, different cluster in one process is never what the caller means.
+        _log.debug("Ray is already initialised; connect(%r) is a no-op", address)
+        return
+    _quiet_ray_output()
+    if address is None:
+        _start_local(num_cpus=num_cpus, devices=devices)
+    else:
+        _join(address, num_cpus=num_cpus, devices=devices)
+
+
+def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise ConfigError(
+            f"num_cpus must be an integer >= 1 or None; got {num_cpus!r}. HINT: omit it to use all CPUs."
+        )
+    names = list(devices)
+    for name in names:
+        if not is_device_name(name):
+            raise ConfigError(
+                f"devices entries must be device names (letters, digits, '.', '_', '-'); got "
+                f"{name!r}. HINT: e.g. devices=('cpu',)."
+            )
+    ray.init(
+        num_cpus=num_cpus,
+        # One unit per device: the latency actor asks for a sliver of it, so it is placed here.
+        resources={device_resource(name): 1.0 for name in names},
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level=logging.WARNING,
+    )
+
+
+def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None:
+    if not isinstance(address, str) or not address.strip():
+        raise ConfigError(f"address must be a Ray address such as 'auto' or 'HOST:6379'; got {address!r}.")
+    if num_cpus is not None:
+        raise ConfigError(
+            f"num_cpus={num_cpus!r} applies only to a local Ray, not to address={address!r}. "
+            f"HINT: a cluster's CPUs are set when its nodes start; drop num_cpus."
+        )
+    if tuple(devices) != (LOCAL_DEVICE,):
+        raise ConfigError(
+            f"devices={tuple(devices)!r} applies only to a local Ray, not to address={address!r}. "
+            f"HINT: device nodes join with `ray start --address={address} "
+            f"--resources='{{\"device:NAME\": 1}}'`."
+        )
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise ConfigError(
+            f"cannot join the Ray cluster at address={address!r}: {exc}. HINT: check that the head "
+            f"node runs (`ray status --address={address}`) and that RAY_AUTH_MODE / the auth token "
+            f"match the cluster's."
+        ) from exc
+
+
+def _quiet_ray_output() -> None:
+    """Keep Ray's start-up chatter out of the user's terminal, keeping warnings and errors."""
+    auth_logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropAuthEnabledNotice) for f in auth_logger.filters):
+        auth_logger.addFilter(_DropAuthEnabledNotice())
+
+
+class _DropAuthEnabledNotice(logging.Filter):
+    """Drops Ray's notice that token auth is on (the safe default) for every local start.
+
+    Its counterpart, that auth is *disabled*, is a real warning and still goes through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+def require_device(device: DeviceProfile | str) -> None:
+    """Check that some node of the connected Ray cluster carries the device.
+
+    Args:
+        device: A profile or a device name.
+
+    Raises:
+        DeviceError: Ray is not initialised, or no alive node advertises ``device:NAME``.
+    """
+    name = device.name if isinstance(device, DeviceProfile) else device
+    resource = device_resource(name)
+    if not ray.is_initialized():
+        raise DeviceError(
+            f"cannot look for {resource}: Ray is not initialised. "
+            f"HINT: call cluster.connect(address) first."
+        )
+    available = sorted(r for r in ray.cluster_resources() if r.startswith("device:"))
+    if resource not in available:
+        raise DeviceError(
+            f"no node of this Ray cluster carries the resource {resource} (devices present: "
+            f"{', '.join(available) or 'none'}). HINT: start a node with "
+            f"`ray start --address=... --resources='{{\"{resource}\": 1}}'`."
+        )

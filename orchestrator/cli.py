@@ -1,0 +1,128 @@
+"""The ``hwnas`` command line: search, resume, status.
+
+Every user error is an :class:`HwnasError`: one line on stderr, exit code 2, no traceback, nothing
+written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from spaces import HwnasError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwnas", description="Hardware-aware neural architecture search on Ray, tracked in MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("search", help="run a search experiment from a YAML config",
+                       description="Train the supernet, search it, and log every candidate to MLflow.")
+    p.add_argument("config", help="experiment config (YAML), e.g. examples/quickstart.yaml")
+    p.add_argument("--storage", default="hwnas-runs", metavar="DIR",
+                   help="parent of experiment directories; the experiment lives in DIR/<name> (default: ./hwnas-runs)")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (default: sqlite:///<working dir>/mlflow.db)")
+    p.add_argument("--address", metavar="RAY_ADDRESS",
+                   help="join this Ray cluster (e.g. ray://host:10001 or auto); default: start a local Ray")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted path, e.g. --set search.settings.generations=3 (repeatable)")
+
+    p = sub.add_parser("resume", help="continue an interrupted experiment",
+                       description="Continue an experiment: finished stages are skipped, scored candidates reused.")
+    p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: the one the search used)")
+    p.add_argument("--address", metavar="RAY_ADDRESS", help="join this Ray cluster; default: start a local Ray")
+
+    p = sub.add_parser("status", help="show an experiment's stage, candidates and Pareto front",
+                       description="Read-only: reads the journal, starts nothing.")
+    p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return parser
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .experiment import Experiment
+    from .tracking import default_tracking_uri
+
+    cfg = load_config(args.config, args.overrides)
+    exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
+    _out(f"hwnas: experiment {cfg.name} in {exp.directory}")
+    return _run(exp, args.address)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .experiment import Experiment
+
+    exp = Experiment.open(args.experiment_dir, args.tracking_uri)
+    _out(f"hwnas: resuming experiment {exp.config.name} in {exp.directory}")
+    return _run(exp, args.address)
+
+
+def _run(exp: Any, address: str | None) -> int:
+    from .pipeline import run_experiment
+    from .results import format_table
+    from .tracking import ui_command
+
+    _quiet_ray()
+    summary = run_experiment(exp, address=address, printer=_out)
+    _out("")
+    _out(f"Pareto front ({len(summary['pareto'])} of {summary['candidates']} candidates):")
+    _out(format_table(summary["pareto"]))
+    _out("")
+    _out(f"experiment directory: {exp.directory}")
+    _out(f"MLflow UI:            {ui_command(exp.tracking_uri)}")
+    if not summary["mlflow_synced"]:
+        _out(f"MLflow was unreachable: run `hwnas resume {exp.directory}` to log what is missing.")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import experiment_status, format_status
+
+    status = experiment_status(args.experiment_dir)
+    _out(json.dumps(status, indent=1) if args.json else format_status(status))
+    return 0
+
+
+def _quiet_ray() -> None:
+    # Tune's own tables would drown hwnas's progress lines; errors are still printed.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+COMMANDS = {"search": _cmd_search, "resume": _cmd_resume, "status": _cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HwnasError as exc:
+        print(f"hwnas: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hwnas: interrupted; continue with `hwnas resume EXPERIMENT_DIR`", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

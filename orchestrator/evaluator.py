@@ -1,0 +1,142 @@
+"""Scores one candidate: supernet accuracy, latency (measured or proxy), params and MAdds.
+
+An :class:`EvalContext` is small, picklable data; everything heavy (space, data, supernet, latency
+client, cache) is built once per worker process and reused across trials (Tune reuses actors).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+from spaces import SearchSpace, get_space
+from spaces.jsonio import canonical_json
+
+from .cache import EvaluationCache
+
+__all__ = ["EvalContext", "evaluator_fingerprint", "candidate_metrics"]
+
+# Which result keys are the candidate's metrics (logged to MLflow as metrics, in this order).
+METRIC_KEYS = ("accuracy", "latency_ms", "params", "madds")
+LATENCY_DETAIL_KEYS = ("latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs")
+
+
+def evaluator_fingerprint(*, space_identity: dict[str, Any], supernet_digest: str, seed: int,
+                          data: dict[str, Any], evaluation: dict[str, Any], cost: dict[str, Any]) -> str:
+    """Identifies everything a score depends on; a changed input gives a new fingerprint."""
+    payload = canonical_json({"space": space_identity, "supernet": supernet_digest, "seed": seed,
+                              "data": data, "evaluation": evaluation, "cost": cost})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything a trial worker needs to score candidates of one experiment."""
+
+    experiment_dir: str
+    space_name: str
+    space_settings: dict[str, Any]
+    supernet_path: str
+    seed: int
+    data: dict[str, Any]
+    evaluation: dict[str, Any]
+    cost: dict[str, Any]
+    fingerprint: str
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        return get_space(self.space_name, **self.space_settings)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        size = int(self.space_settings["input_size"])
+        return (1, 3, size, size)
+
+    def evaluate(self, encoding: Sequence[int]) -> tuple[dict[str, Any], bool]:
+        """Return (metrics, cached) for ``encoding``, scoring it only if no cached score exists."""
+        state = _worker_state(self)
+        candidate_id = self.space.candidate_id(encoding)
+        hit = state.cache.get(candidate_id, self.fingerprint)
+        if hit is not None:
+            return hit, True
+        metrics = self._score(state, tuple(encoding), candidate_id)
+        state.cache.put(candidate_id, self.fingerprint, metrics)
+        return metrics, False
+
+    def _score(self, state: "_WorkerState", encoding: tuple[int, ...], candidate_id: str) -> dict[str, Any]:
+        from trainers import accuracy, inherit_and_calibrate
+
+        started = time.perf_counter()
+        model = inherit_and_calibrate(
+            space=self.space, supernet=state.supernet, encoding=encoding, data=state.data,
+            bn_batches=self.evaluation["bn_batches"], bn_batch_size=self.evaluation["bn_batch_size"], seed=self.seed,
+        )
+        acc = accuracy(model, state.data.val_x, state.data.val_y, batch_size=self.evaluation["batch_size"])
+        counts = self.space.count(encoding)
+        metrics: dict[str, Any] = {"accuracy": acc, "params": int(counts["params"]), "madds": int(counts["madds"])}
+        metrics.update(self._latency(state, model, candidate_id, counts["madds"]))
+        metrics["eval_seconds"] = time.perf_counter() - started
+        return metrics
+
+    def _latency(self, state: "_WorkerState", model: Any, candidate_id: str, madds: int) -> dict[str, Any]:
+        if self.cost["kind"] == "madds":
+            # Deterministic proxy: one million multiply-adds count as one millisecond.
+            return {"latency_ms": madds / 1e6}
+        from spaces import export_onnx
+
+        onnx_bytes = export_onnx(model, self.input_shape)
+        stats = state.latency_client.measure(candidate_id, onnx_bytes, list(self.input_shape))
+        return {
+            "latency_ms": stats["median_ms"], "latency_min_ms": stats["min_ms"], "latency_p90_ms": stats["p90_ms"],
+            "latency_cv": stats["cv"], "latency_runs": stats["runs"],
+        }
+
+
+class _WorkerState:
+    """Per-process heavy objects for one EvalContext, built on first use."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        import torch
+
+        from trainers import load_supernet, make_synthetic_data
+
+        torch.set_num_threads(1)  # one core per trial; also keeps accuracy bitwise reproducible
+        self.data = make_synthetic_data(seed=ctx.seed, **ctx.data)
+        self.supernet = load_supernet(ctx.supernet_path, ctx.space)
+        self.cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
+        self._ctx = ctx
+        self._latency_client = None
+
+    @property
+    def latency_client(self) -> Any:
+        if self._latency_client is None:
+            from cluster import LatencyClient, MeasureOptions
+
+            self._latency_client = LatencyClient(
+                self._ctx.cost["device"], str(Path(self._ctx.experiment_dir) / "latency_cache.jsonl"),
+                options=MeasureOptions(**_measure_options(self._ctx.cost)),
+            )
+        return self._latency_client
+
+
+def _measure_options(cost: dict[str, Any]) -> dict[str, Any]:
+    return {k: cost[k] for k in ("warmup", "min_runs", "max_runs", "cv_threshold")}
+
+
+_STATES: dict[str, _WorkerState] = {}
+
+
+def _worker_state(ctx: EvalContext) -> _WorkerState:
+    key = ctx.fingerprint + ctx.experiment_dir
+    if key not in _STATES:
+        _STATES.clear()  # one experiment per worker at a time; drop the old supernet
+        _STATES[key] = _WorkerState(ctx)
+    return _STATES[key]
+
+
+def candidate_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics of a candidate record, in the documented names."""
+    return {k: float(record[k]) for k in METRIC_KEYS + LATENCY_DETAIL_KEYS if k in record}

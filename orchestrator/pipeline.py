@@ -1,0 +1,208 @@
+"""The stages of an experiment, in order, each recorded in the journal: train supernet -> search -> finalize.
+
+A stage whose completion is in the journal is never run again; a stage that started but did not
+complete picks up from its own durable state (supernet checkpoint, evaluation cache).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from spaces.jsonio import write_json_atomic
+
+from .config import ExperimentConfig
+from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint
+from .experiment import Experiment
+from .journal import JournalState
+from .results import front_table, pareto_ids, plot_front, write_pareto_csv
+from .search import _fmt_seconds, _ProgressCallback, run_search
+from .tracking import Tracker
+
+__all__ = ["run_experiment", "STAGES"]
+
+STAGES = ("train_supernet", "search", "finalize")
+Printer = Callable[[str], None]
+
+
+def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = print) -> dict[str, Any]:
+    """Run every stage not yet completed; return the summary written to summary.json."""
+    from cluster import connect, require_device
+
+    cfg = exp.config
+    journal = exp.journal
+    state = journal.replay()
+    journal.append("attempt_started", attempt=state.attempts + 1)
+    connect(address, num_cpus=None)
+    if cfg.cost.kind == "measured":
+        require_device(cfg.cost.device)
+    tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer)
+    tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
+                                                   "note": f"hwnas experiment {exp.directory}"})
+    try:
+        digest = _train_supernet(exp, state, printer)
+        _search(exp, state, digest, tracker, attempt=state.attempts + 1, printer=printer)
+        return _finalize(exp, digest, tracker, printer)
+    except BaseException:
+        tracker.fail()
+        raise
+
+
+def _flat_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    walk("", cfg.to_dict())
+    return out
+
+
+# ---------------------------------------------------------------------- stage 1: supernet
+def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> str:
+    from trainers import SupernetTrainSettings, file_digest, start_trainer_actor
+
+    stage = "train_supernet"
+    if state.stage(stage) == "completed":
+        printer(f"[{stage}] done earlier (step {state.completed[stage]['steps']}); skipped")
+        return state.completed[stage]["digest"]
+    import ray
+
+    cfg = exp.config
+    exp.journal.stage_started(stage)
+    cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
+    actor = start_trainer_actor(
+        num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(),
+        data_settings=cfg.data.generator_settings(), seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
+        train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}),
+    )
+    try:
+        _train_loop(actor, cfg, printer)
+    finally:
+        ray.kill(actor)  # free its CPUs for the search trials
+    digest = file_digest(exp.supernet_path)
+    exp.journal.stage_completed(stage, steps=cfg.supernet.steps, digest=digest)
+    return digest
+
+
+def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
+    import ray
+
+    total = cfg.supernet.steps
+    step = start = ray.get(actor.step.remote())
+    if start:
+        printer(f"[train_supernet] resuming from checkpoint at step {start}/{total}")
+    began = time.perf_counter()
+    chunk = max(1, min(cfg.supernet.checkpoint_every, 50))
+    while step < total:
+        info = ray.get(actor.train_steps.remote(chunk))
+        step = info["step"]
+        rate = (step - start) / (time.perf_counter() - began)
+        printer(f"[train_supernet] step {step}/{total}  loss {info['loss']:.3f}  "
+                f"train acc {info['train_accuracy']:.3f}  {rate:.1f} steps/s  ETA {_fmt_seconds((total - step) / rate)}")
+
+
+# ---------------------------------------------------------------------- stage 2: search
+def _eval_context(exp: Experiment, digest: str) -> EvalContext:
+    cfg = exp.config
+    space = cfg.build_space()
+    data, evaluation, cost = cfg.data.generator_settings(), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
+    fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
+                                        data=data, evaluation=evaluation, cost=cost)
+    return EvalContext(
+        experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
+        supernet_path=str(exp.supernet_path), seed=cfg.seed, data=data, evaluation=evaluation, cost=cost,
+        fingerprint=fingerprint,
+    )
+
+
+def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker, *, attempt: int,
+            printer: Printer) -> None:
+    stage = "search"
+    cfg = exp.config
+    space = cfg.build_space()
+    known = set(state.candidates)
+    if known:
+        tracker.sync(state.candidates.values())  # catch MLflow up with what the journal already holds
+    if state.stage(stage) == "completed":
+        printer(f"[search] done earlier ({len(known)} candidates); skipped")
+        return
+    exp.journal.stage_started(stage)
+    if known:
+        printer(f"[search] resuming: {len(known)} candidates already scored are replayed from the cache")
+
+    def on_candidate(result: dict[str, Any]) -> None:
+        record = {"candidate_id": result["candidate_id"], "encoding": result["encoding"], "space": space.name,
+                  "generation": int(result["generation"]), **candidate_metrics(result)}
+        exp.journal.append("candidate", **record)
+        tracker.log_candidate({**record, "time": time.time()})
+
+    def on_failure(trial_id: str) -> None:
+        exp.journal.append("candidate_failed", trial_id=trial_id)
+        printer(f"[search] trial {trial_id} failed; it counts as infeasible (see {exp.directory / 'tune'})")
+
+    progress = _ProgressCallback(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
+                                 on_failure=on_failure, printer=printer)
+    run_search(cfg=cfg.search, space=space, ctx=_eval_context(exp, digest), seed=cfg.seed, attempt=attempt,
+               progress=progress)
+    exp.journal.stage_completed(stage, candidates=len(progress.known))
+
+
+# ---------------------------------------------------------------------- stage 3: finalize
+def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) -> dict[str, Any]:
+    cfg = exp.config
+    state = exp.journal.replay()
+    records = list(state.candidates.values())
+    front = pareto_ids(records, cfg.search.objectives, cfg.search.constraints)
+    rows = front_table(records, front)
+    if state.stage("finalize") != "completed":
+        exp.journal.stage_started("finalize")
+    onnx_paths = _export_front(exp, digest, rows, printer)
+    write_pareto_csv(rows, exp.directory / "pareto.csv")
+    plot_front(records, front, exp.directory / "pareto.png", title=f"{cfg.name}: {len(records)} candidates")
+    summary = {"experiment": cfg.name, "directory": str(exp.directory), "candidates": len(records),
+               "failed_trials": len(state.failures), "pareto": rows, "tracking_uri": exp.tracking_uri}
+    write_json_atomic(exp.directory / "summary.json", summary)
+    synced = tracker.sync(records) and tracker.finish(
+        pareto_ids=front,
+        artifacts=[(exp.directory / "pareto.png", None), (exp.directory / "pareto.csv", None),
+                   (exp.directory / "summary.json", None), *[(p, "onnx") for p in onnx_paths]],
+        metrics={"candidates": len(records), "pareto_size": len(front)},
+    )
+    if state.stage("finalize") != "completed":
+        exp.journal.stage_completed("finalize", pareto=len(front))
+    exp.journal.append("mlflow_synced" if synced else "mlflow_pending")
+    summary["mlflow_synced"] = bool(synced)
+    return summary
+
+
+def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], printer: Printer) -> list[Path]:
+    """ONNX files of the Pareto candidates, with inherited, BN-recalibrated supernet weights."""
+    from spaces import export_onnx
+    from trainers import inherit_and_calibrate, load_supernet, make_synthetic_data
+
+    ctx = _eval_context(exp, digest)
+    out_dir = exp.directory / "onnx"
+    out_dir.mkdir(exist_ok=True)
+    paths = []
+    supernet = data = None
+    for row in rows:
+        path = out_dir / f"{row['candidate_id']}.onnx"
+        if not path.exists():
+            if supernet is None:
+                supernet = load_supernet(ctx.supernet_path, ctx.space)
+                data = make_synthetic_data(seed=ctx.seed, **ctx.data)
+            model = inherit_and_calibrate(
+                space=ctx.space, supernet=supernet, encoding=ctx.space.parse(row["encoding"]), data=data,
+                bn_batches=ctx.evaluation["bn_batches"], bn_batch_size=ctx.evaluation["bn_batch_size"], seed=ctx.seed,
+            )
+            tmp = path.with_suffix(".onnx.tmp")
+            export_onnx(model, ctx.input_shape, tmp)
+            tmp.replace(path)
+        paths.append(path)
+    printer(f"[finalize] exported {len(paths)} Pareto candidates to {out_dir}")
+    return paths

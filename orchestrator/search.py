@@ -1,0 +1,135 @@
+"""The search stage: a hwnas searcher inside a ``ray.tune.Tuner``, one trial per candidate.
+
+Resume needs no ``Tuner.restore``: the searcher is deterministic for the seed, so a fresh Tuner replays
+the same candidates in the same order, and each one already scored is answered from the evaluation
+cache in milliseconds. Work since Tune's last experiment-state save is therefore never redone.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from spaces import ConfigError, SearchSpace
+
+from .config import SearchConfig
+from .evaluator import EvalContext
+
+__all__ = ["make_searcher", "run_search", "GENERATION_KEY"]
+
+GENERATION_KEY = "hwnas_generation"
+
+
+def make_searcher(cfg: SearchConfig, *, param_space: Mapping[str, Sequence[Any]], seed: int) -> Any:
+    """Build the configured searcher (validation errors surface as ConfigError)."""
+    from searchers import SEARCHERS
+
+    cls = SEARCHERS.get(cfg.searcher)
+    kwargs = dict(
+        param_space=param_space, metric=[o.metric for o in cfg.objectives], mode=[o.mode for o in cfg.objectives],
+        seed=seed, **cfg.settings,
+    )
+    if cfg.searcher == "weighted-nsga2":
+        kwargs["weights"] = [o.weight for o in cfg.objectives]
+        kwargs["constraints"] = [(c.metric, c.op, c.value) for c in cfg.constraints]
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{exc}. HINT: check the setting names against `hwnas search --help`") from None
+
+
+def param_space_of(space: SearchSpace) -> dict[str, list[int]]:
+    return {d.name: list(range(d.size)) for d in space.dims}
+
+
+def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
+    """The Tune function trainable: score one candidate and report it."""
+    from ray import tune
+
+    space = ctx.space
+    encoding = tuple(int(config[d.name]) for d in space.dims)
+    metrics, cached = ctx.evaluate(encoding)
+    tune.report({
+        **metrics, "candidate_id": space.candidate_id(encoding), "encoding": space.to_string(encoding),
+        "generation": int(config.get(GENERATION_KEY, 0)), "cached": cached,
+    })
+
+
+class _ProgressCallback:
+    """Turns finished trials into journal records (via ``on_candidate``) and progress lines."""
+
+    def __init__(self, *, total: int, known: set[str], on_candidate: Callable[[dict[str, Any]], None],
+                 on_failure: Callable[[str], None], printer: Callable[[str], None]) -> None:
+        self.total, self.known = total, known
+        self.on_candidate, self.on_failure, self.printer = on_candidate, on_failure, printer
+        self.done = 0
+        self.fresh = 0
+        self.started = time.perf_counter()
+
+    def trial_complete(self, result: dict[str, Any]) -> None:
+        self.done += 1
+        if not result.get("cached"):
+            self.fresh += 1
+        if result["candidate_id"] not in self.known:
+            self.known.add(result["candidate_id"])
+            self.on_candidate(result)
+        self._print(result)
+
+    def trial_error(self, trial_id: str) -> None:
+        self.done += 1
+        self.on_failure(trial_id)
+
+    def _print(self, r: dict[str, Any]) -> None:
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / max(1, self.fresh) * max(0, self.total - self.done) if self.fresh else 0.0
+        tag = " (cached)" if r.get("cached") else ""
+        self.printer(
+            f"[search] gen {r['generation']} candidates {self.done}/{self.total}  {r['candidate_id']}  "
+            f"acc {r['accuracy']:.3f}  lat {r['latency_ms']:.3f} ms  params {r['params'] / 1e6:.3f}M{tag}  "
+            f"ETA {_fmt_seconds(eta)}"
+        )
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _tune_callback(progress: _ProgressCallback) -> Any:
+    from ray.tune import Callback
+
+    class HwnasTuneCallback(Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            result = trial.last_result or {}
+            if "candidate_id" in result:
+                progress.trial_complete(result)
+            else:
+                progress.trial_error(trial.trial_id)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            progress.trial_error(trial.trial_id)
+
+    return HwnasTuneCallback()
+
+
+def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed: int, attempt: int,
+               progress: _ProgressCallback) -> Any:
+    """Run (or replay) the whole search; returns the searcher after it reported FINISHED."""
+    from ray import tune
+
+    searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
+    trainable = tune.with_resources(tune.with_parameters(_evaluate_trial, ctx=ctx), {"cpu": 1})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=10**7,  # the searcher ends the run with FINISHED
+            max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"search-attempt-{attempt}", storage_path=str(Path(ctx.experiment_dir) / "tune"),
+            callbacks=[_tune_callback(progress)], verbose=0, log_to_file=False,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    )
+    tuner.fit()
+    return searcher

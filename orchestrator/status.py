@@ -1,0 +1,47 @@
+"""``hwnas status``: what an experiment has done, read from its journal (read-only, no Ray, no MLflow)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .experiment import Experiment
+from .pipeline import STAGES
+from .results import format_table, front_table, pareto_ids
+
+__all__ = ["experiment_status", "format_status"]
+
+
+def experiment_status(directory: str | Path) -> dict[str, Any]:
+    exp = Experiment.open(directory)
+    state = exp.journal.replay()
+    records = list(state.candidates.values())
+    front = pareto_ids(records, exp.config.search.objectives, exp.config.search.constraints)
+    stages = {name: state.stage(name) for name in STAGES}
+    current = next((s for s in STAGES if stages[s] != "completed"), None)
+    return {
+        "experiment": exp.config.name,
+        "directory": str(exp.directory),
+        "state": "completed" if current is None else ("running or interrupted" if state.started else "created"),
+        "stage": current or "done",
+        "stages": stages,
+        "attempts": state.attempts,
+        "candidates_evaluated": len(records),
+        "candidates_total": exp.config.total_candidates,
+        "failed_trials": len(state.failures),
+        "pareto": front_table(records, front),
+        "tracking_uri": exp.tracking_uri,
+    }
+
+
+def format_status(s: dict[str, Any]) -> str:
+    lines = [
+        f"experiment:  {s['experiment']}  ({s['directory']})",
+        f"state:       {s['state']}; stage: {s['stage']}",
+        "stages:      " + ", ".join(f"{k}={v}" for k, v in s["stages"].items()),
+        f"candidates:  {s['candidates_evaluated']}/{s['candidates_total']} evaluated, {s['failed_trials']} failed",
+        f"MLflow:      {s['tracking_uri']}",
+        "",
+        f"Pareto front ({len(s['pareto'])} candidates):",
+        format_table(s["pareto"]),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""MLflow tracking fed idempotently from the journal.
+
+One MLflow experiment per hwnas experiment name; one parent run per experiment directory (found again
+by its ``hwnas_uid`` tag); one nested run per candidate (found again by ``candidate_id``). Logging a
+candidate twice, or after a crash between creating and finishing its run, still leaves exactly one
+finished run. An unreachable tracking server delays logging; nothing is lost, because the journal
+holds every record and the next ``hwnas resume`` (or the end of this run) syncs what is missing.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+__all__ = ["Tracker", "default_tracking_uri", "ui_command"]
+
+UID_TAG, ROLE_TAG = "hwnas_uid", "hwnas_role"
+_RUN_METRICS = ("accuracy", "latency_ms", "params", "madds", "generation",
+                "latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs")
+
+
+def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
+    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
+
+
+def ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri} in a browser"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+
+
+def _quiet_mlflow() -> None:
+    # A dead server must cost seconds, not MLflow's default minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    warnings.filterwarnings("ignore", module="mlflow")
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class Tracker:
+    """Idempotent MLflow logging for one experiment directory."""
+
+    def __init__(self, *, tracking_uri: str, experiment_name: str, uid: str,
+                 printer: Callable[[str], None] = print) -> None:
+        self.tracking_uri, self.experiment_name, self.uid = tracking_uri, experiment_name, uid
+        self.printer = printer
+        self.available = True
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._parent_id: str | None = None
+        self._runs: dict[str, tuple[str, str]] | None = None  # candidate_id -> (run_id, status)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            _quiet_mlflow()
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def _guard(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run an MLflow call; on failure mark the tracker unavailable and say so once."""
+        if not self.available:
+            return None
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - any backend failure means "log later", never "crash"
+            self.available = False
+            self.printer(
+                f"[mlflow] {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                f"records stay in the journal and are logged by the next `hwnas resume`."
+            )
+            return None
+
+    def _experiment(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment_name)
+            if exp is None:
+                location = None
+                if self.tracking_uri.startswith("sqlite:///"):
+                    root = Path(self.tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
+                    location = (root / self.experiment_name).resolve().as_uri()
+                self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+            else:
+                self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    def _find(self, role: str) -> list[Any]:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self._experiment()], filter_string=f"tags.{UID_TAG} = '{self.uid}' and tags.{ROLE_TAG} = '{role}'",
+                max_results=1000, page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    # ------------------------------------------------------------------ parent run
+    def start(self, *, params: dict[str, Any], tags: dict[str, str]) -> None:
+        self._guard("starting the search run", lambda: self._start(params, tags))
+
+    def _start(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        found = self._find("search")
+        if found:
+            self._parent_id = found[0].info.run_id
+            if found[0].info.status != "RUNNING":
+                self.client.update_run(self._parent_id, status="RUNNING")
+            return
+        run = self.client.create_run(
+            self._experiment(), run_name=tags.get("hwnas_experiment", self.experiment_name),
+            tags={UID_TAG: self.uid, ROLE_TAG: "search", **tags},
+        )
+        self._parent_id = run.info.run_id
+        self.client.log_batch(self._parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                              tags=[RunTag("mlflow.note.content", tags.get("note", ""))])
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self._parent_id
+
+    # ------------------------------------------------------------------ candidates
+    def log_candidate(self, record: dict[str, Any]) -> None:
+        self._guard(f"logging candidate {record['candidate_id']}", lambda: self._log_candidate(record))
+
+    def _known_runs(self) -> dict[str, tuple[str, str]]:
+        if self._runs is None:
+            self._runs = {}
+            for run in self._find("candidate"):
+                cid = run.data.tags.get("candidate_id")
+                prev = self._runs.get(cid)
+                if prev is None or run.info.status == "FINISHED":  # prefer the finished one
+                    self._runs[cid] = (run.info.run_id, run.info.status)
+        return self._runs
+
+    def _log_candidate(self, rec: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param
+
+        if self._parent_id is None:
+            raise RuntimeError("the search run was not started")
+        cid = rec["candidate_id"]
+        known = self._known_runs()
+        if cid in known and known[cid][1] == "FINISHED":
+            return
+        if cid in known:
+            run_id = known[cid][0]  # created before a crash: finish it instead of making another
+        else:
+            run_id = self.client.create_run(
+                self._experiment(), run_name=f"g{int(rec['generation']):03d}-{cid[:8]}",
+                tags={UID_TAG: self.uid, ROLE_TAG: "candidate", "candidate_id": cid,
+                      "mlflow.parentRunId": self._parent_id},
+            ).info.run_id
+            known[cid] = (run_id, "RUNNING")
+        ts = int(rec.get("time", 0) * 1000)
+        metrics = [Metric(k, float(rec[k]), ts, 0) for k in _RUN_METRICS if k in rec]
+        params = [Param("candidate_id", cid), Param("encoding", rec["encoding"]), Param("space", rec["space"])]
+        self.client.log_batch(run_id, metrics=metrics, params=params)
+        self.client.set_terminated(run_id, "FINISHED")
+        known[cid] = (run_id, "FINISHED")
+
+    def sync(self, records: Iterable[dict[str, Any]]) -> bool:
+        """Log every record not yet finished in MLflow; True if MLflow now holds them all."""
+        self.available = True  # a new attempt: the server may be back
+        for rec in records:
+            self.log_candidate(rec)
+        return self.available
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, *, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
+               metrics: dict[str, float]) -> bool:
+        """Tag every candidate run ``pareto`` true/false, attach artifacts, finish the parent run."""
+        return bool(self._guard("finishing the search run", lambda: self._finish(pareto_ids, artifacts, metrics)))
+
+    def _finish(self, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
+                metrics: dict[str, float]) -> bool:
+        from mlflow.entities import Metric
+
+        for cid, (run_id, _) in self._known_runs().items():
+            self.client.set_tag(run_id, "pareto", "true" if cid in pareto_ids else "false")
+        for path, artifact_dir in artifacts:
+            self.client.log_artifact(self._parent_id, str(path), artifact_path=artifact_dir)
+        self.client.log_batch(self._parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+        self.client.set_terminated(self._parent_id, "FINISHED")
+        return True
+
+    def fail(self) -> None:
+        if self._parent_id is not None:
+            self._guard("marking the search run failed", lambda: self.client.set_terminated(self._parent_id, "FAILED"))

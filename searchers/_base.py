@@ -1,0 +1,416 @@
+"""What hwnas's searchers share: Tune's protocol over generations, bookkeeping, JSON state, fronts.
+
+A searcher hands out the members of one *generation* at a time. ``suggest`` returns the next member
+(configs carry ``hwnas_generation``), ``None`` while every member is handed out but some result is
+still missing, and ``FINISHED`` once the last generation is complete. Results may come back in any
+order; a generation is passed to the algorithm only when all of its members are back, and in
+member order, so the sequence of candidates depends on the seed only.
+
+Restoring: the state records which members were handed out and which have results. Members handed
+out but still unfinished at save time are handed out *again*, to new trial ids, before anything new:
+a restarted driver may have lost those trials. If the old trial id reports after all (Tune resumes
+unfinished trials under their old ids), that result is accepted too; whichever of the two arrives
+first counts and the other is ignored.
+"""
+from __future__ import annotations
+
+import abc
+import glob
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from spaces.errors import HwnasError
+from spaces.jsonio import read_json, write_json_atomic
+from spaces.seeding import make_rng
+
+from ._objectives import Constraint, Objectives, parse_constraints
+from ._pareto import pareto_mask, spread_indices
+from ._space import Chromosome, ParamSpace
+from ._validation import check_int, check_seed
+
+__all__ = ["Evaluation", "GenerationalSearcher", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_STATE_KIND = "hwnas.searcher-state"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluated candidate: its generation, chromosome, and tracked metrics (``None``: failed)."""
+
+    generation: int
+    chromosome: Chromosome
+    metrics: dict[str, float] | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"generation": self.generation, "chromosome": list(self.chromosome),
+                "metrics": None if self.metrics is None else dict(self.metrics)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Evaluation:
+        metrics = data["metrics"]
+        return cls(int(data["generation"]), tuple(int(v) for v in data["chromosome"]),
+                   None if metrics is None else {str(k): float(v) for k, v in metrics.items()})
+
+
+class GenerationalSearcher(Searcher, abc.ABC):
+    """Base class of hwnas's Tune searchers over a categorical space.
+
+    Subclasses set :attr:`name` and implement the ``_``-hooks below; everything Tune and users call
+    lives here. Not thread-safe: Tune calls searchers from its driver loop only.
+    """
+
+    name: ClassVar[str]
+    CKPT_FILE_TMPL = "searcher-state-{}.json"
+
+    def __init__(self, *, param_space: Any, metric: Any, mode: Any, seed: int,
+                 constraints: Any) -> None:
+        super().__init__(metric=None, mode=None)  # Ray's checks are asserts; ours raise ConfigError
+        self._seed = check_seed(seed)
+        self._constraints: tuple[Constraint, ...] = parse_constraints(constraints)
+        self._space: ParamSpace | None = (
+            None if param_space is None else ParamSpace.from_mapping(param_space))
+        self._objectives: Objectives | None = None
+        if metric is not None or mode is not None:
+            self._set_objectives(metric, mode)
+        self._rng = make_rng(self._seed, "searchers", self.name)
+        self._seen: set[Chromosome] = set()  # shared with operators: mutate in place, never rebind
+        self._archive: list[Evaluation] = []
+        self._reset_progress()
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    @abc.abstractmethod
+    def _total_generations(self) -> int:
+        """How many generations the search runs (the last one ends it)."""
+
+    @abc.abstractmethod
+    def _first_generation(self) -> list[Chromosome]:
+        """Called once, at the first ``suggest``: the members of generation 0 (may use the rng)."""
+
+    @abc.abstractmethod
+    def _next_generation(self, evaluations: list[Evaluation], first_index: int,
+                         last: bool) -> list[Chromosome]:
+        """Called when a generation is complete, its members in order (archive positions from
+        ``first_index``). Returns the next generation's members; ``[]`` when ``last`` or exhausted."""
+
+    @abc.abstractmethod
+    def _algorithm_settings(self) -> dict[str, Any]:
+        """JSON settings that must match for a saved state to be restored."""
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        """JSON state of the algorithm beyond the rng and the bookkeeping kept here."""
+        return {}
+
+    def _parse_algorithm_state(self, state: Any, archive: list[Evaluation]) -> Any:
+        """Validate :meth:`_algorithm_state` output against the saved archive; change nothing.
+
+        May raise ``KeyError``/``TypeError``/``ValueError``: :meth:`set_state` reports those.
+        """
+        return None
+
+    def _apply_algorithm_state(self, parsed: Any) -> None:
+        """Rebuild the algorithm from :meth:`_parse_algorithm_state` output (rng, archive and
+        bookkeeping are already in place). Must not fail."""
+
+    def _check_objectives(self, objectives: Objectives) -> None:
+        """Validate settings that depend on the metrics (e.g. one weight per metric)."""
+
+    # ------------------------------------------------------------------ Tune protocol
+    def set_search_properties(self, metric: str | list[str] | None, mode: str | list[str] | None,
+                              config: dict[str, Any], **spec: Any) -> bool:
+        """Take the space from a Tuner's ``param_space`` (its ``tune.choice`` entries).
+
+        Returns:
+            ``False`` when this searcher already has a space (Tune then leaves it alone), like Ray's
+            own searchers; ``True`` after adopting ``config`` (and ``metric``/``mode`` if unset).
+        """
+        if self._space is not None:
+            return False
+        space = ParamSpace.from_tune_config(config)
+        if self._objectives is None and metric and mode:
+            self._set_objectives(metric, mode)
+        self._space = space
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next member's config, ``None`` while the generation is in flight, or ``FINISHED``."""
+        space = self._require_configured()
+        if not self._started:
+            self._open_generation(0, self._first_generation())
+            self._started = True
+        if self._finished:
+            return Searcher.FINISHED
+        member = self._next_member()
+        if member is None:
+            return None
+        self._trial_member[trial_id] = member
+        return space.config(self._members[member], self._generation)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Intermediate results are ignored: candidates are judged on their final result only."""
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        """Record a result; an error, no result, or a missing/NaN metric makes the member infeasible.
+
+        Unknown trial ids, and the second of two trials for the same member (see module docs), are
+        ignored. The last result of a generation advances the algorithm.
+        """
+        member = self._trial_member.pop(trial_id, None)
+        if member is None or member in self._outcomes or self._objectives is None:
+            return
+        self._outcomes[member] = self._objectives.read(result, error)
+        if len(self._outcomes) == len(self._members):
+            self._close_generation()
+
+    # ------------------------------------------------------------------ results
+    @property
+    def finished(self) -> bool:
+        """Whether the last generation is complete (``suggest`` now returns ``FINISHED``)."""
+        return self._finished
+
+    def evaluated(self) -> list[dict[str, Any]]:
+        """Every evaluated candidate so far, in evaluation order (failed ones with ``metrics=None``)."""
+        return [self._describe(e) for e in self._archive]
+
+    def pareto_front(self) -> list[dict[str, Any]]:
+        """Feasible, non-dominated candidates over all generations, best first objective first.
+
+        Returns:
+            Dicts with ``config`` (parameter values), ``chromosome`` (choice indices), ``metrics``
+            and ``generation``.
+        """
+        front, _ = self._front()
+        return front
+
+    def select_spread(self, k: int) -> list[dict[str, Any]]:
+        """``k`` candidates at roughly equal spacing along the Pareto front (MoGA's final step).
+
+        Args:
+            k: How many (``>= 1``); the whole front when it has ``k`` or fewer members.
+
+        Returns:
+            Entries as in :meth:`pareto_front`, in front order.
+        """
+        k = check_int("k", k, minimum=1, hint="ask for at least one candidate.")
+        front, F = self._front()
+        if not front:
+            return []
+        return [front[i] for i in spread_indices(F, k)]
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, Any]:
+        """The searcher's whole state as JSON-serialisable data (``schema_version`` 1)."""
+        self._require_configured()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": _STATE_KIND,
+            "searcher": self.name,
+            "settings": self._settings(),
+            "rng": self._rng.bit_generator.state,
+            "progress": self._progress_state(),
+            "archive": [e.as_json() for e in self._archive],
+            "algorithm": self._algorithm_state(),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`get_state` output; unfinished members are handed out again first.
+
+        Raises:
+            HwnasError: not a searcher state, another schema version or searcher, different
+                settings, or malformed content.
+        """
+        self._require_configured()
+        self._check_header(state)
+        self._check_settings(state["settings"])
+        # Parse everything first, so a malformed state leaves this searcher untouched.
+        try:
+            archive = [Evaluation.from_json(e) for e in state["archive"]]
+            progress = _parse_progress(state["progress"])
+            algorithm = self._parse_algorithm_state(state["algorithm"], archive)
+            rng = np.random.Generator(type(self._rng.bit_generator)())
+            rng.bit_generator.state = dict(state["rng"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise HwnasError(f"searcher state is malformed ({type(exc).__name__}: {exc}). "
+                             "HINT: restore a file written by save()/save_to_dir().") from exc
+        # The generator object is shared with the algorithm's operators: load it in place.
+        self._rng.bit_generator.state = rng.bit_generator.state
+        self._archive = archive
+        self._apply_progress(progress)
+        self._apply_algorithm_state(algorithm)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write :meth:`get_state` to ``checkpoint_path`` atomically (JSON, never pickle)."""
+        write_json_atomic(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a state written by :meth:`save`.
+
+        Raises:
+            HwnasError: the file is missing, not JSON, or not a compatible searcher state.
+        """
+        try:
+            state = read_json(checkpoint_path)
+        except FileNotFoundError:
+            raise HwnasError(f"searcher state {checkpoint_path!r} does not exist. "
+                             "HINT: pass the path given to save().") from None
+        except OSError as exc:
+            raise HwnasError(f"cannot read searcher state {checkpoint_path!r}: {exc.strerror}. "
+                             "HINT: pass the path of a readable file written by save().") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HwnasError(f"{checkpoint_path!r} is not a searcher state (not JSON: {exc}). "
+                             "HINT: pass the path given to save().") from None
+        self.set_state(state)
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Tune's experiment checkpoint hook: JSON in ``searcher-state-<session>.json``."""
+        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """Restore the newest ``searcher-state-*.json`` in ``checkpoint_dir`` (Tune's resume hook)."""
+        paths = glob.glob(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format("*")))
+        if not paths:
+            raise HwnasError(f"no searcher state ({self.CKPT_FILE_TMPL.format('*')}) in "
+                             f"{checkpoint_dir!r}. HINT: pass the experiment directory of the run.")
+        self.restore(max(paths))
+
+    # ------------------------------------------------------------------ internals
+    def _set_objectives(self, metric: Any, mode: Any) -> None:
+        objectives = Objectives.build(metric=metric, mode=mode, constraints=self._constraints)
+        self._check_objectives(objectives)
+        self._objectives = objectives
+        self._metric, self._mode = list(objectives.metrics), list(objectives.modes)
+
+    def _require_configured(self) -> ParamSpace:
+        if self._space is None or self._objectives is None:
+            missing = "param_space" if self._space is None else "metric and mode"
+            raise HwnasError(f"{type(self).__name__} has no {missing} yet. HINT: pass them to the "
+                             "constructor, or use it in a Tuner with param_space=/metric=/mode=.")
+        return self._space
+
+    def _require_objectives(self) -> Objectives:
+        self._require_configured()
+        return self._objectives  # type: ignore[return-value]  # checked just above
+
+    def _reset_progress(self) -> None:
+        self._generation = 0
+        self._started = False
+        self._finished = False
+        self._members: list[Chromosome] = []
+        self._cursor = 0  # next member never handed out
+        self._resuggest: list[int] = []  # members to hand out again after a restore
+        self._trial_member: dict[str, int] = {}
+        self._outcomes: dict[int, dict[str, float] | None] = {}
+
+    def _open_generation(self, generation: int, members: list[Chromosome]) -> None:
+        self._generation = generation
+        self._members = list(members)
+        self._cursor = 0
+        self._resuggest = []
+        self._trial_member = {}
+        self._outcomes = {}
+        self._seen.update(self._members)
+        # An empty generation means the space is exhausted: finish rather than wait forever.
+        self._finished = not self._members
+
+    def _next_member(self) -> int | None:
+        while self._resuggest:
+            member = self._resuggest.pop(0)
+            if member not in self._outcomes:
+                return member
+        if self._cursor < len(self._members):
+            self._cursor += 1
+            return self._cursor - 1
+        return None
+
+    def _close_generation(self) -> None:
+        evaluations = [Evaluation(self._generation, self._members[i], self._outcomes[i])
+                       for i in range(len(self._members))]
+        first_index = len(self._archive)
+        self._archive.extend(evaluations)
+        last = self._generation + 1 >= self._total_generations()
+        members = self._next_generation(evaluations, first_index, last)
+        self._open_generation(self._generation + 1, [] if last else members)
+
+    def _describe(self, evaluation: Evaluation) -> dict[str, Any]:
+        return {"config": self._require_configured().values(evaluation.chromosome),
+                "chromosome": list(evaluation.chromosome),
+                "metrics": None if evaluation.metrics is None else dict(evaluation.metrics),
+                "generation": evaluation.generation}
+
+    def _front(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+        objectives = self._objectives
+        feasible = [e for e in self._archive if objectives and objectives.feasible(e.metrics)]
+        if objectives is None or not feasible:
+            return [], np.empty((0, 0))
+        F = np.array([objectives.minimised(e.metrics) for e in feasible])  # type: ignore[arg-type]
+        kept = np.flatnonzero(pareto_mask(F))
+        kept = kept[np.lexsort(F[kept].T[::-1])]
+        return [self._describe(feasible[i]) for i in kept], F[kept]
+
+    def _settings(self) -> dict[str, Any]:
+        space, objectives = self._require_configured(), self._require_objectives()
+        settings = {"param_space": space.describe(), "metric": list(objectives.metrics),
+                    "mode": list(objectives.modes),
+                    "constraints": [c.as_json() for c in objectives.constraints],
+                    "seed": self._seed}
+        settings.update(self._algorithm_settings())
+        return json.loads(json.dumps(settings))  # the form it takes after a round trip
+
+    def _check_header(self, state: Any) -> None:
+        if not isinstance(state, Mapping) or state.get("kind") != _STATE_KIND:
+            raise HwnasError("not a searcher state (no 'kind': 'hwnas.searcher-state'). "
+                             "HINT: pass a file written by a searcher's save().")
+        if state.get("schema_version") != SCHEMA_VERSION:
+            raise HwnasError(f"searcher state has schema_version {state.get('schema_version')!r}; "
+                             f"this hwnas reads version {SCHEMA_VERSION}. HINT: restore it with "
+                             "the hwnas version that wrote it, or start the search afresh.")
+        if state.get("searcher") != self.name:
+            raise HwnasError(f"searcher state was written by {state.get('searcher')!r}, not "
+                             f"{self.name!r}. HINT: restore it into the same kind of searcher.")
+
+    def _check_settings(self, saved: Any) -> None:
+        mine = self._settings()
+        if not isinstance(saved, Mapping):
+            raise HwnasError("searcher state has no settings. HINT: pass a file written by save().")
+        differing = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
+        if differing:
+            details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}"
+                                for k in differing)
+            raise HwnasError(f"searcher state was saved with other settings ({details}). HINT: "
+                             "construct the searcher with the settings of the saved run.")
+
+    def _progress_state(self) -> dict[str, Any]:
+        return {
+            "generation": self._generation, "started": self._started, "finished": self._finished,
+            "members": [list(m) for m in self._members], "next_member": self._cursor,
+            "trials": dict(self._trial_member),
+            "outcomes": [[i, o] for i, o in sorted(self._outcomes.items())],
+        }
+
+    def _apply_progress(self, p: dict[str, Any]) -> None:
+        self._generation, self._started, self._finished = p["generation"], p["started"], p["finished"]
+        self._members, self._cursor = p["members"], p["next_member"]
+        self._outcomes, self._trial_member = p["outcomes"], p["trials"]
+        # Handed out before the save but without a result: hand out again, before anything new.
+        self._resuggest = [i for i in range(self._cursor) if i not in self._outcomes]
+        self._seen.clear()
+        self._seen.update(e.chromosome for e in self._archive)
+        self._seen.update(self._members)
+
+
+def _parse_progress(p: Mapping[str, Any]) -> dict[str, Any]:
+    members = [tuple(int(v) for v in m) for m in p["members"]]
+    outcomes = {int(i): (None if o is None else {str(k): float(v) for k, v in o.items()})
+                for i, o in p["outcomes"]}
+    cursor = int(p["next_member"])
+    if not 0 <= cursor <= len(members) or any(not 0 <= i < len(members) for i in outcomes):
+        raise ValueError("member indices out of range")
+    return {"generation": int(p["generation"]), "started": bool(p["started"]),
+            "finished": bool(p["finished"]), "members": members, "next_member": cursor,
+            "outcomes": outcomes, "trials": {str(t): int(m) for t, m in p["trials"].items()}}

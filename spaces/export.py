@@ -1,0 +1,85 @@
+"""ONNX export of stand-alone models, and a parity check against ONNX Runtime."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # torch and the ONNX packages are imported on first use: `import spaces` stays light
+    from torch import nn
+
+__all__ = ["OPSET", "export_onnx", "onnx_parity"]
+
+#: The ONNX opset every hwnas export uses (HardSwish needs >= 14).
+OPSET = 17
+
+
+def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.PathLike[str] | None = None) -> bytes:
+    """Export ``module`` in eval mode to a checked ONNX model with input ``input`` and output ``logits``.
+
+    Uses the TorchScript-based exporter (``dynamo=False``: the dynamo exporter needs onnxscript) at
+    opset :data:`OPSET` with constant folding and a static input shape. The module's train/eval mode
+    is restored afterwards.
+
+    Args:
+        module: A stand-alone model taking one ``float32`` tensor.
+        input_shape: The full static input shape, e.g. ``(1, 3, 224, 224)``.
+        path: Where to also write the model; parent directories must exist.
+
+    Returns:
+        The serialised ONNX model.
+    """
+    import onnx
+    import torch
+
+    first = next(module.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    example = torch.zeros(tuple(input_shape), device=device)
+    buffer = io.BytesIO()
+    was_training = module.training
+    try:
+        module.eval()
+        with warnings.catch_warnings():
+            # torch warns that the TorchScript exporter is deprecated; it is chosen on purpose (see above).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
+                output_names=["logits"], do_constant_folding=True,
+            )  # fmt: skip
+    finally:
+        module.train(was_training)
+    data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    if path is not None:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    return data
+
+
+def onnx_parity(module: nn.Module, onnx_bytes: bytes, input_shape: Sequence[int], seed: int) -> float:
+    """Max relative difference between ``module`` (eval mode) and ONNX Runtime on one seeded input.
+
+    The input is standard normal from a generator seeded with ``seed``. The difference is
+    ``max |torch - onnx| / max |torch|``: relative to the output's scale, so that near-zero logits
+    do not blow it up.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    x = torch.randn(tuple(input_shape), generator=generator)
+    first = next(module.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            expected = module(x.to(device)).cpu().numpy()
+    finally:
+        module.train(was_training)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["logits"], {"input": x.numpy()})
+    scale = max(float(np.abs(expected).max()), np.finfo(np.float32).tiny)
+    return float(np.abs(expected - actual).max() / scale)

@@ -1,0 +1,35 @@
+"""connect / require_device argument checks that need no Ray session."""
+from __future__ import annotations
+
+import pytest
+import ray
+
+from cluster import connect, require_device
+from spaces.errors import ConfigError, DeviceError
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_session() -> None:
+    if ray.is_initialized():  # connect() is a no-op on a live session; these tests need none
+        ray.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"address": "127.0.0.1:6379", "num_cpus": 2}, "num_cpus"),
+        ({"address": "127.0.0.1:6379", "devices": ("cpu", "npu")}, "ray start --address"),
+        ({"address": "  "}, "address"),
+        ({"address": None, "num_cpus": 0}, "num_cpus"),
+        ({"address": None, "devices": ("device:cpu",)}, "devices"),
+    ],
+)
+def test_connect_rejects_arguments_before_starting_anything(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        connect(**kwargs)
+    assert not ray.is_initialized()
+
+
+def test_require_device_without_ray_says_connect_first() -> None:
+    with pytest.raises(DeviceError, match=r"connect"):
+        require_device("cpu")

@@ -1,0 +1,94 @@
+"""Config validation: every bad input gets one message naming the field, the rule and the fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import apply_overrides, config_from_dict, load_config
+from spaces import ConfigError
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+
+
+def _raw() -> dict:
+    return yaml.safe_load(QUICKSTART.read_text())
+
+
+def test_quickstart_is_valid() -> None:
+    cfg = load_config(QUICKSTART)
+    assert cfg.name == "quickstart"
+    assert cfg.space.name == "moga"
+    assert [o.metric for o in cfg.search.objectives] == ["accuracy", "latency_ms", "params"]
+    assert [o.weight for o in cfg.search.objectives] == [0.4, 0.4, 0.2]
+    assert cfg.total_candidates == 48
+    assert cfg.space_settings()["input_size"] == 32
+
+
+def test_set_overrides_are_validated_like_the_file() -> None:
+    cfg = load_config(QUICKSTART, ["search.settings.generations=3", "cost.kind=madds", "name=other"])
+    assert cfg.search.settings["generations"] == 3
+    assert cfg.cost.kind == "madds"
+    assert cfg.name == "other"
+    with pytest.raises(ConfigError, match=r"'supernet.steps'.*must be > 0.*HINT"):
+        load_config(QUICKSTART, ["supernet.steps=0"])
+
+
+def test_round_trip_through_json() -> None:
+    from orchestrator.config import config_from_json
+
+    cfg = load_config(QUICKSTART)
+    assert config_from_json(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "mutate, pattern",
+    [
+        (lambda r: r.update(bogus=1), r"'bogus': unknown key.*valid keys"),
+        (lambda r: r["supernet"].update(stepz=3), r"'supernet.stepz': unknown key.*steps"),
+        (lambda r: r["supernet"].update(steps="many"), r"'supernet.steps': must be an integer.*'many'"),
+        (lambda r: r["supernet"].update(steps=-5), r"'supernet.steps': must be > 0, got -5"),
+        (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be > 0"),
+        (lambda r: r["space"].update(name="mogaa"), r"'space.name': unknown search space.*moga"),
+        (lambda r: r["search"].update(searcher="nsga3"), r"'search.searcher'.*unknown.*weighted-nsga2"),
+        (lambda r: r["search"]["settings"].update(population_size=1), r"search.settings.*population_size"),
+        (lambda r: r["search"]["settings"].update(generations=0), r"search.settings.*generations"),
+        (lambda r: r["search"]["objectives"][0].update(weight=0.9), r"'search.objectives': weights must sum to 1"),
+        (lambda r: r["search"]["objectives"][0].update(metric="acc"), r"objectives\[0\].metric.*accuracy"),
+        (lambda r: r["search"]["objectives"][1].update(mode="down"), r"objectives\[1\].mode.*max, min"),
+        (lambda r: r["cost"].update(kind="magic"), r"'cost.kind': must be one of measured, madds"),
+        (lambda r: r["space"]["settings"].update(width_mult=-1), r"space.settings.*width_mult"),
+        (lambda r: r["space"]["settings"].update(input_size=64), r"'space.settings.input_size'.*data.image_size"),
+        (lambda r: r.pop("name"), r"'name': is required"),
+        (lambda r: r.update(name="../escape"), r"'name': must be"),
+        (lambda r: r["search"].update(constraints=[{"metric": "latency_ms", "op": "<", "value": 1}]),
+         r"constraints\[0\].op.*<=, >="),
+    ],
+)
+def test_bad_configs_name_the_field(mutate, pattern) -> None:
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(ConfigError, match=pattern) as info:
+        config_from_dict(raw)
+    assert "HINT" in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listy)
+
+
+def test_override_syntax_errors() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"name": "x"}, ["name.sub=1"])

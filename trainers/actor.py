@@ -1,0 +1,32 @@
+"""The supernet trainer as a Ray actor: the driver asks for steps in chunks and shows progress."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["start_trainer_actor"]
+
+
+class _TrainerHost:
+    """Holds a SupernetTrainer inside a Ray worker; data and model are built there, not shipped."""
+
+    def __init__(self, *, space_name: str, space_settings: dict[str, Any], data_settings: dict[str, Any],
+                 train: Any, seed: int, checkpoint_path: str) -> None:
+        from spaces import get_space
+
+        from .supernet import build_trainer
+
+        self.trainer = build_trainer(space=get_space(space_name, **space_settings), data_settings=data_settings,
+                                     train=train, seed=seed, checkpoint_path=checkpoint_path)
+
+    def step(self) -> int:
+        return self.trainer.step
+
+    def train_steps(self, n: int) -> dict[str, Any]:
+        return self.trainer.train_steps(n)
+
+
+def start_trainer_actor(*, num_cpus: int, **kwargs: Any) -> Any:
+    """Start the trainer actor; it resumes from the checkpoint if one exists."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, max_restarts=0)(_TrainerHost).remote(**kwargs)

@@ -1,0 +1,177 @@
+"""Single-path supernet training, resumable bit for bit from its last checkpoint.
+
+Every step's path and batch are derived from (seed, step), never from a running RNG, so a trainer that
+restarts from the checkpoint of step ``s`` continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spaces import SearchSpace
+from spaces.seeding import make_rng, torch_generator
+
+from .data import SyntheticImageData
+
+__all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "file_digest", "load_supernet"]
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SupernetTrainSettings:
+    steps: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    label_smoothing: float
+    checkpoint_every: int
+    threads: int
+
+
+class SupernetTrainer:
+    """Trains a space's supernet with uniformly sampled single paths (plain SGD + cosine LR)."""
+
+    def __init__(
+        self, *, space: SearchSpace, data: SyntheticImageData, settings: SupernetTrainSettings,
+        seed: int, checkpoint_path: str | os.PathLike[str],
+    ) -> None:
+        torch.set_num_threads(settings.threads)  # fixed threads: bitwise-reproducible float sums
+        self.space = space
+        self.data = data
+        self.settings = settings
+        self.seed = seed
+        self.checkpoint_path = Path(checkpoint_path)
+        self.model = space.build_supernet(generator=torch_generator(seed, "supernet", "init"))
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=settings.lr, momentum=settings.momentum,
+            weight_decay=settings.weight_decay, nesterov=settings.momentum > 0,
+        )
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        self.step = 0
+        if self.checkpoint_path.exists():
+            self._load()
+
+    # ------------------------------------------------------------------ training
+    def train_steps(self, n: int) -> dict[str, Any]:
+        """Run up to ``n`` steps (not past ``settings.steps``); checkpoint on schedule. Returns progress."""
+        self.model.train()
+        end = min(self.step + n, self.settings.steps)
+        losses: list[float] = []
+        correct = seen = 0
+        started = time.perf_counter()
+        while self.step < end:
+            loss, hits, count = self._one_step(self.step)
+            losses.append(loss)
+            correct, seen = correct + hits, seen + count
+            self.step += 1
+            if self.step % self.settings.checkpoint_every == 0 or self.step == self.settings.steps:
+                self.save()
+        return {
+            "step": self.step, "steps": self.settings.steps,
+            "loss": sum(losses) / max(1, len(losses)), "train_accuracy": correct / max(1, seen),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def _one_step(self, step: int) -> tuple[float, int, int]:
+        path = self.space.sample(make_rng(self.seed, "supernet", "path", step))
+        x, y = self.data.train_batch(self._batch_indices(step))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(step)
+        self.optimizer.zero_grad(set_to_none=True)  # inactive choices keep grad None: untouched by SGD
+        logits = self.model(x, path)
+        loss = self.loss_fn(logits, y)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss), int((logits.argmax(1) == y).sum()), len(y)
+
+    def _batch_indices(self, step: int) -> torch.Tensor:
+        n = len(self.data.train_y)
+        bs = self.settings.batch_size
+        per_epoch = max(1, n // bs)
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch_generator(self.seed, "supernet", "epoch", epoch))
+        return perm[k * bs : (k + 1) * bs]
+
+    def _lr(self, step: int) -> float:
+        warmup = max(1, self.settings.steps // 20)
+        if step < warmup:
+            return self.settings.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.settings.steps - warmup)
+        return 0.5 * self.settings.lr * (1 + math.cos(math.pi * progress))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Write model + optimizer + step atomically (temp file, fsync, rename)."""
+        state = {
+            "version": CHECKPOINT_VERSION, "step": self.step,
+            "space": self.space.identity,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.checkpoint_path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.checkpoint_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load(self) -> None:
+        state = _read_checkpoint(self.checkpoint_path, self.space)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+
+def _read_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
+    # weights_only: a checkpoint is data, never code, even one hwnas wrote itself.
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("version") != CHECKPOINT_VERSION or state.get("space") != space.identity:
+        from spaces.errors import ExperimentError
+
+        raise ExperimentError(
+            f"supernet checkpoint {path} does not belong to space {space.identity}. "
+            f"HINT: use a fresh experiment directory or remove the stale checkpoint."
+        )
+    return state
+
+
+def load_supernet(path: str | os.PathLike[str], space: SearchSpace) -> nn.Module:
+    """The trained supernet of a checkpoint, in eval mode."""
+    state = _read_checkpoint(Path(path), space)
+    model = space.build_supernet()
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_trainer(
+    *, space: SearchSpace, data_settings: dict[str, Any], train: SupernetTrainSettings, seed: int,
+    checkpoint_path: str | os.PathLike[str],
+) -> SupernetTrainer:
+    """Generate the data from the seed where the trainer runs (a Ray actor), then build the trainer."""
+    from .data import make_synthetic_data
+
+    data = make_synthetic_data(seed=seed, **data_settings)
+    return SupernetTrainer(space=space, data=data, settings=train, seed=seed, checkpoint_path=checkpoint_path)
