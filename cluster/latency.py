@@ -478,6 +478,9 @@ def get_latency_actor(
         get_if_exists=True,
         # A sliver, not the whole unit: the resource marks the node, it does not ration it.
         resources={profile.resource: 0.001},
+        # Never inside the caller's placement group: Tune trials capture child tasks into theirs,
+        # whose bundles hold no device resource, and the actor must outlive any one trial.
+        scheduling_strategy="DEFAULT",
     ).remote(profile, path, options)
     # A non-detached actor dies once no handle to it is left, named or not: hold one for the life
     # of this process, so the actor lives exactly as long as the job that created it. (A stale

@@ -61,7 +61,7 @@ class SupernetConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     checkpoint_every: int = 100
-    threads: int = 2
+    threads: int = 1
 
 
 @dataclass(frozen=True)

@@ -117,12 +117,12 @@ class _WorkerState:
 
             self._latency_client = LatencyClient(
                 self._ctx.cost["device"], str(Path(self._ctx.experiment_dir) / "latency_cache.jsonl"),
-                options=MeasureOptions(**_measure_options(self._ctx.cost)),
+                options=MeasureOptions(**measure_options(self._ctx.cost)),
             )
         return self._latency_client
 
 
-def _measure_options(cost: dict[str, Any]) -> dict[str, Any]:
+def measure_options(cost: dict[str, Any]) -> dict[str, Any]:
     return {k: cost[k] for k in ("warmup", "min_runs", "max_runs", "cv_threshold")}
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from spaces.jsonio import write_json_atomic
 
 from .config import ExperimentConfig
-from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint
+from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint, measure_options
 from .experiment import Experiment
 from .journal import JournalState
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
@@ -141,15 +141,27 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
         exp.journal.append("candidate", **record)
         tracker.log_candidate({**record, "time": time.time()})
 
-    def on_failure(trial_id: str) -> None:
-        exp.journal.append("candidate_failed", trial_id=trial_id)
-        printer(f"[search] trial {trial_id} failed; it counts as infeasible (see {exp.directory / 'tune'})")
+    def on_failure(trial_id: str, reason: str) -> None:
+        exp.journal.append("candidate_failed", trial_id=trial_id, reason=reason)
+        printer(f"[search] trial {trial_id} failed and counts as infeasible: {reason} "
+                f"(traceback under {exp.directory / 'tune'})")
 
+    ctx = _eval_context(exp, digest)
+    if cfg.cost.kind == "measured":
+        _start_latency_service(ctx)
     progress = _ProgressCallback(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
                                  on_failure=on_failure, printer=printer)
-    run_search(cfg=cfg.search, space=space, ctx=_eval_context(exp, digest), seed=cfg.seed, attempt=attempt,
+    run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt,
                progress=progress)
     exp.journal.stage_completed(stage, candidates=len(progress.known))
+
+
+def _start_latency_service(ctx: EvalContext) -> None:
+    """Create the device's measuring actor from the driver, so it lives as long as the job."""
+    from cluster import MeasureOptions, get_latency_actor
+
+    get_latency_actor(ctx.cost["device"], str(Path(ctx.experiment_dir) / "latency_cache.jsonl"),
+                      options=MeasureOptions(**measure_options(ctx.cost)))
 
 
 # ---------------------------------------------------------------------- stage 3: finalize
@@ -177,6 +189,7 @@ def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) 
         exp.journal.stage_completed("finalize", pareto=len(front))
     exp.journal.append("mlflow_synced" if synced else "mlflow_pending")
     summary["mlflow_synced"] = bool(synced)
+    write_json_atomic(exp.directory / "summary.json", summary)
     return summary
 
 

@@ -71,13 +71,19 @@ def plot_front(records: Sequence[dict[str, Any]], ids: set[str], path: Path, tit
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if not records:
+        ax.text(0.5, 0.5, "no candidate was scored", ha="center", va="center", transform=ax.transAxes)
+        fig.savefig(path)
+        plt.close(fig)
+        return
     lat = np.array([r["latency_ms"] for r in records])
     acc = np.array([r["accuracy"] for r in records])
     on = np.array([r["candidate_id"] in ids for r in records])
     ax.scatter(lat[~on], acc[~on], s=14, c="0.65", label="evaluated")
     ax.scatter(lat[on], acc[on], s=28, c="tab:red", label="Pareto (all objectives)")
-    order = np.argsort(lat[on])
-    ax.plot(lat[on][order], np.maximum.accumulate(acc[on][order]), c="tab:red", lw=1, alpha=0.6)
+    order = np.argsort(lat, kind="stable")
+    best = np.maximum.accumulate(acc[order])  # the accuracy-vs-latency front of all candidates
+    ax.step(lat[order], best, where="post", c="tab:red", lw=1, alpha=0.6, label="accuracy-latency front")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("supernet accuracy")
     ax.set_title(title)

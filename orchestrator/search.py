@@ -59,7 +59,7 @@ class _ProgressCallback:
     """Turns finished trials into journal records (via ``on_candidate``) and progress lines."""
 
     def __init__(self, *, total: int, known: set[str], on_candidate: Callable[[dict[str, Any]], None],
-                 on_failure: Callable[[str], None], printer: Callable[[str], None]) -> None:
+                 on_failure: Callable[[str, str], None], printer: Callable[[str], None]) -> None:
         self.total, self.known = total, known
         self.on_candidate, self.on_failure, self.printer = on_candidate, on_failure, printer
         self.done = 0
@@ -75,9 +75,9 @@ class _ProgressCallback:
             self.on_candidate(result)
         self._print(result)
 
-    def trial_error(self, trial_id: str) -> None:
+    def trial_error(self, trial_id: str, reason: str) -> None:
         self.done += 1
-        self.on_failure(trial_id)
+        self.on_failure(trial_id, reason)
 
     def _print(self, r: dict[str, Any]) -> None:
         elapsed = time.perf_counter() - self.started
@@ -95,6 +95,15 @@ def _fmt_seconds(s: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def _error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback: the part that says what went wrong."""
+    try:
+        lines = [ln for ln in str(trial.get_error()).splitlines() if ln.strip()]
+        return lines[-1].strip()[:400] if lines else "unknown error"
+    except Exception:  # noqa: BLE001 - the reason is a courtesy; the full traceback is in Tune's dir
+        return "unknown error"
+
+
 def _tune_callback(progress: _ProgressCallback) -> Any:
     from ray.tune import Callback
 
@@ -104,10 +113,10 @@ def _tune_callback(progress: _ProgressCallback) -> Any:
             if "candidate_id" in result:
                 progress.trial_complete(result)
             else:
-                progress.trial_error(trial.trial_id)
+                progress.trial_error(trial.trial_id, "it reported no result")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            progress.trial_error(trial.trial_id)
+            progress.trial_error(trial.trial_id, _error_line(trial))
 
     return HwnasTuneCallback()
 
@@ -117,6 +126,11 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     """Run (or replay) the whole search; returns the searcher after it reported FINISHED."""
     from ray import tune
 
+    import logging
+
+    # hwnas keeps its records in the journal, not in Tune's result files; Tune's end-of-run analysis
+    # would warn about every trial that it found none.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
     trainable = tune.with_resources(tune.with_parameters(_evaluate_trial, ctx=ctx), {"cpu": 1})
     tuner = tune.Tuner(

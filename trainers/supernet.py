@@ -24,7 +24,7 @@ from .data import SyntheticImageData
 
 __all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "file_digest", "load_supernet"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,12 @@ class SupernetTrainer:
         x, y = self.data.train_batch(self._batch_indices(step))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
-        self.optimizer.zero_grad(set_to_none=True)  # inactive choices keep grad None: untouched by SGD
+        self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x, path)
         loss = self.loss_fn(logits, y)
         loss.backward()
         self.optimizer.step()
-        return float(loss), int((logits.argmax(1) == y).sum()), len(y)
+        return float(loss.detach()), int((logits.argmax(1) == y).sum()), len(y)
 
     def _batch_indices(self, step: int) -> torch.Tensor:
         n = len(self.data.train_y)
