@@ -60,9 +60,20 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .tracking import default_tracking_uri
 
     cfg = load_config(args.config, args.overrides)
+    _check_placement(cfg, args.address)  # before anything is written
     exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
     _out(f"hwnas: experiment {cfg.name} in {exp.directory}")
     return _run(exp, args.address)
+
+
+def _check_placement(cfg: Any, address: str | None) -> None:
+    """Connect to Ray and make sure the latency device exists, so a bad cluster writes nothing."""
+    from cluster import connect, require_device
+
+    _quiet_ray()
+    connect(address)
+    if cfg.cost.kind == "measured":
+        require_device(cfg.cost.device)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -122,8 +122,11 @@ def _tune_callback(progress: _ProgressCallback) -> Any:
 
 
 def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed: int, attempt: int,
-               progress: _ProgressCallback) -> Any:
-    """Run (or replay) the whole search; returns the searcher after it reported FINISHED."""
+               progress: _ProgressCallback, trial_fn: Callable[..., None] | None = None) -> Any:
+    """Run (or replay) the whole search; returns the searcher after it reported FINISHED.
+
+    ``trial_fn(config, ctx)`` replaces the default trainable (benchmarks use a trivially cheap one).
+    """
     from ray import tune
 
     import logging
@@ -132,7 +135,7 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     # would warn about every trial that it found none.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
-    trainable = tune.with_resources(tune.with_parameters(_evaluate_trial, ctx=ctx), {"cpu": 1})
+    trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), {"cpu": 1})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -146,4 +149,7 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
         ),
     )
     tuner.fit()
+    if not searcher.finished:
+        # Tune stops early on SIGINT/SIGTERM and returns normally; the search is not done.
+        raise KeyboardInterrupt("the search stopped before its last generation")
     return searcher

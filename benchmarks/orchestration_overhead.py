@@ -1,0 +1,148 @@
+"""Orchestration overhead per candidate, measured as three ways of running the same cheap search.
+
+1. plain loop:  the searcher and a trivially cheap evaluation called directly in Python;
+2. Tune only:   the same through ``ray.tune.Tuner`` (reused actors), no journal, no cache, no MLflow;
+3. hwnas:       the same through hwnas's search stage: Tuner + evaluation cache + journal + MLflow
+                (sqlite store), exactly the code path of ``hwnas search``.
+The cheap evaluation is the MoGA space's analytic params/MAdds count plus a fixed accuracy proxy, so
+the difference between the rows is orchestration, not work. All three run in one process, one after
+the other, so they share the machine's state (this machine is shared and noisy: compare ratios).
+
+Usage: python benchmarks/orchestration_overhead.py [--candidates 200] [--concurrency 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cache import EvaluationCache
+from orchestrator.config import SearchConfig
+from orchestrator.journal import Journal
+from orchestrator.search import _ProgressCallback, make_searcher, param_space_of, run_search
+from orchestrator.tracking import Tracker
+from spaces import get_space
+
+SPACE_SETTINGS = {"width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 2, "dropout": 0.0}
+
+
+def cheap_score(space: Any, encoding: tuple[int, ...]) -> dict[str, Any]:
+    counts = space.count(encoding)
+    return {"accuracy": (sum(encoding) % 17) / 17, "latency_ms": counts["madds"] / 1e6,
+            "params": counts["params"], "madds": counts["madds"]}
+
+
+def search_config(candidates: int, concurrency: int) -> SearchConfig:
+    population = 20
+    return SearchConfig(settings={"population_size": population, "generations": candidates // population},
+                        max_concurrent=concurrency)
+
+
+def plain_loop(cfg: SearchConfig) -> int:
+    space = get_space("moga", **SPACE_SETTINGS)
+    searcher = make_searcher(cfg, param_space=param_space_of(space), seed=0)
+    n = 0
+    while True:
+        config = searcher.suggest(f"t{n}")
+        if config is None or config == "FINISHED":
+            return n
+        encoding = tuple(int(config[d.name]) for d in space.dims)
+        searcher.on_trial_complete(f"t{n}", cheap_score(space, encoding))
+        n += 1
+
+
+class CheapContext:
+    """Stands in for EvalContext: same cache discipline, trivially cheap score."""
+
+    def __init__(self, experiment_dir: str, use_cache: bool) -> None:
+        self.experiment_dir, self.use_cache = experiment_dir, use_cache
+
+    @property
+    def space(self) -> Any:
+        return get_space("moga", **SPACE_SETTINGS)
+
+
+def cheap_trial(config: dict[str, Any], ctx: CheapContext) -> None:
+    from ray import tune
+
+    space = ctx.space
+    encoding = tuple(int(config[d.name]) for d in space.dims)
+    cid = space.candidate_id(encoding)
+    metrics, cached = None, False
+    if ctx.use_cache:
+        cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
+        metrics = cache.get(cid, "bench")
+        cached = metrics is not None
+    if metrics is None:
+        metrics = cheap_score(space, encoding)
+        if ctx.use_cache:
+            cache.put(cid, "bench", metrics)
+    tune.report({**metrics, "candidate_id": cid, "encoding": space.to_string(encoding),
+                 "generation": int(config.get("hwnas_generation", 0)), "cached": cached})
+
+
+def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int) -> int:
+    space = get_space("moga", **SPACE_SETTINGS)
+    journal = Journal(workdir / "journal.jsonl")
+    tracker = Tracker(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", experiment_name="bench", uid=workdir.name,
+                      printer=lambda s: None)
+    if hwnas:
+        tracker.start(params={"bench": 1}, tags={})
+
+    def on_candidate(result: dict[str, Any]) -> None:
+        if hwnas:
+            record = {"candidate_id": result["candidate_id"], "encoding": result["encoding"], "space": "moga",
+                      "generation": result["generation"], "time": time.time(),
+                      **{k: result[k] for k in ("accuracy", "latency_ms", "params", "madds")}}
+            journal.append("candidate", **record)
+            tracker.log_candidate(record)
+
+    progress = _ProgressCallback(total=total, known=set(), on_candidate=on_candidate,
+                                 on_failure=lambda t, r: None, printer=lambda s: None)
+    run_search(cfg=cfg, space=space, ctx=CheapContext(str(workdir), use_cache=hwnas), seed=0, attempt=1,
+               progress=progress, trial_fn=cheap_trial)
+    return progress.done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    import ray
+
+    from cluster import connect
+
+    cfg = search_config(args.candidates, args.concurrency)
+    connect(None)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in (
+            ("plain loop", lambda: plain_loop(cfg)),
+            ("Tune only", lambda: through_tune(cfg, _mk(tmp, "tune"), hwnas=False, total=args.candidates)),
+            ("hwnas (Tune + cache + journal + MLflow)",
+             lambda: through_tune(cfg, _mk(tmp, "hwnas"), hwnas=True, total=args.candidates)),
+        ):
+            start = time.perf_counter()
+            n = fn()
+            rows[name] = (time.perf_counter() - start) / n * 1000
+    ray.shutdown()
+    plain = rows["plain loop"]
+    for name, ms in rows.items():
+        print(f"{name:<42} {ms:8.2f} ms/candidate  (+{ms - plain:7.2f} ms over the plain loop)")
+    hw, tu = rows["hwnas (Tune + cache + journal + MLflow)"], rows["Tune only"]
+    print(f"hwnas adds {hw - tu:.2f} ms per candidate to Tune alone (ratio {hw / tu:.2f})")
+    print(json.dumps({k: round(v, 3) for k, v in rows.items()}))
+
+
+def _mk(tmp: str, name: str) -> Path:
+    path = Path(tmp) / name
+    path.mkdir()
+    return path
+
+
+if __name__ == "__main__":
+    main()
