@@ -46,7 +46,7 @@ class DataConfig:
     image_size: int = 32
     train_size: int = 4096
     val_size: int = 1024
-    noise: float = 0.6
+    noise: float = 0.45
 
     def generator_settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("num_classes", "image_size", "train_size", "val_size", "noise")}
