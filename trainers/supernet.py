@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,7 @@ from .data import SyntheticImageData
 __all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "file_digest", "load_supernet"]
 
 CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
+SAMPLINGS = ("uniform", "fair")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,18 @@ class SupernetTrainSettings:
     label_smoothing: float
     checkpoint_every: int
     threads: int
+    #: "uniform": every step's path is drawn uniformly at random (SPOS). "fair": FairNAS strict fairness,
+    #: every block of ``group`` consecutive steps (``group`` = the choices per layer, 12 for MoGA) walks
+    #: each layer through a random permutation of its choices, so all choices get equally many updates.
+    sampling: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
 
 
 class SupernetTrainer:
-    """Trains a space's supernet with uniformly sampled single paths (plain SGD + cosine LR)."""
+    """Trains a space's supernet with single paths, uniform or strictly fair (plain SGD + cosine LR)."""
 
     def __init__(
         self, *, space: SearchSpace, data: SyntheticImageData, settings: SupernetTrainSettings,
@@ -83,8 +93,22 @@ class SupernetTrainer:
             "seconds": time.perf_counter() - started,
         }
 
+    def path(self, step: int) -> tuple[int, ...]:
+        """The single path trained at ``step``: a function of (seed, step) alone, so resuming is exact."""
+        if self.settings.sampling == "uniform":
+            return self.space.sample(make_rng(self.seed, "supernet", "path", step))
+        # Strict fairness: the group of steps [g*L, (g+1)*L) uses, per layer, a permutation of its choices
+        # (repeated L/size times for a layer with fewer choices); L = lcm of the choice counts.
+        sizes = [d.size for d in self.space.dims]
+        group = math.lcm(*sizes)
+        g, k = divmod(step, group)
+        rng = make_rng(self.seed, "supernet", "fair", g)
+        return tuple(
+            int(np.concatenate([rng.permutation(size) for _ in range(group // size)])[k]) for size in sizes
+        )
+
     def _one_step(self, step: int) -> tuple[float, int, int]:
-        path = self.space.sample(make_rng(self.seed, "supernet", "path", step))
+        path = self.path(step)
         x, y = self.data.train_batch(self._batch_indices(step))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)

@@ -61,3 +61,52 @@ def test_bn_recalibration_is_independent_of_batch_order(space_and_data) -> None:
     second = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for a, b in zip(first, second):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _fair_trainer(space, data, path: Path, seed: int = 11) -> SupernetTrainer:
+    settings = SupernetTrainSettings(**{**vars(SETTINGS), "sampling": "fair"})
+    return SupernetTrainer(space=space, data=data, settings=settings, seed=seed, checkpoint_path=path)
+
+
+def test_fair_sampling_trains_every_choice_equally_often(tmp_path: Path, space_and_data) -> None:
+    space, data = space_and_data
+    trainer = _fair_trainer(space, data, tmp_path / "f.pt")
+    sizes = [d.size for d in space.dims]
+    group = sizes[0]
+    assert all(s == group for s in sizes)  # MoGA: 12 choices in every layer
+    for g in range(3):
+        paths = [trainer.path(g * group + k) for k in range(group)]
+        for layer, size in enumerate(sizes):
+            assert sorted(p[layer] for p in paths) == list(range(size))
+    # a function of (seed, step) alone, different per group and per seed
+    assert [trainer.path(s) for s in range(24)] == [trainer.path(s) for s in range(24)]
+    assert [trainer.path(s) for s in range(12)] != [trainer.path(s) for s in range(12, 24)]
+    other = _fair_trainer(space, data, tmp_path / "g.pt", seed=12)
+    assert [trainer.path(s) for s in range(12)] != [other.path(s) for s in range(12)]
+
+
+def test_uniform_sampling_is_the_default_and_unchanged(tmp_path: Path, space_and_data) -> None:
+    from spaces.seeding import make_rng
+
+    space, data = space_and_data
+    assert SETTINGS.sampling == "uniform"
+    trainer = _trainer(space, data, tmp_path / "u.pt")
+    assert trainer.path(5) == space.sample(make_rng(11, "supernet", "path", 5))
+
+
+def test_unknown_sampling_is_refused() -> None:
+    with pytest.raises(ValueError, match="sampling"):
+        SupernetTrainSettings(**{**vars(SETTINGS), "sampling": "greedy"})
+
+
+def test_fair_resumed_training_equals_uninterrupted(tmp_path: Path, space_and_data) -> None:
+    space, data = space_and_data
+    straight = _fair_trainer(space, data, tmp_path / "a.pt")
+    straight.train_steps(8)
+    first = _fair_trainer(space, data, tmp_path / "b.pt")
+    first.train_steps(6)
+    resumed = _fair_trainer(space, data, tmp_path / "b.pt")
+    assert resumed.step == 4
+    resumed.train_steps(8)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
