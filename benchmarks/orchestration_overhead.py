@@ -117,6 +117,7 @@ def main() -> None:
     from cluster import connect
 
     cfg = search_config(args.candidates, args.concurrency)
+    plain_loop(cfg)  # warm-up: imports and first-use costs are not orchestration
     connect(None)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
