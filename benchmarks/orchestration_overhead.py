@@ -2,8 +2,9 @@
 
 1. plain loop:  the searcher and a trivially cheap evaluation called directly in Python;
 2. Tune only:   the same through ``ray.tune.Tuner`` (reused actors), no journal, no cache, no MLflow;
-3. hwnas:       the same through hwnas's search stage: Tuner + evaluation cache + journal + MLflow
-                (sqlite store), exactly the code path of ``hwnas search``.
+3. hwnas without MLflow: Tuner + evaluation cache + journal;
+4. hwnas:       the same through hwnas's search stage: Tuner + evaluation cache + journal + MLflow
+                (sqlite store, logged from a background thread), the code path of ``hwnas search``.
 The cheap evaluation is the MoGA space's analytic params/MAdds count plus a fixed accuracy proxy, so
 the difference between the rows is orchestration, not work. All three run in one process, one after
 the other, so they share the machine's state (this machine is shared and noisy: compare ratios).
@@ -84,12 +85,13 @@ def cheap_trial(config: dict[str, Any], ctx: CheapContext) -> None:
                  "generation": int(config.get("hwnas_generation", 0)), "cached": cached})
 
 
-def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int) -> int:
+def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int, mlflow: bool = True) -> int:
     space = get_space("moga", **SPACE_SETTINGS)
     journal = Journal(workdir / "journal.jsonl")
     tracker = Tracker(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", experiment_name="bench", uid=workdir.name,
                       printer=lambda s: None)
-    if hwnas:
+    mlflow = hwnas and mlflow
+    if mlflow:
         tracker.start(params={"bench": 1}, tags={})
 
     def on_candidate(result: dict[str, Any]) -> None:
@@ -98,12 +100,14 @@ def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int) -
                       "generation": result["generation"], "time": time.time(),
                       **{k: result[k] for k in ("accuracy", "latency_ms", "params", "madds")}}
             journal.append("candidate", **record)
-            tracker.log_candidate(record)
+            if mlflow:
+                tracker.log_candidate(record)
 
     progress = _ProgressCallback(total=total, known=set(), on_candidate=on_candidate,
                                  on_failure=lambda t, r: None, printer=lambda s: None)
     run_search(cfg=cfg, space=space, ctx=CheapContext(str(workdir), use_cache=hwnas), seed=0, attempt=1,
                progress=progress, trial_fn=cheap_trial)
+    tracker.close()  # the run is not over until MLflow holds every candidate
     return progress.done
 
 
@@ -124,6 +128,8 @@ def main() -> None:
         for name, fn in (
             ("plain loop", lambda: plain_loop(cfg)),
             ("Tune only", lambda: through_tune(cfg, _mk(tmp, "tune"), hwnas=False, total=args.candidates)),
+            ("hwnas without MLflow (Tune + cache + journal)",
+             lambda: through_tune(cfg, _mk(tmp, "nomlflow"), hwnas=True, total=args.candidates, mlflow=False)),
             ("hwnas (Tune + cache + journal + MLflow)",
              lambda: through_tune(cfg, _mk(tmp, "hwnas"), hwnas=True, total=args.candidates)),
         ):

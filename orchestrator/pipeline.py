@@ -46,6 +46,8 @@ def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = p
     except BaseException:
         tracker.fail()
         raise
+    finally:
+        tracker.close()
 
 
 def _flat_params(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -5,11 +5,16 @@ by its ``hwnas_uid`` tag); one nested run per candidate (found again by ``candid
 candidate twice, or after a crash between creating and finishing its run, still leaves exactly one
 finished run. An unreachable tracking server delays logging; nothing is lost, because the journal
 holds every record and the next ``hwnas resume`` (or the end of this run) syncs what is missing.
+
+Every MLflow call runs on one background thread, in submission order: logging a candidate never
+blocks Tune's event loop (an MLflow round trip costs more than a Tune trial), and the calls that need
+their outcome (start, sync, finish) wait for the queue to drain first.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -54,6 +59,23 @@ class Tracker:
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
         self._runs: dict[str, tuple[str, str]] | None = None  # candidate_id -> (run_id, status)
+        self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
+
+    def _call(self, what: str, fn: Callable[[], Any], *, wait: bool) -> Any:
+        future = self._queue.submit(self._guard, what, fn)
+        return future.result() if wait else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; threads and clients stay behind.
+        return {**self.__dict__, "_queue": None, "_client": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
+
+    def close(self) -> None:
+        """Wait for queued logging to finish and stop the background thread."""
+        self._queue.shutdown(wait=True)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -106,7 +128,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ parent run
     def start(self, *, params: dict[str, Any], tags: dict[str, str]) -> None:
-        self._guard("starting the search run", lambda: self._start(params, tags))
+        self._call("starting the search run", lambda: self._start(params, tags), wait=True)
 
     def _start(self, params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -131,7 +153,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ candidates
     def log_candidate(self, record: dict[str, Any]) -> None:
-        self._guard(f"logging candidate {record['candidate_id']}", lambda: self._log_candidate(record))
+        self._call(f"logging candidate {record['candidate_id']}", lambda: self._log_candidate(record), wait=False)
 
     def _known_runs(self) -> dict[str, tuple[str, str]]:
         if self._runs is None:
@@ -170,16 +192,22 @@ class Tracker:
 
     def sync(self, records: Iterable[dict[str, Any]]) -> bool:
         """Log every record not yet finished in MLflow; True if MLflow now holds them all."""
-        self.available = True  # a new attempt: the server may be back
-        for rec in records:
-            self.log_candidate(rec)
+        records = list(records)
+
+        def sync_all() -> None:
+            self.available = True  # a new attempt: the server may be back
+            for rec in records:
+                self._guard(f"logging candidate {rec['candidate_id']}", lambda rec=rec: self._log_candidate(rec))
+
+        self._queue.submit(sync_all).result()
         return self.available
 
     # ------------------------------------------------------------------ the end
     def finish(self, *, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
                metrics: dict[str, float]) -> bool:
         """Tag every candidate run ``pareto`` true/false, attach artifacts, finish the parent run."""
-        return bool(self._guard("finishing the search run", lambda: self._finish(pareto_ids, artifacts, metrics)))
+        return bool(self._call("finishing the search run", lambda: self._finish(pareto_ids, artifacts, metrics),
+                               wait=True))
 
     def _finish(self, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
                 metrics: dict[str, float]) -> bool:
@@ -195,4 +223,5 @@ class Tracker:
 
     def fail(self) -> None:
         if self._parent_id is not None:
-            self._guard("marking the search run failed", lambda: self.client.set_terminated(self._parent_id, "FAILED"))
+            self._call("marking the search run failed",
+                       lambda: self.client.set_terminated(self._parent_id, "FAILED"), wait=True)
