@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow tracking URI (default: sqlite:///<working dir>/mlflow.db)")
     p.add_argument("--address", metavar="RAY_ADDRESS",
-                   help="join this Ray cluster (e.g. ray://host:10001 or auto); default: start a local Ray")
+                   help="join this Ray cluster (HOST:PORT of its head, or auto); default: start a local Ray")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by dotted path, e.g. --set search.settings.generations=3 (repeatable)")
 
@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HwnasError as exc:
         print(f"hwnas: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except BrokenPipeError:  # `hwnas status DIR | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("hwnas: interrupted; continue with `hwnas resume EXPERIMENT_DIR`", file=sys.stderr, flush=True)
         return 130
