@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read-only: reads the journal, starts nothing.")
     p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    from .arch_cli import add_arch_commands
+
+    COMMANDS.update(add_arch_commands(sub))
     return parser
 
 
