@@ -62,6 +62,7 @@ class SupernetConfig:
     label_smoothing: float = 0.1
     checkpoint_every: int = 100
     threads: int = 1
+    sampling: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
         _positive(f"supernet.{name}", getattr(cfg, name))
     for name in ("momentum", "weight_decay", "label_smoothing"):
         _positive(f"supernet.{name}", getattr(cfg, name), allow_zero=True)
+    _choice("supernet.sampling", cfg.sampling, ("uniform", "fair"))
     if cfg.batch_size > data.train_size:
         raise _fail("supernet.batch_size", f"must be <= data.train_size ({data.train_size})", cfg.batch_size,
                     "lower the batch size or generate more training data")

@@ -31,7 +31,7 @@ def tiny_config(tmp_path: Path, name: str = "tiny", **overrides: object) -> Path
     """The quickstart shrunk to seconds: small data, short training, 2 generations of 4."""
     raw = yaml.safe_load(QUICKSTART.read_text())
     raw["name"] = name
-    raw["space"]["settings"]["width_mult"] = 0.25
+    raw["space"]["settings"].update(width_mult=0.25, stem_stride=2)
     raw["data"].update(train_size=512, val_size=256)
     raw["supernet"].update(steps=40, checkpoint_every=10, batch_size=32)
     raw["evaluation"].update(bn_batches=2, bn_batch_size=64, batch_size=256)

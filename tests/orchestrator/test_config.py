@@ -50,6 +50,7 @@ def test_round_trip_through_json() -> None:
         (lambda r: r["supernet"].update(steps="many"), r"'supernet.steps': must be an integer.*'many'"),
         (lambda r: r["supernet"].update(steps=-5), r"'supernet.steps': must be > 0, got -5"),
         (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be > 0"),
+        (lambda r: r["supernet"].update(sampling="greedy"), r"'supernet.sampling': must be one of uniform, fair"),
         (lambda r: r["space"].update(name="mogaa"), r"'space.name': unknown search space.*moga"),
         (lambda r: r["search"].update(searcher="nsga3"), r"'search.searcher'.*unknown.*weighted-nsga2"),
         (lambda r: r["search"]["settings"].update(population_size=1), r"search.settings.*population_size"),
