@@ -33,6 +33,8 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
 
 # Registration happens on import of each space module.
 from . import moga as _moga  # noqa: E402,F401
+from . import edgetpu as _edgetpu  # noqa: E402,F401
+from . import mobileone as _mobileone  # noqa: E402,F401
 from .counting import count_madds, count_params  # noqa: E402
 from .export import export_onnx, onnx_parity  # noqa: E402
 from .moga import MogaSpace  # noqa: E402

@@ -3,6 +3,8 @@
 * params: trainable parameters only; BN running statistics are buffers and so are not counted.
 * MAdds: ``Conv2d`` and ``Linear`` only, ``(C_in / groups) * kH * kW`` per output element; BN,
   activations, pooling, residual adds and SE gating multiplies are free.
+* Re-parameterizable models (those with an ``inference_form()`` method, e.g. MobileOne) are counted
+  after folding, in the form that runs at inference.
 
 The hook counter here is the reference; spaces may add faster analytic counters built from
 :func:`conv2d_cost` and must test them against it.
@@ -16,21 +18,29 @@ if TYPE_CHECKING:  # torch is imported by the functions that need it, so analyti
     import torch
     from torch import nn
 
-__all__ = ["Cost", "conv2d_cost", "count_madds", "count_params", "linear_cost"]
+__all__ = ["Cost", "conv2d_cost", "count_madds", "count_params", "inference_form", "linear_cost"]
+
+
+def inference_form(module: nn.Module) -> nn.Module:
+    """``module.inference_form()`` (a folded copy) if the module has one, else ``module`` itself."""
+    fold = getattr(module, "inference_form", None)
+    return fold() if callable(fold) else module
 
 
 def count_params(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module`` (buffers such as BN running stats excluded)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Number of trainable parameters of ``module``'s :func:`inference_form` (buffers such as BN
+    running stats excluded)."""
+    return sum(p.numel() for p in inference_form(module).parameters() if p.requires_grad)
 
 
 def count_madds(module: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-adds of one forward pass of ``module`` on an input of ``input_shape``.
 
     Every dimension of ``input_shape`` counts, the batch included: pass a batch of 1 for per-image
-    MAdds. The forward runs on the meta device when the module lives there (no memory, no compute),
-    otherwise on a zero tensor on the module's device, in eval mode, without autograd; the module's
-    training flag is restored afterwards.
+    MAdds. A re-parameterizable module is counted in its :func:`inference_form`. The forward runs on
+    the meta device when the module lives there (no memory, no compute), otherwise on a zero tensor
+    on the module's device, in eval mode, without autograd; the module's training flag is restored
+    afterwards.
 
     Args:
         module: The model; its ``forward`` takes one tensor.
@@ -42,6 +52,7 @@ def count_madds(module: nn.Module, input_shape: Sequence[int]) -> int:
     import torch
     from torch import nn
 
+    module = inference_form(module)
     total = 0
 
     def on_forward(layer: nn.Module, _inputs: Any, output: torch.Tensor) -> None:

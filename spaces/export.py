@@ -20,7 +20,8 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.Pa
 
     Uses the TorchScript-based exporter (``dynamo=False``: the dynamo exporter needs onnxscript) at
     opset :data:`OPSET` with constant folding and a static input shape. The module's train/eval mode
-    is restored afterwards.
+    is restored afterwards. A re-parameterizable model (one with an ``inference_form()`` method, e.g.
+    MobileOne) is exported in that folded form.
 
     Args:
         module: A stand-alone model taking one ``float32`` tensor.
@@ -33,6 +34,8 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.Pa
     import onnx
     import torch
 
+    from .counting import inference_form
+
     first = next(module.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     example = torch.zeros(tuple(input_shape), device=device)
@@ -40,11 +43,12 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.Pa
     was_training = module.training
     try:
         module.eval()
+        graph = inference_form(module)
         with warnings.catch_warnings():
             # torch warns that the TorchScript exporter is deprecated; it is chosen on purpose (see above).
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                module, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
+                graph, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
                 output_names=["logits"], do_constant_folding=True,
             )  # fmt: skip
     finally:

@@ -22,6 +22,30 @@ PRESETS: Mapping[str, tuple[str, str, Mapping[str, Any]]] = MappingProxyType(
         "moga-a": ("moga", "8-10-6-7-1-7-6-10-5-10-6-6-9-9", MappingProxyType(_IMAGENET_224)),
         "moga-b": ("moga", "0-0-10-0-8-7-9-0-11-10-2-11-11-7", MappingProxyType(_IMAGENET_224)),
         "moga-c": ("moga", "2-0-2-0-2-2-9-2-2-6-7-7-7-7", MappingProxyType(_IMAGENET_224)),
+        # MobileOne S0..S4 (seed 002, Table 7) as MobileOneSpace indices k-a1-a2-a3-a4-se (see its dims).
+        **{
+            f"mobileone-{variant}": ("mobileone", encoding, MappingProxyType({
+                "input_size": 224, "num_classes": 1000, "width_scale": 1.0,
+            }))  # fmt: skip
+            for variant, encoding in (
+                ("s0", "3-0-1-0-1-0"), ("s1", "0-2-2-2-2-0"), ("s2", "0-2-3-3-5-0"), ("s3", "0-3-4-4-5-0"),
+                ("s4", "0-5-6-5-5-1"),
+            )
+        },
+        # MobileNetEdgeTPUV2 (seed 004) in EdgeTPUSpace's per-layer indices (see EdgeTPUSpace.choice_index):
+        # the block rows of reference/architectures.md, group size 64 (128 for L).
+        **{
+            f"mobilenet-edgetpu-v2-{variant}": ("edgetpu", encoding, MappingProxyType({
+                "variant": variant, "width_mult": 1.0, "input_size": 224, "num_classes": 1001, "stem_stride": 2,
+            }))  # fmt: skip
+            for variant, encoding in (
+                ("tiny", "6-21-27-21-21-21-27-0-0-0-2-0-0-0-2-0-0-0-2"),
+                ("xs", "6-21-6-21-4-21-6-0-0-0-2-0-0-0-2-0-0-0-2"),
+                ("s", "6-21-6-21-4-21-6-0-0-0-2-0-0-0-2-0-0-0-2"),
+                ("m", "6-21-6-21-4-21-6-0-0-0-2-0-0-0-2-0-0-0-2"),
+                ("l", "6-22-6-22-4-22-6-0-0-0-2-0-0-0-2-0-0-0-2"),
+            )
+        },
     }
 )
 

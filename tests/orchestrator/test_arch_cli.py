@@ -43,7 +43,7 @@ def test_describe_space_arch_with_overrides(capsys) -> None:
     [
         (["arch", "describe", "--space", "moga", "--arch", "1-2-3"], "encoding has 3 choices"),
         (["arch", "describe", "--space", "moga", "--arch", "12-0-0-0-0-0-0-0-0-0-0-0-0-0"], "layer_00 has choice 12"),
-        (["arch", "describe", "--preset", "moga-z"], "known presets: moga-a"),
+        (["arch", "describe", "--preset", "moga-z"], "moga-a, moga-b, moga-c"),
         (["arch", "describe", "--space", "mogo", "--arch", "0"], "known search spaces:"),
         (["arch", "describe", "--space", "moga"], "needs --arch"),
         (["arch", "describe"], "either --preset"),

@@ -1,0 +1,235 @@
+"""The MobileNetEdgeTPUV2 networks: blocks, a stand-alone :class:`EdgeTPUNet` and :class:`EdgeTPUSupernet`.
+
+Kept apart from :mod:`spaces.edgetpu` so that decoding, validating and counting never import torch.
+
+Weight sharing in the supernet: per searched layer one :class:`ElasticIBN` per block type, so the four
+types keep their own weights; within a type every choice runs on a slice of one set of weights held at
+the type's largest expansion and kernel (first ``hidden`` expanded channels, centre ``k x k`` crop of
+the kernel). The kxk conv weight of a type is held as ``(max hidden, W, K, K)`` with ``W`` the most
+input channels per group among its choices (1 for depthwise, ``in`` for fused, the group size for
+``ibn_grouped``, group size / e for ``ibn_fused_grouped``); a choice reads its first
+``conv_in_per_group`` columns. So the group sizes of a grouped type share one weight by channel slicing
+too: output filter ``o`` weighs the ``t``-th input of its own group with ``W[o, t]`` whatever the group
+size. (Deriving group convs as block-diagonal parts of the fused type's weight would tie two types
+together, and a separate weight per group size would leave each of them a fraction of the training.)
+"""
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._blocks import ConvBNAct
+from ._elastic import sliced_batch_norm
+from .edgetpu import BLOCK_TYPES, EdgeTPUArchArgs, EdgeTPUFixedArgs, IBNArgs
+from .errors import InvalidEncodingError
+
+__all__ = ["EdgeTPUNet", "EdgeTPUSupernet", "ElasticIBN", "IBNBlock"]
+
+_BN_STATE = ("weight", "bias", "running_mean", "running_var")
+
+
+class IBNBlock(nn.Module):
+    """Any EdgeTPU IBN: [1x1 expand (BN, ReLU)] -> [kxk conv (BN, ReLU)] -> 1x1 project (BN) -> [+ input].
+
+    The kxk conv is depthwise, full or grouped by ``args.groups``; fused types have no 1x1 expansion.
+    Absent parts are ``nn.Identity`` so that every type has the module names ``expand``, ``conv``,
+    ``project``.
+    """
+
+    def __init__(self, args: IBNArgs) -> None:
+        super().__init__()
+        if not args.has_conv and args.stride != 1:
+            raise ValueError(f"a fused block with expansion 1 has no kxk conv to carry stride {args.stride}: {args}")
+        self.residual = args.residual
+        self.expand: nn.Module = (
+            ConvBNAct(args.in_ch, args.hidden, kernel=1, act="relu") if args.has_expand else nn.Identity()
+        )
+        self.conv: nn.Module = (
+            ConvBNAct(args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride, groups=args.groups, act="relu")
+            if args.has_conv
+            else nn.Identity()
+        )
+        self.project = ConvBNAct(args.hidden, args.out_ch, kernel=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.conv(self.expand(x)))
+        return out + x if self.residual else out
+
+
+class _EdgeTPUTrunk(nn.Module):
+    """Stem, fixed first block and tail shared (same module names) by EdgeTPUNet and EdgeTPUSupernet."""
+
+    def __init__(self, fixed: EdgeTPUFixedArgs, tail_in: int) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.stem = ConvBNAct(3, fixed.stem_ch, kernel=fixed.stem_kernel, stride=fixed.stem_stride, act="relu")
+        self.first = IBNBlock(fixed.first)
+        self.top = ConvBNAct(tail_in, fixed.top_ch, kernel=1, act="relu")
+        self.dropout = nn.Dropout(fixed.dropout)
+        self.logits = nn.Conv2d(fixed.top_ch, fixed.num_classes, 1, bias=True)
+
+    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.top(x).mean((2, 3), keepdim=True)
+        return self.logits(self.dropout(x)).flatten(1)
+
+
+class EdgeTPUNet(_EdgeTPUTrunk):
+    """A stand-alone MobileNetEdgeTPUV2-like network built from decoded arguments.
+
+    Args:
+        arch: The decoded architecture (see :meth:`EdgeTPUSpace.decode`).
+
+    Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits.
+    """
+
+    def __init__(self, arch: EdgeTPUArchArgs) -> None:
+        super().__init__(arch.fixed, tail_in=arch.blocks[-1].out_ch)
+        self.arch = arch
+        self.blocks = nn.Sequential(*(IBNBlock(args) for args in arch.blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tail(self.blocks(self.first(self.stem(x))))
+
+
+class ElasticIBN(nn.Module):
+    """The weights of one IBN type of one layer, at its largest choice; runs any choice of that type.
+
+    Same module names as ``IBNBlock`` (``expand``, ``conv``, ``project``), so :meth:`sliced_state` loads
+    into the stand-alone block as is. The ``conv`` module only holds the shared kxk weight (see the
+    module docstring); forward runs ``F.conv2d`` on slices of it.
+
+    Args:
+        choices: The choices of this type in this layer: same type, in/out channels and stride,
+            expansion > 1.
+    """
+
+    def __init__(self, choices: Sequence[IBNArgs]) -> None:
+        super().__init__()
+        first = choices[0]
+        shape = (first.block_type, first.in_ch, first.out_ch, first.stride)
+        if any((a.block_type, a.in_ch, a.out_ch, a.stride) != shape or a.expansion < 2 for a in choices):
+            raise ValueError(f"an elastic IBN needs choices of one type, channels and stride, e > 1; got {choices}")
+        self.block_type, self.in_ch, self.out_ch, self.stride = shape
+        self.max_hidden = max(a.hidden for a in choices)
+        self.max_kernel = max(a.kernel for a in choices)
+        self.conv_width = max(a.conv_in_per_group for a in choices)
+        if first.has_expand:
+            self.expand = ConvBNAct(self.in_ch, self.max_hidden, kernel=1, act="relu")
+        self.conv = ConvBNAct(self.conv_width, self.max_hidden, kernel=self.max_kernel, act="relu")
+        self.project = ConvBNAct(self.max_hidden, self.out_ch, kernel=1)
+
+    def forward(self, x: torch.Tensor, args: IBNArgs) -> torch.Tensor:
+        """Run the choice ``args``; gradients and BN running-stat updates reach only its slices."""
+        p = self.sliced_state(args)
+        out = x
+        if args.has_expand:
+            out = self.expand[2](_conv_bn(out, p, "expand", self.expand[1]))
+        out = _conv_bn(out, p, "conv", self.conv[1], stride=args.stride, padding=args.kernel // 2, groups=args.groups)
+        out = _conv_bn(self.conv[2](out), p, "project", self.project[1])
+        return out + x if args.residual else out
+
+    def sliced_state(self, args: IBNArgs) -> dict[str, torch.Tensor]:
+        """Views of the parameters and buffers that ``args`` uses, keyed as ``IBNBlock(args).state_dict()``.
+
+        The views share storage with this block (and keep autograd to its parameters).
+        """
+        self._check(args)
+        h, k, w = args.hidden, args.kernel, args.conv_in_per_group
+        c = (self.max_kernel - k) // 2
+        state = {}
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if name == "conv.0.weight":
+                state[name] = tensor[:h, :w, c : c + k, c : c + k]
+            elif name == "project.0.weight":
+                state[name] = tensor[:, :h]
+            elif name.startswith("project.") or name.endswith("num_batches_tracked"):
+                state[name] = tensor
+            else:  # the expand conv and the expand / conv BNs: the first h channels
+                state[name] = tensor[:h]
+        return state
+
+    def _check(self, args: IBNArgs) -> None:
+        fits = (
+            (args.block_type, args.in_ch, args.out_ch, args.stride)
+            == (self.block_type, self.in_ch, self.out_ch, self.stride)
+            and 2 <= args.hidden <= self.max_hidden
+            and 1 <= args.kernel <= self.max_kernel
+            and args.kernel % 2 == self.max_kernel % 2
+            and args.conv_in_per_group <= self.conv_width
+        )
+        if not fits:
+            raise ValueError(
+                f"choice {args} does not fit the elastic {self.block_type} block (in {self.in_ch}, out "
+                f"{self.out_ch}, stride {self.stride}, hidden <= {self.max_hidden}, kernel <= {self.max_kernel} "
+                f"of its parity, <= {self.conv_width} inputs per group)"
+            )
+
+
+class EdgeTPUSupernet(_EdgeTPUTrunk):
+    """Single-path one-shot supernet: per searched layer one :class:`ElasticIBN` per block type.
+
+    ``blocks[i][t]`` holds layer ``i``'s weights of type ``t``; a path runs one type per layer on its
+    slice. Stem, first block and tail are shared by all paths. A step gives gradients and BN
+    running-stat updates only to the slices its path uses.
+
+    Args:
+        fixed: The shared fixed parts.
+        choices: Per searched layer, the block arguments of each candidate, in choice-index order.
+    """
+
+    def __init__(self, fixed: EdgeTPUFixedArgs, choices: tuple[tuple[IBNArgs, ...], ...]) -> None:
+        super().__init__(fixed, tail_in=choices[-1][0].out_ch)
+        self.choices = choices
+        self.blocks = nn.ModuleList(nn.ModuleDict(_elastic_blocks(layer)) for layer in choices)
+
+    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
+        """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
+        self._check_path(path)
+        x = self.first(self.stem(x))
+        for block, layer, index in zip(self.blocks, self.choices, path):
+            args = layer[int(index)]
+            x = block[args.block_type](x, args)
+        return self.forward_tail(x)
+
+    def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The state of ``path`` keyed as the stand-alone :class:`EdgeTPUNet`'s ``state_dict()``.
+
+        Values are views of this supernet's tensors (copy them before changing them).
+        """
+        self._check_path(path)
+        state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
+        for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
+            args = layer[int(index)]
+            sliced = block[args.block_type].sliced_state(args)
+            state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
+        return state
+
+    def _check_path(self, path: Sequence[int]) -> None:
+        # Sequence indexing accepts negative indices, so a bad path would silently run the wrong choices.
+        if len(path) != len(self.choices) or any(
+            not isinstance(c, Integral) or not 0 <= c < len(layer) for layer, c in zip(self.choices, path)
+        ):
+            raise InvalidEncodingError(
+                f"supernet path must be {len(self.choices)} integer choice indices in "
+                f"0..{len(self.choices[0]) - 1}, got {list(path)!r}. HINT: validate it with the space's parse()."
+            )
+
+
+def _elastic_blocks(layer: tuple[IBNArgs, ...]) -> dict[str, ElasticIBN]:
+    """One elastic block per block type present among a layer's choices, keyed by type."""
+    by_type: dict[str, list[IBNArgs]] = {}
+    for args in layer:
+        by_type.setdefault(args.block_type, []).append(args)
+    return {t: ElasticIBN(by_type[t]) for t in BLOCK_TYPES if t in by_type}
+
+
+def _conv_bn(
+    x: torch.Tensor, p: dict[str, torch.Tensor], name: str, bn: nn.BatchNorm2d, *, stride: int = 1,
+    padding: int = 0, groups: int = 1,
+) -> torch.Tensor:
+    y = F.conv2d(x, p[f"{name}.0.weight"], None, stride, padding, 1, groups)
+    return sliced_batch_norm(y, bn, {key: p[f"{name}.1.{key}"] for key in _BN_STATE})
