@@ -29,9 +29,9 @@ def make_searcher(cfg: SearchConfig, *, param_space: Mapping[str, Sequence[Any]]
         param_space=param_space, metric=[o.metric for o in cfg.objectives], mode=[o.mode for o in cfg.objectives],
         seed=seed, **cfg.settings,
     )
+    kwargs["constraints"] = [(c.metric, c.op, c.value) for c in cfg.constraints]
     if cfg.searcher == "weighted-nsga2":
         kwargs["weights"] = [o.weight for o in cfg.objectives]
-        kwargs["constraints"] = [(c.metric, c.op, c.value) for c in cfg.constraints]
     try:
         return cls(**kwargs)
     except TypeError as exc:
