@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from spaces.errors import ConfigError, HwnasError
+from spaces.errors import ConfigError
 from spaces.registry import Registry
 
 __all__ = [

@@ -15,7 +15,6 @@ together, and a separate weight per group size would leave each of them a fracti
 """
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Sequence
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 from ._blocks import ConvBNAct
 from ._elastic import sliced_batch_norm
 from .edgetpu import BLOCK_TYPES, EdgeTPUArchArgs, EdgeTPUFixedArgs, IBNArgs
-from .errors import InvalidEncodingError
+from ._settings import check_supernet_path
 
 __all__ = ["EdgeTPUNet", "EdgeTPUSupernet", "ElasticIBN", "IBNBlock"]
 
@@ -188,7 +187,7 @@ class EdgeTPUSupernet(_EdgeTPUTrunk):
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
-        self._check_path(path)
+        check_supernet_path(self.choices, path)
         x = self.first(self.stem(x))
         for block, layer, index in zip(self.blocks, self.choices, path):
             args = layer[int(index)]
@@ -200,7 +199,7 @@ class EdgeTPUSupernet(_EdgeTPUTrunk):
 
         Values are views of this supernet's tensors (copy them before changing them).
         """
-        self._check_path(path)
+        check_supernet_path(self.choices, path)
         state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
         for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
             args = layer[int(index)]
@@ -208,15 +207,6 @@ class EdgeTPUSupernet(_EdgeTPUTrunk):
             state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
         return state
 
-    def _check_path(self, path: Sequence[int]) -> None:
-        # Sequence indexing accepts negative indices, so a bad path would silently run the wrong choices.
-        if len(path) != len(self.choices) or any(
-            not isinstance(c, Integral) or not 0 <= c < len(layer) for layer, c in zip(self.choices, path)
-        ):
-            raise InvalidEncodingError(
-                f"supernet path must be {len(self.choices)} integer choice indices in "
-                f"0..{len(self.choices[0]) - 1}, got {list(path)!r}. HINT: validate it with the space's parse()."
-            )
 
 
 def _elastic_blocks(layer: tuple[IBNArgs, ...]) -> dict[str, ElasticIBN]:

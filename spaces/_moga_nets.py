@@ -4,7 +4,6 @@ Kept apart from :mod:`spaces.moga` so that decoding, validating and counting nev
 """
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Sequence
 
 import torch
@@ -13,7 +12,7 @@ from torch import nn
 from ._block_args import MBBlockArgs
 from ._blocks import ConvBNAct, DepthwiseSeparable, MBBlock, make_activation
 from ._elastic import ElasticMBBlock
-from .errors import InvalidEncodingError
+from ._settings import check_supernet_path
 from .moga import MogaArchArgs, MogaFixedArgs
 
 __all__ = ["MogaNet", "MogaSupernet"]
@@ -83,7 +82,7 @@ class MogaSupernet(_MogaTrunk):
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
-        self._check_path(path)
+        check_supernet_path(self.choices, path)
         x = self.first(self.stem(x))
         for block, layer, index in zip(self.blocks, self.choices, path):
             x = block(x, layer[int(index)])
@@ -94,22 +93,13 @@ class MogaSupernet(_MogaTrunk):
 
         Values are views of this supernet's tensors (copy them before changing them).
         """
-        self._check_path(path)
+        check_supernet_path(self.choices, path)
         state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
         for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
             sliced = block.sliced_state(layer[int(index)])
             state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
         return state
 
-    def _check_path(self, path: Sequence[int]) -> None:
-        # Sequence indexing accepts negative indices, so a bad path would silently run the wrong choices.
-        if len(path) != len(self.choices) or any(
-            not isinstance(c, Integral) or not 0 <= c < len(layer) for layer, c in zip(self.choices, path)
-        ):
-            raise InvalidEncodingError(
-                f"supernet path must be {len(self.choices)} integer choice indices in "
-                f"0..{len(self.choices[0]) - 1}, got {list(path)!r}. HINT: validate it with the space's parse()."
-            )
 
 
 def _largest(layer: tuple[MBBlockArgs, ...]) -> MBBlockArgs:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so analytic counting stays light
-    import torch
     from torch import nn
 
 __all__ = ["Cost", "conv2d_cost", "count_madds", "count_params", "inference_form", "linear_cost"]

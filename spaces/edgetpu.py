@@ -35,15 +35,15 @@ Three layers, kept apart: an *encoding* (19 choice indices) -> :class:`EdgeTPUAr
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 from typing import TYPE_CHECKING, Any, Sequence
 
 from . import register_space
 from ._block_args import make_divisible
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost
+from ._settings import check_int, check_real
 from .errors import ConfigError, InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -234,12 +234,12 @@ class EdgeTPUSpace(SearchSpace):
                 "HINT: e.g. variant='s'."
             )
         self._variant = variant
-        self._width_mult = _check_real("width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
-        self._input_size = _check_int("input_size", input_size, lambda v: v >= 16, ">= 16", "input_size=224")
-        self._num_classes = _check_int("num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1001")
-        self._stem_stride = _check_int("stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
-        self._dropout = _check_real("dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
-        self._min_group_size = _check_int(
+        self._width_mult = check_real("edgetpu", "width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
+        self._input_size = check_int("edgetpu", "input_size", input_size, lambda v: v >= 16, ">= 16", "input_size=224")
+        self._num_classes = check_int("edgetpu", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1001")
+        self._stem_stride = check_int("edgetpu", "stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
+        self._dropout = check_real("edgetpu", "dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
+        self._min_group_size = check_int("edgetpu", 
             "min_group_size", min_group_size, lambda v: v >= 1, ">= 1", "min_group_size=32"
         )
         self._group_sizes = _check_group_sizes(group_sizes, self._min_group_size)
@@ -465,21 +465,6 @@ def _check_group_sizes(value: Any, floor: int) -> tuple[int, ...]:
     if len(set(value)) != len(value):
         raise ConfigError(f"edgetpu: setting group_sizes must not repeat a size, got {list(value)!r}. {hint}")
     return tuple(sorted(int(g) for g in value))
-
-
-def _check_real(name: str, value: Any, rule: Any, rule_text: str, example: str) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and rule(value)
-    if not ok:
-        raise ConfigError(f"edgetpu: setting {name} must be a number {rule_text}, got {value!r}. HINT: e.g. {example}.")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, rule: Any, rule_text: str, example: str) -> int:
-    if not (isinstance(value, Integral) and not isinstance(value, bool) and rule(value)):
-        raise ConfigError(
-            f"edgetpu: setting {name} must be an integer {rule_text}, got {value!r}. HINT: e.g. {example}."
-        )
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------- analytic costs

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, Sequence
 
 from . import register_space
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
+from ._settings import check_int, check_real
 from .errors import ConfigError, InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -140,9 +139,9 @@ class MobileOneSpace(SearchSpace):
     name = "mobileone"
 
     def __init__(self, *, input_size: int = 224, num_classes: int = 1000, width_scale: float = 1.0) -> None:
-        self._input_size = _check_int("input_size", input_size, lambda v: v >= 32, ">= 32", "input_size=224")
-        self._num_classes = _check_int("num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1000")
-        self._width_scale = _check_real(
+        self._input_size = check_int("mobileone", "input_size", input_size, lambda v: v >= 32, ">= 32", "input_size=224")
+        self._num_classes = check_int("mobileone", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1000")
+        self._width_scale = check_real("mobileone", 
             "width_scale", width_scale, lambda v: v * 48 >= 1 - 1e-9, ">= 1/48 (every layer keeps a channel)",
             "width_scale=1.0",
         )  # fmt: skip
@@ -303,23 +302,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_mobileone_nets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _check_real(name: str, value: Any, rule: Any, rule_text: str, example: str) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and rule(value)
-    if not ok:
-        raise ConfigError(
-            f"mobileone: setting {name} must be a number {rule_text}, got {value!r}. HINT: e.g. {example}."
-        )
-    return float(value)
-
-
-def _check_int(name: str, value: Any, rule: Any, rule_text: str, example: str) -> int:
-    if not (isinstance(value, Integral) and not isinstance(value, bool) and rule(value)):
-        raise ConfigError(
-            f"mobileone: setting {name} must be an integer {rule_text}, got {value!r}. HINT: e.g. {example}."
-        )
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------- analytic costs

@@ -11,15 +11,14 @@ slice of the largest) and is the one model that takes choice indices, as the pat
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, Sequence
 
 from . import register_space
 from ._block_args import MBBlockArgs, make_divisible
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
+from ._settings import check_int, check_real
 from .errors import ConfigError, InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -125,11 +124,11 @@ class MogaSpace(SearchSpace):
         stem_stride: int = 2,
         dropout: float = 0.2,
     ) -> None:
-        self._width_mult = _check_real("width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
-        self._input_size = _check_int("input_size", input_size, lambda v: v >= 16, ">= 16", "input_size=224")
-        self._num_classes = _check_int("num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1000")
-        self._stem_stride = _check_int("stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
-        self._dropout = _check_real("dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
+        self._width_mult = check_real("moga", "width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
+        self._input_size = check_int("moga", "input_size", input_size, lambda v: v >= 16, ">= 16", "input_size=224")
+        self._num_classes = check_int("moga", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1000")
+        self._stem_stride = check_int("moga", "stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
+        self._dropout = check_real("moga", "dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
         self._dims = tuple(Dimension(f"layer_{i:02d}", CHOICES) for i in range(len(_LAYERS)))
         self._fixed = self._make_fixed()
         self._layers = self._make_layers()
@@ -285,19 +284,6 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_moga_nets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _check_real(name: str, value: Any, rule: Any, rule_text: str, example: str) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and rule(value)
-    if not ok:
-        raise ConfigError(f"moga: setting {name} must be a number {rule_text}, got {value!r}. HINT: e.g. {example}.")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, rule: Any, rule_text: str, example: str) -> int:
-    if not (isinstance(value, Integral) and not isinstance(value, bool) and rule(value)):
-        raise ConfigError(f"moga: setting {name} must be an integer {rule_text}, got {value!r}. HINT: e.g. {example}.")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------- analytic costs
