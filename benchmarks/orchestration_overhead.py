@@ -23,7 +23,7 @@ from typing import Any
 from orchestrator.cache import EvaluationCache
 from orchestrator.config import SearchConfig
 from orchestrator.journal import Journal
-from orchestrator.search import _ProgressCallback, make_searcher, param_space_of, run_search
+from orchestrator.search import SearchProgress, make_searcher, param_space_of, run_search
 from orchestrator.tracking import Tracker
 from spaces import get_space
 
@@ -103,7 +103,7 @@ def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int, m
             if mlflow:
                 tracker.log_candidate(record)
 
-    progress = _ProgressCallback(total=total, known=set(), on_candidate=on_candidate,
+    progress = SearchProgress(total=total, known=set(), on_candidate=on_candidate,
                                  on_failure=lambda t, r: None, printer=lambda s: None)
     run_search(cfg=cfg, space=space, ctx=CheapContext(str(workdir), use_cache=hwnas), seed=0, attempt=1,
                progress=progress, trial_fn=cheap_trial)

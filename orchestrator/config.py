@@ -132,7 +132,7 @@ class ExperimentConfig:
     @property
     def total_candidates(self) -> int:
         s = self.search.settings
-        if self.search.searcher == "random":
+        if self.search.searcher in ("random", "reinforce"):
             return int(s["num_samples"])
         return int(s["population_size"]) * int(s["generations"])
 

@@ -16,7 +16,7 @@ from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint, me
 from .experiment import Experiment
 from .journal import JournalState
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
-from .search import _fmt_seconds, _ProgressCallback, run_search
+from .search import format_seconds, SearchProgress, run_search
 from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES"]
@@ -105,7 +105,7 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
         step = info["step"]
         rate = (step - start) / (time.perf_counter() - began)
         printer(f"[train_supernet] step {step}/{total}  loss {info['loss']:.3f}  "
-                f"train acc {info['train_accuracy']:.3f}  {rate:.1f} steps/s  ETA {_fmt_seconds((total - step) / rate)}")
+                f"train acc {info['train_accuracy']:.3f}  {rate:.1f} steps/s  ETA {format_seconds((total - step) / rate)}")
 
 
 # ---------------------------------------------------------------------- stage 2: search
@@ -151,7 +151,7 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     ctx = _eval_context(exp, digest)
     if cfg.cost.kind == "measured":
         _start_latency_service(ctx)
-    progress = _ProgressCallback(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
+    progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
                                  on_failure=on_failure, printer=printer)
     run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt,
                progress=progress)

@@ -15,9 +15,7 @@ from spaces import ConfigError, SearchSpace
 from .config import SearchConfig
 from .evaluator import EvalContext
 
-__all__ = ["make_searcher", "run_search", "GENERATION_KEY"]
-
-GENERATION_KEY = "hwnas_generation"
+__all__ = ["SearchProgress", "format_seconds", "make_searcher", "param_space_of", "run_search"]
 
 
 def make_searcher(cfg: SearchConfig, *, param_space: Mapping[str, Sequence[Any]], seed: int) -> Any:
@@ -46,6 +44,8 @@ def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     """The Tune function trainable: score one candidate and report it."""
     from ray import tune
 
+    from searchers import GENERATION_KEY
+
     space = ctx.space
     encoding = tuple(int(config[d.name]) for d in space.dims)
     metrics, cached = ctx.evaluate(encoding)
@@ -55,7 +55,7 @@ def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     })
 
 
-class _ProgressCallback:
+class SearchProgress:
     """Turns finished trials into journal records (via ``on_candidate``) and progress lines."""
 
     def __init__(self, *, total: int, known: set[str], on_candidate: Callable[[dict[str, Any]], None],
@@ -86,11 +86,11 @@ class _ProgressCallback:
         self.printer(
             f"[search] gen {r['generation']} candidates {self.done}/{self.total}  {r['candidate_id']}  "
             f"acc {r['accuracy']:.3f}  lat {r['latency_ms']:.3f} ms  params {r['params'] / 1e6:.3f}M{tag}  "
-            f"ETA {_fmt_seconds(eta)}"
+            f"ETA {format_seconds(eta)}"
         )
 
 
-def _fmt_seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
     s = int(round(s))
     return f"{s // 60}:{s % 60:02d}"
 
@@ -104,7 +104,7 @@ def _error_line(trial: Any) -> str:
         return "unknown error"
 
 
-def _tune_callback(progress: _ProgressCallback) -> Any:
+def _tune_callback(progress: SearchProgress) -> Any:
     from ray.tune import Callback
 
     class HwnasTuneCallback(Callback):
@@ -122,7 +122,7 @@ def _tune_callback(progress: _ProgressCallback) -> Any:
 
 
 def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed: int, attempt: int,
-               progress: _ProgressCallback, trial_fn: Callable[..., None] | None = None) -> Any:
+               progress: SearchProgress, trial_fn: Callable[..., None] | None = None) -> Any:
     """Run (or replay) the whole search; returns the searcher after it reported FINISHED.
 
     ``trial_fn(config, ctx)`` replaces the default trainable (benchmarks use a trivially cheap one).
