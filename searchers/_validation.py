@@ -6,7 +6,7 @@ from typing import Any
 
 from spaces.errors import ConfigError
 
-__all__ = ["config_error", "check_int", "check_probability", "check_seed"]
+__all__ = ["config_error", "check_float", "check_int", "check_probability", "check_seed"]
 
 
 def config_error(argument: str, rule: str, value: Any, hint: str) -> ConfigError:
@@ -34,4 +34,22 @@ def check_probability(argument: str, value: Any, *, hint: str) -> float:
         raise config_error(argument, "must be a number in [0, 1]", value, hint)
     if math.isnan(value):
         raise config_error(argument, "must be a number in [0, 1]", value, hint)
+    return float(value)
+
+
+def check_float(argument: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, hint: str) -> float:
+    """A finite number with ``low <= value < high`` (``low < value`` when ``low_open``)."""
+    rule = "must be a finite number"
+    if low is not None:
+        rule += f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        rule += f"{' and' if low is not None else ''} < {high:g}"
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        raise config_error(argument, rule, value, hint)
     return float(value)

@@ -109,10 +109,12 @@ POPULATION, GENERATIONS = 6, 4
 SEARCHER_KWARGS: dict[str, dict[str, Any]] = {
     "weighted-nsga2": dict(population_size=POPULATION, generations=GENERATIONS),
     "random": dict(num_samples=POPULATION * GENERATIONS),
+    "reinforce": dict(num_samples=POPULATION * GENERATIONS, batch_size=POPULATION,
+                      quality_metric="acc", cost_metric="lat", cost_target=3.0, lr=0.1),
 }
 BUDGET = {name: POPULATION * GENERATIONS for name in SEARCHER_KWARGS}
 #: How many configs one "generation" hands out before the searcher must wait.
-BATCH = {"weighted-nsga2": POPULATION, "random": POPULATION * GENERATIONS}
+BATCH = {"weighted-nsga2": POPULATION, "random": POPULATION * GENERATIONS, "reinforce": POPULATION}
 
 
 def make(name: str, *, seed: int = 0, space: dict[str, Any] | None = None, **overrides: Any) -> Searcher:

@@ -50,12 +50,17 @@ def _make_trainable() -> Any:
     ("weighted-nsga2", True, False),  # batch=True works too, but idles slots within a generation
     ("weighted-nsga2", False, True),  # the space comes from Tuner(param_space=...)
     ("random", False, False),
+    ("reinforce", False, False),
 ])
 def test_searcher_drives_a_real_tuner(local_ray, tmp_path, name: str, batch: bool,
                                       space_from_tuner: bool) -> None:
     budget = POPULATION * GENERATIONS
-    overrides = (dict(population_size=POPULATION, generations=GENERATIONS) if name != "random"
-                 else dict(num_samples=budget))
+    overrides = {
+        "weighted-nsga2": dict(population_size=POPULATION, generations=GENERATIONS),
+        "random": dict(num_samples=budget),
+        "reinforce": dict(num_samples=budget, batch_size=POPULATION, quality_metric="acc",
+                          cost_metric="lat", cost_target=10.0),
+    }[name]
     searcher = make(name, seed=5, **overrides)
     param_space = None
     if space_from_tuner:

@@ -1,0 +1,182 @@
+"""TuNAS's REINFORCE controller in numpy: independent categorical logits per decision, Adam.
+
+The controller is the part of TuNAS that both :class:`~searchers.ReinforceSearcher` (rewards from
+finished Tune trials) and a supernet trainer (rewards from the shared weights, step by step) use:
+
+    controller = ReinforceController(sizes=[3, 4, 2])
+    samples = [controller.sample(rng) for _ in range(batch)]
+    controller.update(samples, [reward_of(s) for s in samples])
+    controller.argmax()  # the architecture to report
+
+Its state (:meth:`ReinforceController.state`) is JSON data; floats survive a JSON round trip
+exactly, so a restored controller continues bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._validation import check_float, config_error
+
+__all__ = ["ReinforceController", "absolute_reward", "mnas_reward"]
+
+
+def absolute_reward(quality: float, cost: float, *, cost_target: float, tau: float) -> float:
+    """TuNAS's absolute reward ``quality + tau * |cost / cost_target - 1|`` (``tau < 0``)."""
+    return float(quality + tau * abs(cost / cost_target - 1.0))
+
+
+def mnas_reward(quality: float, cost: float, *, cost_target: float, w: float) -> float:
+    """MnasNet's soft reward ``quality * (cost / cost_target) ** w`` (``w < 0`` penalises cost)."""
+    return float(quality * (cost / cost_target) ** w)
+
+
+class ReinforceController:
+    """A policy of independent categorical distributions, one per decision, trained by REINFORCE.
+
+    Each update minimises ``-mean_i (r_i - b) * log p(a_i) - entropy_weight * H(p)`` with Adam,
+    where ``b`` is a moving average of past batch-mean rewards (the first batch's mean before any).
+
+    Args:
+        sizes: Number of choices per decision (each ``>= 1``).
+        lr: Adam learning rate (TuNAS: 5e-3).
+        betas: Adam's ``(beta1, beta2)`` (TuNAS: ``(0, 0.999)``).
+        eps: Adam's epsilon.
+        baseline_momentum: Weight of the old baseline in each update, in ``[0, 1)``.
+        entropy_weight: Weight of the entropy bonus (``>= 0``; 0 disables it).
+
+    Raises:
+        ConfigError: an argument breaks its rule.
+    """
+
+    def __init__(self, *, sizes: Sequence[int], lr: float = 5e-3,
+                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8,
+                 baseline_momentum: float = 0.95, entropy_weight: float = 0.0) -> None:
+        self.sizes = _check_sizes(sizes)
+        self.lr = check_float("lr", lr, low=0.0, low_open=True, hint="TuNAS uses 5e-3.")
+        if not isinstance(betas, Sequence) or len(betas) != 2:
+            raise config_error("betas", "must be a pair (beta1, beta2)", betas, "TuNAS uses (0, 0.999).")
+        self.betas = (check_float("betas[0]", betas[0], low=0.0, high=1.0, hint="TuNAS uses 0."),
+                      check_float("betas[1]", betas[1], low=0.0, high=1.0, hint="TuNAS uses 0.999."))
+        self.eps = check_float("eps", eps, low=0.0, low_open=True, hint="1e-8 is usual.")
+        self.baseline_momentum = check_float(
+            "baseline_momentum", baseline_momentum, low=0.0, high=1.0, hint="0.95 is a usual value.")
+        self.entropy_weight = check_float(
+            "entropy_weight", entropy_weight, low=0.0, hint="0 disables the bonus; try 1e-3.")
+        self.logits = [np.zeros(n) for n in self.sizes]
+        self._m = [np.zeros(n) for n in self.sizes]
+        self._v = [np.zeros(n) for n in self.sizes]
+        self.steps = 0
+        self.baseline: float | None = None
+
+    # ------------------------------------------------------------------ step API
+    def probabilities(self) -> list[np.ndarray]:
+        """The choice probabilities of every decision (softmax of its logits)."""
+        return [_softmax(z) for z in self.logits]
+
+    def sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """One architecture drawn from the policy: a choice index per decision.
+
+        Uses one ``rng.random()`` draw per decision, so the stream consumed is fixed.
+        """
+        draws = rng.random(len(self.sizes))
+        picks = []
+        for p, u in zip(self.probabilities(), draws):
+            picks.append(min(int(np.searchsorted(np.cumsum(p), u, side="right")), len(p) - 1))
+        return tuple(picks)
+
+    def argmax(self) -> tuple[int, ...]:
+        """The most likely architecture (ties: the lowest index)."""
+        return tuple(int(np.argmax(z)) for z in self.logits)
+
+    def update(self, samples: Sequence[Sequence[int]], rewards: Sequence[float]) -> None:
+        """One REINFORCE + Adam step from ``samples`` and their ``rewards`` (finite numbers).
+
+        Raises:
+            ValueError: no samples, lengths differ, an index out of range, or a non-finite reward.
+        """
+        actions, r = self._check_batch(samples, rewards)
+        if self.baseline is None:
+            self.baseline = float(r.mean())
+        advantage = r - self.baseline
+        grads = self._gradients(actions, advantage)
+        self._adam(grads)
+        m = self.baseline_momentum
+        self.baseline = float(m * self.baseline + (1.0 - m) * r.mean())
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """JSON-able state: logits, Adam moments and step count, baseline."""
+        return {"logits": [z.tolist() for z in self.logits], "m": [a.tolist() for a in self._m],
+                "v": [a.tolist() for a in self._v], "steps": self.steps, "baseline": self.baseline}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` output (validated before anything changes).
+
+        Raises:
+            ValueError: shapes that do not match ``sizes``, or non-finite values.
+        """
+        arrays = {key: [np.array(row, dtype=float) for row in state[key]] for key in ("logits", "m", "v")}
+        for key, rows in arrays.items():
+            if [len(a) for a in rows] != list(self.sizes) or not all(np.isfinite(a).all() for a in rows):
+                raise ValueError(f"controller {key} do not match sizes {list(self.sizes)}")
+        steps, baseline = int(state["steps"]), state["baseline"]
+        if steps < 0 or (baseline is not None and not math.isfinite(float(baseline))):
+            raise ValueError("controller steps/baseline are invalid")
+        self.logits, self._m, self._v = arrays["logits"], arrays["m"], arrays["v"]
+        self.steps, self.baseline = steps, None if baseline is None else float(baseline)
+
+    # ------------------------------------------------------------------ internals
+    def _check_batch(self, samples: Sequence[Sequence[int]],
+                     rewards: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        actions = np.array([list(s) for s in samples], dtype=np.int64).reshape(len(samples), -1)
+        r = np.array(list(rewards), dtype=float)
+        if len(actions) == 0 or len(actions) != len(r):
+            raise ValueError(f"need one reward per sample (got {len(actions)} samples, {len(r)} rewards)")
+        if actions.shape[1] != len(self.sizes) or (actions < 0).any() or (actions >= self.sizes).any():
+            raise ValueError(f"samples must hold one index per decision within sizes {list(self.sizes)}")
+        if not np.isfinite(r).all():
+            raise ValueError("rewards must be finite")
+        return actions, r
+
+    def _gradients(self, actions: np.ndarray, advantage: np.ndarray) -> list[np.ndarray]:
+        """Gradient of the loss w.r.t. each decision's logits."""
+        grads = []
+        for d, p in enumerate(self.probabilities()):
+            onehot = np.zeros((len(actions), len(p)))
+            onehot[np.arange(len(actions)), actions[:, d]] = 1.0
+            g = -(advantage[:, None] * (onehot - p)).mean(axis=0)
+            if self.entropy_weight:
+                logp = np.log(np.maximum(p, 1e-300))
+                entropy = -float(p @ logp)
+                g = g + self.entropy_weight * p * (logp + entropy)  # minus d(entropy)/d(logits)
+            grads.append(g)
+        return grads
+
+    def _adam(self, grads: list[np.ndarray]) -> None:
+        b1, b2 = self.betas
+        self.steps += 1
+        c1, c2 = 1.0 - b1 ** self.steps, 1.0 - b2 ** self.steps
+        for z, m, v, g in zip(self.logits, self._m, self._v, grads):
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * g * g
+            z -= self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _check_sizes(sizes: Any) -> np.ndarray:
+    hint = "pass the number of choices of each decision, e.g. sizes=[3, 4, 2]."
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)) or len(sizes) == 0:
+        raise config_error("sizes", "must be a non-empty sequence of integers", sizes, hint)
+    for i, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise config_error(f"sizes[{i}]", "must be an integer >= 1", n, hint)
+    return np.array([int(n) for n in sizes], dtype=np.int64)
