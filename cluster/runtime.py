@@ -67,6 +67,9 @@ def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
                 f"{name!r}. HINT: e.g. devices=('cpu',)."
             )
     ray.init(
+        # "local": always a new embedded Ray, never a cluster that `ray start` happens to run here
+        # (joining one is what --address is for).
+        address="local",
         num_cpus=num_cpus,
         # One unit per device: the latency actor asks for a sliver of it, so it is placed here.
         resources={device_resource(name): 1.0 for name in names},

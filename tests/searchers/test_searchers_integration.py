@@ -24,7 +24,7 @@ def local_ray() -> Iterator[None]:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no CSV/TensorBoard files: faster
     started = not ray.is_initialized()  # another module's Ray may still be up: reuse it then
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()
