@@ -2,10 +2,20 @@
 
 With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
 one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor is
-placed by that resource and caches every measurement.
+placed by that resource and caches every measurement. Cost models (:mod:`cluster.costmodels`) are
+fitted to such measurements and predict latency without measuring.
 """
 from __future__ import annotations
 
+from .costmodels import (
+    COST_MODELS,
+    CostModel,
+    LinearCostModel,
+    LookupTableCostModel,
+    fidelity,
+    kendall_tau,
+    spearman_rho,
+)
 from .devices import (
     LOCAL_DEVICE,
     DeviceProfile,
@@ -32,6 +42,13 @@ from .latency import (
 from .runtime import connect, device_resource, require_device
 
 __all__ = [
+    "COST_MODELS",
+    "CostModel",
+    "LinearCostModel",
+    "LookupTableCostModel",
+    "fidelity",
+    "kendall_tau",
+    "spearman_rho",
     "LOCAL_DEVICE",
     "LATENCY_NAMESPACE",
     "DeviceProfile",

@@ -1,0 +1,457 @@
+"""Latency cost models: cheap surrogates of measured latency, fitted once per device.
+
+Two kinds share one interface (:class:`CostModel`) and one JSON form:
+
+* ``linear`` (:class:`LinearCostModel`, seed 000 section 4): per layer position, an indicator of the
+  decoded block's full argument tuple (type, in/out channels, kernel, expansion, SE, stride, ...),
+  plus an intercept, fitted by ridge least squares to whole-model measurements.
+* ``lut`` (:class:`LookupTableCostModel`, seed 003 section 4.2): every (layer, choice) block measured
+  alone on its fixed input, plus the fixed stem and tail once; a model's latency is the sum.
+
+:func:`fidelity` compares a model's predictions with held-out whole-model measurements (r^2, RMSE,
+Spearman and Kendall rank correlation).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+import os
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from spaces import get_space
+from spaces.base import SearchSpace
+from spaces.errors import HwnasError
+from spaces.jsonio import canonical_json, read_json, write_json_atomic
+from spaces.registry import Registry
+
+__all__ = [
+    "COST_MODELS",
+    "COSTMODEL_SCHEMA",
+    "CostModel",
+    "LinearCostModel",
+    "LookupTableCostModel",
+    "MeasureFn",
+    "block_key",
+    "fidelity",
+    "kendall_tau",
+    "spearman_rho",
+]
+
+#: Version of the JSON form written by :meth:`CostModel.to_dict`.
+COSTMODEL_SCHEMA = 1
+
+#: ``measure(onnx_bytes, input_shape) -> milliseconds``: how the lookup table times one part.
+MeasureFn = Callable[[bytes, tuple[int, ...]], float]
+
+COST_MODELS: Registry[type["CostModel"]] = Registry("cost model")
+
+
+# ------------------------------------------------------------------------------------------ interface
+class CostModel(abc.ABC):
+    """A latency predictor for the architectures of one search space, in milliseconds.
+
+    Lifecycle: construct, :meth:`fit` once (or :meth:`load`), then :meth:`predict` many times. The
+    JSON form holds ``schema_version``, ``kind``, the space's ``identity`` and the kind's ``state``;
+    a model is refused for any space whose identity differs from the one it was fitted on.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._space: SearchSpace | None = None
+
+    # ---------------------------------------------------------------------------- abstract members
+    @abc.abstractmethod
+    def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> CostModel:
+        """Fit to ``space`` from measured whole models; called once, before any :meth:`predict`.
+
+        Args:
+            space: The space every encoding belongs to; the model is bound to its identity.
+            encodings: Architectures of ``space``.
+            latencies_ms: Their measured latencies (finite, > 0), in the same order.
+
+        Returns:
+            ``self``, fitted. Raises :class:`HwnasError` on invalid input, leaving ``self`` unfitted.
+        """
+
+    @abc.abstractmethod
+    def predict(self, encoding: Sequence[int]) -> float:
+        """Predicted latency of ``encoding`` in milliseconds; only after :meth:`fit` or :meth:`load`.
+
+        Deterministic, no measurement: equal inputs give equal floats, also after save and load.
+        """
+
+    @abc.abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """The kind-specific fitted state as JSON-serialisable data; called by :meth:`to_dict`."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_state(cls, state: Mapping[str, Any], space: SearchSpace) -> CostModel:
+        """Rebuild a fitted model from :meth:`_state` output; called by :meth:`from_dict`."""
+
+    # ---------------------------------------------------------------------------- shared behaviour
+    @property
+    def space(self) -> SearchSpace:
+        """The space the model was fitted on; :class:`HwnasError` if it is not fitted."""
+        if self._space is None:
+            raise HwnasError(f"{self.kind} cost model is not fitted. HINT: call fit() or CostModel.load() first.")
+        return self._space
+
+    def predict_many(self, encodings: Sequence[Sequence[int]]) -> np.ndarray:
+        """:meth:`predict` of each encoding, as a float array in milliseconds."""
+        return np.array([self.predict(e) for e in encodings], dtype=np.float64)
+
+    def fidelity(self, encodings: Sequence[Sequence[int]], measured_ms: Sequence[float]) -> dict[str, float]:
+        """:func:`fidelity` of this model on held-out measurements."""
+        return fidelity(self, encodings, measured_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``schema_version``, ``kind``, ``space`` (identity) and ``state``."""
+        return {"schema_version": COSTMODEL_SCHEMA, "kind": self.kind, "space": self.space.identity,
+                "state": self._state()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, space: SearchSpace | None = None) -> CostModel:
+        """Rebuild a model from :meth:`to_dict` output, dispatching on ``kind``.
+
+        Args:
+            data: The JSON form.
+            space: The space the caller will use the model with; refused unless its identity equals the
+                stored one. ``None`` rebuilds the space from the stored identity.
+        """
+        if not isinstance(data, Mapping) or data.get("schema_version") != COSTMODEL_SCHEMA:
+            version = data.get("schema_version") if isinstance(data, Mapping) else type(data).__name__
+            raise HwnasError(f"cost model JSON must have schema_version {COSTMODEL_SCHEMA}, got {version!r}. "
+                             f"HINT: refit the cost model with this version of hwnas.")
+        target = COST_MODELS.get(str(data.get("kind")))
+        if cls is not CostModel and target is not cls:
+            raise HwnasError(f"cost model JSON is of kind {data.get('kind')!r}, not {cls.kind!r}. "
+                             f"HINT: load it with CostModel.from_dict / CostModel.load.")
+        identity = data.get("space")
+        if space is None:
+            space = _space_from_identity(identity)
+        elif canonical_json(space.identity) != canonical_json(identity):
+            raise HwnasError(
+                f"this {data.get('kind')} cost model was fitted for space {canonical_json(identity)}, "
+                f"not for {canonical_json(space.identity)}. HINT: fit a cost model for this space and settings."
+            )
+        return target._from_state(data.get("state") or {}, space)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` to ``path`` atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> CostModel:
+        """Read a model written by :meth:`save` (see :meth:`from_dict` for ``space``)."""
+        return cls.from_dict(read_json(path), space=space)
+
+
+def _space_from_identity(identity: Any) -> SearchSpace:
+    if not (isinstance(identity, Mapping) and isinstance(identity.get("settings"), Mapping)):
+        raise HwnasError(f"cost model JSON lacks a space identity ({{'space': name, 'settings': {{...}}}}), "
+                         f"got {identity!r}. HINT: the file is not a cost model written by hwnas.")
+    return get_space(str(identity.get("space")), **identity["settings"])
+
+
+def _check_fit_inputs(space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float],
+                      *, minimum: int) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    if not isinstance(space, SearchSpace):
+        raise HwnasError(f"fit() needs a SearchSpace, got {type(space).__name__}.")
+    encs = [space.validate(e) for e in encodings]
+    y = np.asarray(latencies_ms, dtype=np.float64).reshape(-1)
+    if len(encs) != len(y):
+        raise HwnasError(f"fit() got {len(encs)} encodings but {len(y)} latencies. HINT: pass one latency each.")
+    if len(encs) < minimum:
+        raise HwnasError(f"fit() needs at least {minimum} measured architectures, got {len(encs)}.")
+    if not np.all(np.isfinite(y) & (y > 0)):
+        raise HwnasError(f"latencies_ms must be finite and > 0, got {y[~(np.isfinite(y) & (y > 0))][:5].tolist()}.")
+    return encs, y
+
+
+# ------------------------------------------------------------------------------------------- fidelity
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse = np.unique(values, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / np.bincount(inverse)[inverse]
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson correlation of average ranks); NaN if either is constant."""
+    rx, ry = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(rx @ ry) / denom if denom > 0 else float("nan")
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either variable corrected); NaN if either is constant. O(n^2) memory."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    upper = np.triu_indices(len(xa), k=1)
+    dx = np.sign(xa[:, None] - xa[None, :])[upper]
+    dy = np.sign(ya[:, None] - ya[None, :])[upper]
+    denom = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
+    return float(np.sum(dx * dy)) / denom if denom > 0 else float("nan")
+
+
+def fidelity(model: CostModel, encodings: Sequence[Sequence[int]], measured_ms: Sequence[float]) -> dict[str, float]:
+    """How well ``model`` predicts held-out whole-model measurements.
+
+    Returns:
+        ``r2`` (1 - SS_res / SS_tot; may be negative), ``rmse_ms``, ``spearman`` and ``kendall``
+        (tau-b) in [-1, 1] (NaN when the measurements or predictions are constant), and ``n``.
+    """
+    measured = np.asarray(measured_ms, dtype=np.float64).reshape(-1)
+    if len(measured) != len(encodings) or len(measured) < 2:
+        raise HwnasError(f"fidelity() needs >= 2 encodings with one measurement each, got {len(encodings)} "
+                         f"encodings and {len(measured)} measurements.")
+    predicted = model.predict_many(encodings)
+    residual = float(np.sum((measured - predicted) ** 2))
+    total = float(np.sum((measured - measured.mean()) ** 2))
+    return {
+        "r2": 1.0 - residual / total if total > 0 else float("nan"),
+        "rmse_ms": math.sqrt(residual / len(measured)),
+        "spearman": spearman_rho(predicted, measured),
+        "kendall": kendall_tau(predicted, measured),
+        "n": len(measured),
+    }
+
+
+# ---------------------------------------------------------------------------------------- linear model
+def block_key(args: Any) -> str:
+    """The indicator key of one decoded block: its type name and every field, as canonical JSON."""
+    return canonical_json([type(args).__name__, dataclasses.asdict(args)])
+
+
+def _decoded_blocks(space: SearchSpace, encoding: Sequence[int]) -> tuple[Any, ...]:
+    blocks = getattr(space.decode(encoding), "blocks", None)
+    if not isinstance(blocks, (tuple, list)) or not all(dataclasses.is_dataclass(b) for b in blocks):
+        raise HwnasError(
+            f"cost models need decode() to return an object with a .blocks sequence of dataclass block "
+            f"arguments; space {space.name!r} returned {type(space.decode(encoding)).__name__}. "
+            f"HINT: give the space's decoded arguments a 'blocks' tuple, or use another cost model."
+        )
+    return tuple(blocks)
+
+
+@COST_MODELS.register("linear")
+class LinearCostModel(CostModel):
+    """Ridge regression on per-layer block indicators (seed 000, section 4).
+
+    One column per (layer position, :func:`block_key`) seen in training, plus an unpenalised
+    intercept; fitted in microseconds (so ``alpha`` is in microsecond^2 units), predicted in ms. A
+    block never seen at a position contributes 0 at predict time, which is close to that layer's
+    average choice since the weights of a position are centred by the ridge penalty; such blocks
+    are counted in :attr:`unseen_blocks`.
+
+    Args:
+        alpha: Ridge penalty (> 0); keeps the fit unique when indicators are collinear.
+    """
+
+    kind = "linear"
+
+    def __init__(self, *, alpha: float = 1e-3) -> None:
+        super().__init__()
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha > 0):
+            raise HwnasError(f"LinearCostModel: alpha must be a finite number > 0, got {alpha!r}. HINT: alpha=1e-3.")
+        self.alpha = float(alpha)
+        self._columns: dict[tuple[int, str], int] = {}
+        self._weights_us = np.zeros(0)
+        self._intercept_us = 0.0
+        #: Blocks met at predict time whose (position, key) had no training column.
+        self.unseen_blocks = 0
+
+    def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> LinearCostModel:
+        encs, y = _check_fit_inputs(space, encodings, latencies_ms, minimum=2)
+        keys = [list(enumerate(block_key(b) for b in _decoded_blocks(space, e))) for e in encs]
+        columns = {col: i for i, col in enumerate(sorted({k for row in keys for k in row}))}
+        x = np.zeros((len(encs), len(columns)))
+        for r, row in enumerate(keys):
+            x[r, [columns[k] for k in row]] = 1.0
+        weights, intercept = ridge(x, y * 1000.0, alpha=self.alpha)
+        self._space, self._columns, self._weights_us, self._intercept_us = space, columns, weights, intercept
+        return self
+
+    def features(self, encoding: Sequence[int]) -> np.ndarray:
+        """The indicator row of ``encoding`` over the training columns (unseen blocks have none)."""
+        row = np.zeros(len(self._columns))
+        for key in enumerate(block_key(b) for b in _decoded_blocks(self.space, encoding)):
+            if key in self._columns:
+                row[self._columns[key]] = 1.0
+        return row
+
+    def predict(self, encoding: Sequence[int]) -> float:
+        row = self.features(encoding)
+        self.unseen_blocks += len(_decoded_blocks(self.space, encoding)) - int(row.sum())
+        return (self._intercept_us + float(row @ self._weights_us)) / 1000.0
+
+    def _state(self) -> dict[str, Any]:
+        ordered = sorted(self._columns.items(), key=lambda item: item[1])
+        return {"alpha": self.alpha, "intercept_us": self._intercept_us,
+                "columns": [[pos, key] for (pos, key), _ in ordered], "weights_us": self._weights_us.tolist()}
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], space: SearchSpace) -> LinearCostModel:
+        model = cls(alpha=float(state["alpha"]))
+        model._columns = {(int(pos), str(key)): i for i, (pos, key) in enumerate(state["columns"])}
+        model._weights_us = np.asarray(state["weights_us"], dtype=np.float64)
+        model._intercept_us = float(state["intercept_us"])
+        if len(model._weights_us) != len(model._columns):
+            raise HwnasError("linear cost model JSON has a different number of columns and weights.")
+        model._space = space
+        return model
+
+
+def ridge(x: np.ndarray, y: np.ndarray, *, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge least squares with an unpenalised intercept: ``argmin |x w + b - y|^2 + alpha |w|^2``."""
+    x_mean, y_mean = x.mean(axis=0), float(y.mean())
+    xc = x - x_mean
+    gram = xc.T @ xc + alpha * np.eye(x.shape[1])
+    weights = np.linalg.solve(gram, xc.T @ (y - y_mean))
+    return weights, y_mean - float(x_mean @ weights)
+
+
+# ---------------------------------------------------------------------------------- lookup-table model
+def measure_median_ms(onnx_bytes: bytes, input_shape: tuple[int, ...]) -> float:
+    """The default :data:`MeasureFn`: :func:`~cluster.latency.measure_onnx`'s median, default effort."""
+    from .latency import measure_onnx
+
+    return measure_onnx(onnx_bytes, input_shape).median_ms
+
+
+@COST_MODELS.register("lut")
+class LookupTableCostModel(CostModel):
+    """Per-layer latency lookup table (seed 003, section 4.2).
+
+    :meth:`fit` measures every (layer, choice) block alone on its fixed input, and the fixed parts
+    (stem with the first block; last conv with the head) once; the prediction is their sum plus a
+    single additive ``bias_ms``. The bias is the mean of ``measured - sum`` over the ``encodings``
+    given to :meth:`fit` (0 when none are given): it absorbs what summing parts misses, mostly
+    per-session-run overhead counted once per part. Blocks with equal arguments and input shape
+    are measured once.
+
+    Needs a space whose built network has ``stem``, ``first``, ``blocks`` (one module per searched
+    dimension, constructible as ``type(block)(args)``) and ``forward_tail``, and whose choices keep
+    each layer's output channels and stride (so every layer has a fixed input): MoGA and EdgeTPU.
+
+    Args:
+        measure: Times one ONNX model; defaults to :func:`measure_median_ms`. Only :meth:`fit` uses it.
+    """
+
+    kind = "lut"
+
+    def __init__(self, *, measure: MeasureFn | None = None) -> None:
+        super().__init__()
+        self._measure = measure or measure_median_ms
+        self._table: list[list[float]] = []
+        self._fixed_ms = 0.0
+        self.bias_ms = 0.0
+
+    def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> LookupTableCostModel:
+        encs, y = _check_fit_inputs(space, encodings, latencies_ms, minimum=0)
+        parts = _trunk_parts(space)
+        cache: dict[str, float] = {}
+        table = [[self._time(lambda a=args, i=i: parts.block(i, a), shape, cache, key=block_key(args))
+                  for args in choices] for i, (choices, shape) in enumerate(zip(parts.choices, parts.shapes))]
+        fixed = self._time(lambda: parts.prefix, parts.input_shape, cache) + self._time(
+            lambda: parts.tail, parts.tail_shape, cache)
+        self._space, self._table, self._fixed_ms, self.bias_ms = space, table, fixed, 0.0
+        if encs:
+            self.bias_ms = float(np.mean(y - np.array([self.predict(e) for e in encs])))
+        return self
+
+    def _time(self, build: Callable[[], Any], shape: tuple[int, ...], cache: dict[str, float], *,
+              key: str | None = None) -> float:
+        """Latency of ``build()`` on ``shape``; measured once per (``key``, shape) when a key is given."""
+        from spaces.export import export_onnx
+
+        cache_key = canonical_json([key, list(shape)]) if key is not None else None
+        if cache_key is not None and cache_key in cache:
+            return cache[cache_key]
+        ms = float(self._measure(export_onnx(build(), shape), shape))
+        if not (math.isfinite(ms) and ms > 0):
+            raise HwnasError(f"lookup-table cost model: measure() returned {ms!r} ms for a part with input "
+                             f"{shape}; it must be finite and > 0.")
+        if cache_key is not None:
+            cache[cache_key] = ms
+        return ms
+
+    def predict(self, encoding: Sequence[int]) -> float:
+        values = self.space.validate(encoding)
+        return self._fixed_ms + self.bias_ms + sum(self._table[i][c] for i, c in enumerate(values))
+
+    def _state(self) -> dict[str, Any]:
+        return {"table_ms": self._table, "fixed_ms": self._fixed_ms, "bias_ms": self.bias_ms}
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], space: SearchSpace) -> LookupTableCostModel:
+        model = cls()
+        model._table = [[float(v) for v in row] for row in state["table_ms"]]
+        if [len(row) for row in model._table] != [d.size for d in space.dims]:
+            raise HwnasError(f"lut cost model JSON has a table of another shape than space {space.name!r}'s layers.")
+        model._fixed_ms, model.bias_ms = float(state["fixed_ms"]), float(state["bias_ms"])
+        model._space = space
+        return model
+
+
+@dataclasses.dataclass
+class _TrunkParts:
+    """What the lookup table measures: per layer the choices' block args and the fixed input shape."""
+
+    input_shape: tuple[int, ...]
+    prefix: Any
+    tail: Any
+    tail_shape: tuple[int, ...]
+    choices: list[list[Any]]
+    shapes: list[tuple[int, ...]]
+    block: Callable[[int, Any], Any]  # (layer, args) -> a freshly built block module
+
+
+def _trunk_parts(space: SearchSpace) -> _TrunkParts:
+    import torch
+    from torch import nn
+
+    from spaces._blocks import materialize
+
+    default = space.default_encoding()
+    refuse = (f"lookup-table cost model: space {space.name!r} does not have one searched block per dimension "
+              f"with a fixed input (stem, first, blocks, forward_tail). HINT: use the 'linear' cost model.")
+    if len(_decoded_blocks(space, default)) != len(space.dims) or not hasattr(space, "input_shape"):
+        raise HwnasError(refuse)
+    net = space.build(default).eval()
+    if not all(hasattr(net, a) for a in ("stem", "first", "blocks", "forward_tail")):
+        raise HwnasError(refuse)
+    choices = [[_decoded_blocks(space, default[:i] + (c,) + default[i + 1:])[i] for c in range(d.size)]
+               for i, d in enumerate(space.dims)]
+    for i, layer in enumerate(choices):
+        if len({(getattr(a, "out_ch", None), getattr(a, "stride", None)) for a in layer}) != 1:
+            raise HwnasError(f"{refuse} (layer {i}'s choices change its output channels or stride)")
+    shapes: list[tuple[int, ...]] = []
+    hooks = [b.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape))) for b in net.blocks]
+    input_shape = tuple(space.input_shape)
+    with torch.no_grad():
+        tail_shape = tuple(net.blocks(net.first(net.stem(torch.zeros(input_shape)))).shape)
+    for hook in hooks:
+        hook.remove()
+
+    class _Tail(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.forward_tail(x)
+
+    block_type = [type(b) for b in net.blocks]
+    return _TrunkParts(
+        input_shape=input_shape, prefix=nn.Sequential(net.stem, net.first), tail=_Tail(), tail_shape=tail_shape,
+        choices=choices, shapes=shapes, block=lambda i, args: materialize(lambda: block_type[i](args)),
+    )  # fmt: skip
