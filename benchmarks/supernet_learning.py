@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainers  # noqa: E402
+from cluster.costmodels import spearman_rho as spearman  # noqa: E402
 from spaces import MogaSpace  # noqa: E402
 from spaces.seeding import make_rng  # noqa: E402
 
@@ -77,22 +77,6 @@ def score(trainer: trainers.SupernetTrainer, encoding: Sequence[int]) -> tuple[f
         loss = sum(float(torch.nn.functional.cross_entropy(model(x[i : i + 256]), y[i : i + 256], reduction="sum"))
                    for i in range(0, len(y), 256)) / len(y)  # fmt: skip
     return acc, loss
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho: Pearson correlation of the ranks, ties given their average rank."""
-
-    def ranks(values: Sequence[float]) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        order = values.argsort(kind="stable")
-        result = np.empty(len(values))
-        result[order] = np.arange(len(values), dtype=float)
-        for value in np.unique(values):
-            tied = values == value
-            result[tied] = result[tied].mean()
-        return result
-
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
 def evaluate(trainer: trainers.SupernetTrainer) -> dict[str, Any]:

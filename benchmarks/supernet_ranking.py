@@ -32,6 +32,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainers  # noqa: E402
+from cluster.costmodels import kendall_tau, spearman_rho  # noqa: E402
 from spaces import MogaSpace  # noqa: E402
 from spaces.seeding import make_rng, torch_generator  # noqa: E402
 
@@ -39,44 +40,8 @@ SEED = 0  # the data, the random architectures, the stand-alone initialisations
 RECIPE = {"batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 4e-5, "label_smoothing": 0.1}
 
 
-# ------------------------------------------------------------------------------------ statistics
-def _ranks(values: Sequence[float]) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    order = values.argsort(kind="stable")
-    result = np.empty(len(values))
-    result[order] = np.arange(len(values), dtype=float)
-    for value in np.unique(values):
-        tied = values == value
-        result[tied] = result[tied].mean()
-    return result
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def kendall(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b (ties handled)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    conc = disc = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif da == db:
-                conc += 1
-            else:
-                disc += 1
-    denom = np.sqrt((conc + disc + ties_a) * (conc + disc + ties_b))
-    return float((conc - disc) / denom) if denom else float("nan")
+# Rank statistics are the ones the cost models report (tested against scipy there).
+spearman, kendall = spearman_rho, kendall_tau
 
 
 # ------------------------------------------------------------------------------------ pieces
