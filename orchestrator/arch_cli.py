@@ -67,7 +67,14 @@ def resolve_architecture(args: argparse.Namespace) -> tuple[SearchSpace, tuple[i
                               f"HINT: e.g. --arch {example.to_string(example.default_encoding())}")
         space_name, settings, text = args.space, {}, args.arch
     accepted = inspect.signature(SPACES.get(space_name)).parameters
-    for key, value in (("input_size", args.input_size), ("num_classes", args.num_classes)):
+    task = getattr(args, "task", None)
+    if task is not None and "task" not in accepted:
+        if task == "detection":
+            with_head = [n for n in SPACES.names() if "task" in inspect.signature(SPACES.get(n)).parameters]
+            raise ConfigError(f"--task detection: space {space_name} has no SSDLite detection head (no C4/C5 "
+                              f"endpoints). HINT: spaces with one: {', '.join(with_head)}; or use --task classification")
+        task = None  # every other space is a classifier already
+    for key, value in (("input_size", args.input_size), ("num_classes", args.num_classes), ("task", task)):
         if value is not None:
             if key not in accepted:
                 raise ConfigError(f"--{key.replace('_', '-')}: space {space_name} does not take this setting")
@@ -79,16 +86,12 @@ def resolve_architecture(args: argparse.Namespace) -> tuple[SearchSpace, tuple[i
 def describe_architecture(space: SearchSpace, encoding: tuple[int, ...]) -> dict[str, Any]:
     counts = space.count(encoding)
     return {
-        "space": space.name, "settings": space.settings, "encoding": space.to_string(encoding),
+        "space": space.name, "task": space.settings.get("task", "classification"),
+        "input_size": space.settings.get("input_size"), "settings": space.settings,
+        "encoding": space.to_string(encoding),
         "candidate_id": space.candidate_id(encoding), "params": int(counts["params"]), "madds": int(counts["madds"]),
         "layers": [{"layer": d.name, "choice": int(c), "label": d.choices[int(c)]} for d, c in zip(space.dims, encoding)],
     }
-
-
-def _check_task(task: str) -> None:
-    if task == "detection":
-        raise ConfigError("--task detection: no registered space has an SSDLite detection head yet. "
-                          "HINT: use --task classification")
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
@@ -98,12 +101,11 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    _check_task(args.task)
     info = describe_architecture(*resolve_architecture(args))
     if args.json:
         print(json.dumps(info, indent=1))
     else:
-        print(f"{info['space']}  {info['encoding']}  id {info['candidate_id']}")
+        print(f"{info['space']} ({info['task']}, {info['input_size']}px)  {info['encoding']}  id {info['candidate_id']}")
         print(f"params {info['params']:,}  MAdds {info['madds']:,}")
         for layer in info["layers"]:
             print(f"  {layer['layer']}: {layer['label']}")
@@ -134,6 +136,9 @@ def _arch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", metavar="ENCODING", help="choice indices joined by '-', e.g. 8-10-6-7-1-7-6-10-5-10-6-6-9-9")
     p.add_argument("--input-size", type=int, metavar="N", help="input resolution (default: the space's or preset's)")
     p.add_argument("--num-classes", type=int, metavar="K", help="classifier classes (default: the space's or preset's)")
+    p.add_argument("--task", choices=("classification", "detection"), default=None,
+                   help="classification head or SSDLite detector (default: the space's or preset's; "
+                        "detection needs a space with C4/C5 endpoints, e.g. mobiledet)")
 
 
 def add_arch_commands(sub: Any) -> dict[str, Any]:
@@ -144,7 +149,6 @@ def add_arch_commands(sub: Any) -> dict[str, Any]:
     arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION", required=True)
     d = arch_sub.add_parser("describe", help="params, MAdds, candidate id and per-layer choices")
     _arch_arguments(d)
-    d.add_argument("--task", choices=("classification", "detection"), default="classification")
     d.add_argument("--json", action="store_true", help="print JSON")
     e = arch_sub.add_parser("export", help="export to ONNX (opset 17) and check it with ONNX Runtime")
     _arch_arguments(e)

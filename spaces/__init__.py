@@ -35,6 +35,8 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
 from . import moga as _moga  # noqa: E402,F401
 from . import edgetpu as _edgetpu  # noqa: E402,F401
 from . import mobileone as _mobileone  # noqa: E402,F401
+from . import mobiledet as _mobiledet  # noqa: E402,F401
+from . import mobilenet as _mobilenet  # noqa: E402,F401
 from .counting import count_madds, count_params  # noqa: E402
 from .export import export_onnx, onnx_parity  # noqa: E402
 from .moga import MogaSpace  # noqa: E402

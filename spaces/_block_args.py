@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 __all__ = ["ACTIVATIONS", "MBBlockArgs", "make_divisible"]
 
-#: Activation names accepted by block arguments: ``relu`` (the papers' "RE") and ``hswish`` ("HS").
-ACTIVATIONS: tuple[str, ...] = ("relu", "hswish")
+#: Activation names accepted by block arguments: ``relu`` (the papers' "RE"), ``hswish`` ("HS") and
+#: ``relu6`` (MobileNetV2 and the accelerator MobileDets).
+ACTIVATIONS: tuple[str, ...] = ("relu", "hswish", "relu6")
 
 
 def make_divisible(value: float, divisor: int = 8, round_limit: float = 0.9) -> int:

@@ -32,6 +32,8 @@ def make_activation(name: str) -> nn.Module:
         return nn.ReLU()
     if name == "hswish":
         return nn.Hardswish()
+    if name == "relu6":
+        return nn.ReLU6()
     raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:  # torch and the ONNX packages are imported on first use: `import spaces` stays light
     from torch import nn
 
-__all__ = ["OPSET", "export_onnx", "onnx_parity"]
+__all__ = ["OPSET", "export_onnx", "onnx_parity", "output_names"]
 
 #: The ONNX opset every hwnas export uses (HardSwish needs >= 14).
 OPSET = 17
@@ -17,6 +17,9 @@ OPSET = 17
 
 def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.PathLike[str] | None = None) -> bytes:
     """Export ``module`` in eval mode to a checked ONNX model with input ``input`` and output ``logits``.
+
+    A module whose forward returns several tensors names them in an ``onnx_output_names`` attribute
+    (a detector: ``boxes``, ``logits``); the graph's outputs get those names, in that order.
 
     Uses the TorchScript-based exporter (``dynamo=False``: the dynamo exporter needs onnxscript) at
     opset :data:`OPSET` with constant folding and a static input shape. The module's train/eval mode
@@ -49,7 +52,7 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.Pa
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 graph, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
-                output_names=["logits"], do_constant_folding=True,
+                output_names=list(output_names(module)), do_constant_folding=True,
             )  # fmt: skip
     finally:
         module.train(was_training)
@@ -80,10 +83,21 @@ def onnx_parity(module: nn.Module, onnx_bytes: bytes, input_shape: Sequence[int]
     try:
         module.eval()
         with torch.no_grad():
-            expected = module(x.to(device)).cpu().numpy()
+            outputs = module(x.to(device))
     finally:
         module.train(was_training)
+    expected = [t.cpu().numpy() for t in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    (actual,) = session.run(["logits"], {"input": x.numpy()})
-    scale = max(float(np.abs(expected).max()), np.finfo(np.float32).tiny)
-    return float(np.abs(expected - actual).max() / scale)
+    actual = session.run(list(output_names(module)), {"input": x.numpy()})
+    if len(actual) != len(expected):
+        raise ValueError(f"the ONNX graph has {len(actual)} outputs, the module returns {len(expected)}")
+    worst = 0.0
+    for want, got in zip(expected, actual):
+        scale = max(float(np.abs(want).max()), np.finfo(np.float32).tiny)
+        worst = max(worst, float(np.abs(want - got).max() / scale))
+    return worst
+
+
+def output_names(module: nn.Module) -> tuple[str, ...]:
+    """The names of ``module``'s outputs in an exported graph: ``onnx_output_names`` or ``("logits",)``."""
+    return tuple(getattr(module, "onnx_output_names", ("logits",)))

@@ -22,6 +22,15 @@ PRESETS: Mapping[str, tuple[str, str, Mapping[str, Any]]] = MappingProxyType(
         "moga-a": ("moga", "8-10-6-7-1-7-6-10-5-10-6-6-9-9", MappingProxyType(_IMAGENET_224)),
         "moga-b": ("moga", "0-0-10-0-8-7-9-0-11-10-2-11-11-7", MappingProxyType(_IMAGENET_224)),
         "moga-c": ("moga", "2-0-2-0-2-2-9-2-2-6-7-7-7-7", MappingProxyType(_IMAGENET_224)),
+        # MobileNetV2 1.0 (every searched layer t6k3) and MobileNetV3-Large 1.0 (Table 1: t = 4, 3, 3, 3, 3,
+        # 6, 2.5, 2.3, 2.3, 6, ...) in MobileNetSpace's per-layer indices (see MobileNetSpace.choice_index).
+        "mobilenet-v2": (
+            "mobilenet", "6-6-6-6-6-6-6-6-6-6-6-6-6-6-6-6", MappingProxyType({**_IMAGENET_224, "version": "v2"}),
+        ),
+        "mobilenet-v3-large": (
+            "mobilenet", "18-12-15-15-15-24-6-0-0-25-25-27-27-27",
+            MappingProxyType({**_IMAGENET_224, "version": "v3-large"}),
+        ),
         # MobileOne S0..S4 (seed 002, Table 7) as MobileOneSpace indices k-a1-a2-a3-a4-se (see its dims).
         **{
             f"mobileone-{variant}": ("mobileone", encoding, MappingProxyType({
@@ -44,6 +53,20 @@ PRESETS: Mapping[str, tuple[str, str, Mapping[str, Any]]] = MappingProxyType(
                 ("s", "6-21-6-21-4-21-6-0-0-0-2-0-0-0-2-0-0-0-2"),
                 ("m", "6-21-6-21-4-21-6-0-0-0-2-0-0-0-2-0-0-0-2"),
                 ("l", "6-22-6-22-4-22-6-0-0-0-2-0-0-0-2-0-0-0-2"),
+            )
+        },
+        # The released MobileDets + SSDLite at 320 (seed 000; the layer rows of reference/architectures.md) in
+        # MobileDetSpace's indices: 8 width multipliers (stem, blocks 1-7), then 22 layers (see choice_index).
+        **{
+            f"mobiledet-{target}": ("mobiledet", encoding, MappingProxyType({
+                "variant": "ibn+fused+tucker", "target": target, "task": "detection", "input_size": 320,
+                "num_classes": 91,
+            }))  # fmt: skip
+            for target, encoding in (
+                ("cpu", "0-0-0-1-2-2-1-2-16-0-16-16-16-2-0-0-0-3-2-1-0-2-2-2-2-3-1-1-0-2"),
+                ("edgetpu", "3-3-0-2-2-3-2-6-9-6-4-6-4-7-4-4-4-2-2-4-4-3-3-2-2-3-2-1-2-3"),
+                ("dsp", "3-5-3-4-4-5-3-4-8-2-2-0-5-3-0-2-2-3-0-1-1-3-1-1-1-0-0-2-7-1"),
+                ("gpu", "3-3-3-4-4-4-2-6-8-6-8-8-8-6-6-6-4-6-4-4-4-6-6-6-6-4-4-4-4-2"),
             )
         },
     }

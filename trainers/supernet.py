@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -99,12 +98,13 @@ class SupernetTrainer:
             return self.space.sample(make_rng(self.seed, "supernet", "path", step))
         # Strict fairness: the group of steps [g*L, (g+1)*L) uses, per layer, a permutation of its choices
         # (repeated L/size times for a layer with fewer choices); L = lcm of the choice counts.
+        # Each permutation has its own seed, so a step draws only the one it needs: the group can be long
+        # (lcm(7, 16, 17, 18) = 17136 steps for mobiledet) and a step must not generate all of it.
         sizes = [d.size for d in self.space.dims]
-        group = math.lcm(*sizes)
-        g, k = divmod(step, group)
-        rng = make_rng(self.seed, "supernet", "fair", g)
+        g, k = divmod(step, math.lcm(*sizes))
         return tuple(
-            int(np.concatenate([rng.permutation(size) for _ in range(group // size)])[k]) for size in sizes
+            int(make_rng(self.seed, "supernet", "fair", g, layer, k // size).permutation(size)[k % size])
+            for layer, size in enumerate(sizes)
         )
 
     def _one_step(self, step: int) -> tuple[float, int, int]:

@@ -10,7 +10,8 @@ __all__ = ["CoveringChoiceSampling", "covering_rows"]
 
 
 def covering_rows(sizes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` chromosomes where every choice of every gene occurs (when ``n >= sizes.max()``).
+    """``n`` chromosomes where every choice of every gene occurs (when ``n >= sizes.max()``; otherwise
+    each gene shows ``n`` distinct choices drawn at random).
 
     Each gene's column is its choices tiled to length ``n`` and shuffled independently (a Latin-style
     design); rows that came out equal are then repaired so that the rows are distinct where the space
@@ -24,7 +25,9 @@ def covering_rows(sizes: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     Returns:
         ``(n, len(sizes))`` integer array of choice indices.
     """
-    columns = [rng.permutation(np.resize(np.arange(size), n)) for size in sizes]
+    # Tile a random permutation, not 0..size-1: with n < size (a population smaller than a gene's
+    # choices) the column is then a random subset of the choices, instead of always the n lowest ones.
+    columns = [rng.permutation(np.resize(rng.permutation(size), n)) for size in sizes]
     rows = np.stack(columns, axis=1).astype(np.int64)
     _repair_duplicates(rows, sizes, rng)
     return rows

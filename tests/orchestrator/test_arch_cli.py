@@ -47,7 +47,9 @@ def test_describe_space_arch_with_overrides(capsys) -> None:
         (["arch", "describe", "--space", "mogo", "--arch", "0"], "known search spaces:"),
         (["arch", "describe", "--space", "moga"], "needs --arch"),
         (["arch", "describe"], "either --preset"),
-        (["arch", "describe", "--preset", "moga-a", "--task", "detection"], "detection"),
+        (["arch", "describe", "--preset", "moga-a", "--task", "detection"], "space moga has no SSDLite detection head"),
+        (["arch", "export", "--preset", "moga-a", "--task", "detection", "--out", "x.onnx"], "spaces with one: mobiledet"),
+        (["arch", "describe", "--preset", "mobiledet-edgtpu"], "mobiledet-edgetpu"),
     ],
 )
 def test_bad_architectures_exit_2_with_one_message(capsys, argv, message) -> None:
@@ -62,3 +64,32 @@ def test_export_writes_a_checked_onnx_file(capsys, tmp_path: Path) -> None:
     info = json.loads(out)
     assert code == 0 and out_file.stat().st_size == info["bytes"] > 0
     assert info["onnxruntime_max_rel_diff"] < 1e-4
+
+
+def test_describe_mobiledet_preset_is_a_320_detector(capsys) -> None:
+    code, out, _ = _run(capsys, "arch", "describe", "--preset", "mobiledet-dsp", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["space"] == "mobiledet" and info["task"] == "detection" and info["input_size"] == 320
+    assert abs(info["madds"] - 2.82e9) / 2.82e9 < 0.02 and len(info["layers"]) == 30
+
+
+def test_task_switches_a_mobiledet_between_detector_and_classifier(capsys) -> None:
+    base = ["arch", "describe", "--preset", "mobiledet-cpu", "--num-classes", "10", "--json"]
+    _, det, _ = _run(capsys, *base)
+    _, cls, _ = _run(capsys, *base, "--task", "classification")
+    det, cls = json.loads(det), json.loads(cls)
+    assert det["task"] == "detection" and cls["task"] == "classification"
+    assert det["encoding"] == cls["encoding"] and det["madds"] > cls["madds"]
+    assert det["candidate_id"] != cls["candidate_id"]  # another head, another model
+
+
+def test_export_detector_has_two_outputs(capsys, tmp_path: Path) -> None:
+    import onnx
+
+    out_file = tmp_path / "det.onnx"
+    arch = "-".join(["0"] * 30)
+    code, out, _ = _run(capsys, "arch", "export", "--space", "mobiledet", "--arch", arch, "--input-size", "64",
+                        "--num-classes", "5", "--task", "detection", "--out", str(out_file))
+    info = json.loads(out)
+    assert code == 0 and info["onnxruntime_max_rel_diff"] < 1e-4
+    assert [o.name for o in onnx.load(str(out_file)).graph.output] == ["boxes", "logits"]

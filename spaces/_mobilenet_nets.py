@@ -1,0 +1,225 @@
+"""The MobileNetV2/V3 networks: blocks, a stand-alone :class:`MobileNet` and :class:`MobileNetSupernet`.
+
+Kept apart from :mod:`spaces.mobilenet` so that decoding, validating and counting never import torch.
+
+Weight sharing in the supernet: per searched layer one :class:`ElasticInvertedResidual` holds the
+weights of the layer's largest choice (largest expansion, 7x7 kernel, SE in v3); every choice runs on a
+slice of them: the first ``hidden`` expanded channels, the centre ``k x k`` crop of the depthwise
+kernel, the first ``se_squeeze`` SE channels. This is :class:`spaces._elastic.ElasticMBBlock`'s scheme;
+that block is not reused because it is tied to MoGA's block arguments: its hidden width is
+``in * t`` (V3 rounds ``in * t`` to a multiple of 8: 80 * 2.3 -> 184), its SE squeezes to
+``hidden // 4`` and runs the block's own activation, whereas MobileNetV3's SE always uses ReLU.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._blocks import ConvBNAct, SqueezeExcite, make_activation
+from ._elastic import sliced_batch_norm
+from ._settings import check_supernet_path
+from .mobilenet import InvertedResidualArgs, MobileNetArchArgs, MobileNetFixedArgs
+
+__all__ = ["ElasticInvertedResidual", "InvertedResidual", "MobileNet", "MobileNetSupernet"]
+
+_BN_STATE = ("weight", "bias", "running_mean", "running_var")
+
+
+class InvertedResidual(nn.Module):
+    """``[1x1 expand (BN, act)] -> depthwise kxk (BN, act) -> [SE] -> 1x1 project (BN) -> [+ input]``.
+
+    Absent parts are ``nn.Identity`` so that every block has the module names ``expand``, ``dw``,
+    ``se``, ``project`` (those of :class:`ElasticInvertedResidual`, so sliced states load as is).
+    """
+
+    def __init__(self, args: InvertedResidualArgs) -> None:
+        super().__init__()
+        hidden = args.hidden
+        self.residual = args.residual
+        self.expand: nn.Module = ConvBNAct(args.in_ch, hidden, act=args.act) if args.has_expand else nn.Identity()
+        self.dw = ConvBNAct(hidden, hidden, kernel=args.kernel, stride=args.stride, groups=hidden, act=args.act)
+        # MobileNetV3's SE: ReLU inside whatever the block's activation, hard-sigmoid gate.
+        self.se: nn.Module = SqueezeExcite(hidden, args.se_squeeze, act="relu") if args.se else nn.Identity()
+        self.project = ConvBNAct(hidden, args.out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.dw(self.expand(x))))
+        return out + x if self.residual else out
+
+
+class _MobileNetTrunk(nn.Module):
+    """Stem, fixed first block and tail shared (same module names) by MobileNet and MobileNetSupernet.
+
+    Equal names are what lets :meth:`MobileNetSpace.extract` copy a path's weights by state-dict key.
+    """
+
+    def __init__(self, fixed: MobileNetFixedArgs, tail_in: int) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.stem = ConvBNAct(3, fixed.stem_ch, kernel=3, stride=fixed.stem_stride, act=fixed.stem_act)
+        self.first = InvertedResidual(fixed.first)
+        self.last = ConvBNAct(tail_in, fixed.last_ch, act=fixed.last_act)
+        features = fixed.last_ch
+        if fixed.head_ch is not None:
+            # MobileNetV3's head: a 1x1 conv with bias and no BN on the pooled features.
+            self.head = nn.Conv2d(fixed.last_ch, fixed.head_ch, 1, bias=True)
+            self.head_act = make_activation("hswish")
+            features = fixed.head_ch
+        self.dropout = nn.Dropout(fixed.dropout)
+        self.classifier = nn.Linear(features, fixed.num_classes)
+
+    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.last(x).mean((2, 3), keepdim=True)
+        if self.fixed.head_ch is not None:
+            x = self.head_act(self.head(x))
+        return self.classifier(self.dropout(x.flatten(1)))
+
+
+class MobileNet(_MobileNetTrunk):
+    """A stand-alone MobileNetV2/V3-like network built from decoded arguments.
+
+    Args:
+        arch: The decoded architecture (see :meth:`MobileNetSpace.decode`).
+
+    Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits. Constructed directly it
+    gets torch's default initialisation; :meth:`MobileNetSpace.build` gives the seeded one.
+    """
+
+    def __init__(self, arch: MobileNetArchArgs) -> None:
+        super().__init__(arch.fixed, tail_in=arch.blocks[-1].out_ch)
+        self.arch = arch
+        self.blocks = nn.Sequential(*(InvertedResidual(args) for args in arch.blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tail(self.blocks(self.first(self.stem(x))))
+
+
+class ElasticInvertedResidual(nn.Module):
+    """The weights of one searched layer at its largest choice; runs any choice of the layer.
+
+    Args:
+        choices: The layer's choices: same in/out channels, stride and activation, all with an
+            expansion conv, kernels of one parity; SE weights exist if any choice uses SE.
+    """
+
+    def __init__(self, choices: Sequence[InvertedResidualArgs]) -> None:
+        super().__init__()
+        first = choices[0]
+        self.shape = (first.in_ch, first.out_ch, first.stride, first.act)
+        if any((a.in_ch, a.out_ch, a.stride, a.act) != self.shape or not a.has_expand for a in choices):
+            raise ValueError(f"an elastic block needs choices of one in/out/stride/act, all expanding; got {choices}")
+        self.max_hidden = max(a.hidden for a in choices)
+        self.max_kernel = max(a.kernel for a in choices)
+        self.max_squeeze = max((a.se_squeeze for a in choices if a.se), default=0)
+        in_ch, out_ch, stride, act = self.shape
+        self.expand = ConvBNAct(in_ch, self.max_hidden, act=act)
+        self.dw = ConvBNAct(
+            self.max_hidden, self.max_hidden, kernel=self.max_kernel, stride=stride, groups=self.max_hidden, act=act
+        )
+        if self.max_squeeze:
+            self.se = SqueezeExcite(self.max_hidden, self.max_squeeze, act="relu")
+        self.project = ConvBNAct(self.max_hidden, out_ch)
+
+    def forward(self, x: torch.Tensor, args: InvertedResidualArgs) -> torch.Tensor:
+        """Run the choice ``args``; gradients and BN running-stat updates reach only its slices."""
+        p = self.sliced_state(args)
+        out = self.expand[2](_conv_bn(x, p, "expand", self.expand[1]))
+        out = _conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=args.kernel // 2, groups=args.hidden)
+        out = self.dw[2](out)
+        if args.se:
+            scale = out.mean((2, 3), keepdim=True)
+            scale = self.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
+            out = out * self.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
+        out = _conv_bn(out, p, "project", self.project[1])
+        return out + x if args.residual else out
+
+    def sliced_state(self, args: InvertedResidualArgs) -> dict[str, torch.Tensor]:
+        """Views of the parameters and buffers that ``args`` uses, keyed as ``InvertedResidual(args).state_dict()``.
+
+        The views share storage with this block (and keep autograd to its parameters). SE entries are
+        left out when ``args`` has no SE, as the stand-alone block has none then.
+        """
+        self._check(args)
+        h, k, s = args.hidden, args.kernel, args.se_squeeze
+        c = (self.max_kernel - k) // 2
+        cuts = {
+            "dw.0.weight": lambda t: t[:h, :, c : c + k, c : c + k],
+            "se.reduce.weight": lambda t: t[:s, :h],
+            "se.reduce.bias": lambda t: t[:s],
+            "se.expand.weight": lambda t: t[:h, :s],
+            "project.0.weight": lambda t: t[:, :h],
+        }
+        state = {}
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if name.startswith("se.") and not args.se:
+                continue
+            if name in cuts:
+                state[name] = cuts[name](tensor)
+            elif name.startswith("project.") or name.endswith("num_batches_tracked"):
+                state[name] = tensor  # the output side and the BN step counters are shared whole
+            else:  # expand conv, expand / dw BNs, SE expand bias: the first h channels
+                state[name] = tensor[:h]
+        return state
+
+    def _check(self, args: InvertedResidualArgs) -> None:
+        fits = (
+            (args.in_ch, args.out_ch, args.stride, args.act) == self.shape
+            and args.has_expand
+            and args.hidden <= self.max_hidden
+            and 1 <= args.kernel <= self.max_kernel
+            and args.kernel % 2 == self.max_kernel % 2
+            and (not args.se or args.se_squeeze <= self.max_squeeze)
+        )
+        if not fits:
+            raise ValueError(
+                f"choice {args} does not fit the elastic block (in/out/stride/act {self.shape}, hidden <= "
+                f"{self.max_hidden}, kernel <= {self.max_kernel} of its parity, SE squeeze <= {self.max_squeeze})"
+            )
+
+
+class MobileNetSupernet(_MobileNetTrunk):
+    """Single-path one-shot supernet: per searched layer one :class:`ElasticInvertedResidual`.
+
+    Stem, first block and tail are shared by all paths. A step gives gradients and BN running-stat
+    updates only to the slices its path uses; SE weights get no gradient on a path without SE.
+
+    Args:
+        fixed: The shared fixed parts.
+        choices: Per searched layer, the block arguments of each candidate, in choice-index order.
+    """
+
+    def __init__(self, fixed: MobileNetFixedArgs, choices: tuple[tuple[InvertedResidualArgs, ...], ...]) -> None:
+        super().__init__(fixed, tail_in=choices[-1][0].out_ch)
+        self.choices = choices
+        self.blocks = nn.ModuleList(ElasticInvertedResidual(layer) for layer in choices)
+
+    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
+        """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
+        check_supernet_path(self.choices, path)
+        x = self.first(self.stem(x))
+        for block, layer, index in zip(self.blocks, self.choices, path):
+            x = block(x, layer[int(index)])
+        return self.forward_tail(x)
+
+    def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The state of ``path`` keyed as the stand-alone :class:`MobileNet`'s ``state_dict()``.
+
+        Values are views of this supernet's tensors (copy them before changing them).
+        """
+        check_supernet_path(self.choices, path)
+        state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
+        for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
+            sliced = block.sliced_state(layer[int(index)])
+            state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
+        return state
+
+
+def _conv_bn(
+    x: torch.Tensor, p: dict[str, torch.Tensor], name: str, bn: nn.BatchNorm2d, *, stride: int = 1,
+    padding: int = 0, groups: int = 1,
+) -> torch.Tensor:
+    y = F.conv2d(x, p[f"{name}.0.weight"], None, stride, padding, 1, groups)
+    return sliced_batch_norm(y, bn, {key: p[f"{name}.1.{key}"] for key in _BN_STATE})
