@@ -19,7 +19,7 @@ from .operators import (
     CoveringChoiceSampling,
     HierarchicalChoiceMutation,
     SeenDuplicateElimination,
-    SinglePointChoiceCrossover,
+    make_crossover,
     weighted_crowding,
 )
 
@@ -43,6 +43,8 @@ class NSGA2Engine:
         population_size: Survivors per generation and offspring per generation.
         weights: Crowding weights per objective (``None``: equal).
         crossover_prob: Probability that a parent pair crosses.
+        crossover: ``"single-point"`` (MoGA) or ``"uniform"``.
+        force_mutation: Every offspring mutates at least one gene (MoGA).
         gene_prob: Per-gene mutation probability (``None``: ``1 / n_genes``).
         seen: The searcher's set of generated chromosomes (shared, for duplicate elimination).
         rng: The searcher's generator; every random draw of the algorithm comes from it.
@@ -50,6 +52,7 @@ class NSGA2Engine:
 
     def __init__(self, *, sizes: np.ndarray, n_obj: int, n_constr: int, population_size: int,
                  weights: Sequence[float] | None, crossover_prob: float, gene_prob: float | None,
+                 crossover: str = "single-point", force_mutation: bool = True,
                  seen: set[tuple[int, ...]], rng: np.random.Generator) -> None:
         self.n_genes = len(sizes)
         problem = Problem(n_var=len(sizes), n_obj=n_obj, n_ieq_constr=n_constr + 1,
@@ -59,8 +62,8 @@ class NSGA2Engine:
             pop_size=population_size,
             sampling=CoveringChoiceSampling(),
             selection=TournamentSelection(func_comp=binary_tournament),
-            crossover=SinglePointChoiceCrossover(prob=crossover_prob),
-            mutation=HierarchicalChoiceMutation(gene_prob=gene_prob),
+            crossover=make_crossover(crossover, prob=crossover_prob),
+            mutation=HierarchicalChoiceMutation(gene_prob=gene_prob, at_least_one=force_mutation),
             survival=RankAndCrowding(crowding_func=weighted_crowding(weights)),
             eliminate_duplicates=SeenDuplicateElimination(seen),
             output=None,

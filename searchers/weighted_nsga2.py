@@ -10,6 +10,7 @@ from ray.tune.search.sample import Categorical
 from ._base import Evaluation, GenerationalSearcher
 from ._nsga2_engine import NSGA2Engine
 from ._objectives import Objectives
+from .operators import CROSSOVERS
 from ._space import Chromosome
 from ._validation import check_int, check_probability, config_error
 
@@ -45,6 +46,10 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
         constraints: ``(metric, "<=" | ">=", bound)`` triples.
         mutation_layer_prob: Per-gene mutation probability; ``None``: ``1 / n_genes``.
         crossover_prob: Probability that a parent pair crosses over.
+        crossover: ``"single-point"`` (MoGA's, the default) or ``"uniform"`` (each gene swapped with
+            probability 1/2; better when dimensions act independently, see BENCHMARKS.md).
+        force_mutation: MoGA's rule that every offspring mutates at least one gene (default ``True``);
+            ``False`` lets a child be a pure recombination of its parents.
 
     Raises:
         ConfigError: an argument breaks its rule (the message names it, the rule, the value and a fix).
@@ -65,6 +70,8 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
         constraints: Sequence[tuple[str, str, float]] = (),
         mutation_layer_prob: float | None = None,
         crossover_prob: float = 0.9,
+        crossover: str = "single-point",
+        force_mutation: bool = True,
     ) -> None:
         self._population_size = check_int(
             "population_size", population_size, minimum=2,
@@ -78,6 +85,13 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
             hint="leave it None for 1/n_genes, or pass e.g. 0.1.")
         self._crossover_prob = check_probability(
             "crossover_prob", crossover_prob, hint="0.9 is the usual value.")
+        if crossover not in CROSSOVERS:
+            raise config_error("crossover", f"must be one of {', '.join(CROSSOVERS)}", crossover,
+                               "use 'single-point' (MoGA) or 'uniform'.")
+        if not isinstance(force_mutation, bool):
+            raise config_error("force_mutation", "must be true or false", force_mutation,
+                               "true keeps MoGA's at-least-one-gene mutation.")
+        self._crossover, self._force_mutation = crossover, force_mutation
         self._engine: NSGA2Engine | None = None
         super().__init__(param_space=param_space, metric=metric, mode=mode, seed=seed,
                          constraints=constraints)
@@ -96,7 +110,8 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
     def _algorithm_settings(self) -> dict[str, Any]:
         return {"population_size": self._population_size, "generations": self._generations,
                 "weights": self._weights, "mutation_layer_prob": self._gene_prob,
-                "crossover_prob": self._crossover_prob}
+                "crossover_prob": self._crossover_prob, "crossover": self._crossover,
+                "force_mutation": self._force_mutation}
 
     def _first_generation(self) -> list[Chromosome]:
         return _rows(self._new_engine().ask())
@@ -143,6 +158,7 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
             sizes=space.sizes, n_obj=len(objectives.metrics), n_constr=len(objectives.constraints),
             population_size=self._population_size, weights=self._weights,
             crossover_prob=self._crossover_prob, gene_prob=self._gene_prob, seen=self._seen,
+            crossover=self._crossover, force_mutation=self._force_mutation,
             rng=self._rng)
         return self._engine
 

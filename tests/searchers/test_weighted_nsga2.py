@@ -226,3 +226,35 @@ def test_malformed_population_state_is_refused(toy) -> None:
     state["algorithm"]["population"][0][0] = 999
     with pytest.raises(HwnasError, match="malformed.*missing from the archive"):
         make().set_state(state)
+
+
+def test_uniform_crossover_and_optional_forced_mutation() -> None:
+    import numpy as np
+
+    from searchers.operators import mutate_rows
+    from searchers.operators.crossover import UniformChoiceCrossover
+
+    rng = np.random.default_rng(0)
+    X = np.stack([np.zeros((50, 40), dtype=np.int64), np.ones((50, 40), dtype=np.int64)])
+    children = UniformChoiceCrossover()._do(None, X, random_state=rng)
+    # Every child gene comes from one parent, the two children are complementary, and swaps are ~1/2.
+    assert ((children[0] + children[1]) == 1).all()
+    assert 0.4 < children[0].mean() < 0.6
+    rows = np.zeros((2000, 10), dtype=np.int64)
+    sizes = np.full(10, 3)
+    forced = mutate_rows(rows, sizes, 0.01, np.random.default_rng(1))
+    free = mutate_rows(rows, sizes, 0.01, np.random.default_rng(1), at_least_one=False)
+    assert (forced != 0).any(axis=1).all()
+    assert 0.8 < (free == 0).all(axis=1).mean() < 0.95  # (1 - 0.01)^10 ~ 0.90 of rows untouched
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"crossover": "two-point"}, "crossover: must be one of single-point, uniform"),
+    ({"force_mutation": "yes"}, "force_mutation: must be true or false"),
+])
+def test_bad_variation_settings_are_refused(kwargs, pattern) -> None:
+    from searchers import WeightedNSGA2Searcher
+    from spaces import ConfigError
+
+    with pytest.raises(ConfigError, match=pattern):
+        WeightedNSGA2Searcher(population_size=4, generations=2, seed=0, **kwargs)
