@@ -20,6 +20,7 @@ __all__ = [
     "SqueezeExcite",
     "init_weights",
     "make_activation",
+    "extract_path",
     "materialize",
 ]
 
@@ -142,3 +143,26 @@ def materialize(factory: Callable[[], M], *, generator: torch.Generator | None =
     module.to_empty(device="cpu")
     init_weights(module, generator)
     return module
+
+
+def extract_path(
+    space_name: str, supernet: nn.Module, built_by_space: bool, net_factory: Callable[[], M], path: object
+) -> M:
+    """A stand-alone net from ``net_factory`` loaded with a *copy* of ``supernet.path_state_dict(path)``.
+
+    Every space's ``extract()`` ends here: it refuses a supernet another space (or other settings)
+    built, then returns the net on the supernet's device and in its train/eval mode, sharing no storage
+    with it, so that in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
+    """
+    from .errors import ConfigError
+
+    if not built_by_space:
+        raise ConfigError(
+            f"{space_name}: extract() needs a supernet built by a {space_name} space with the same settings. "
+            "HINT: build the supernet with this space's build_supernet()."
+        )
+    source = supernet.path_state_dict(path)
+    net = materialize(net_factory)
+    net.load_state_dict(source, strict=True)  # load_state_dict copies: no storage is shared
+    first = next(supernet.parameters())
+    return net.to(first.device).train(supernet.training)

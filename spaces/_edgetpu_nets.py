@@ -18,17 +18,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import ConvBNAct
-from ._elastic import sliced_batch_norm
+from ._elastic import conv_bn
 from .edgetpu import BLOCK_TYPES, EdgeTPUArchArgs, EdgeTPUFixedArgs, IBNArgs
-from ._settings import check_supernet_path
+from ._layerwise import LayerwiseSupernet
 
 __all__ = ["EdgeTPUNet", "EdgeTPUSupernet", "ElasticIBN", "IBNBlock"]
-
-_BN_STATE = ("weight", "bias", "running_mean", "running_var")
 
 
 class IBNBlock(nn.Module):
@@ -126,9 +123,9 @@ class ElasticIBN(nn.Module):
         p = self.sliced_state(args)
         out = x
         if args.has_expand:
-            out = self.expand[2](_conv_bn(out, p, "expand", self.expand[1]))
-        out = _conv_bn(out, p, "conv", self.conv[1], stride=args.stride, padding=args.kernel // 2, groups=args.groups)
-        out = _conv_bn(self.conv[2](out), p, "project", self.project[1])
+            out = self.expand[2](conv_bn(out, p, "expand", self.expand[1]))
+        out = conv_bn(out, p, "conv", self.conv[1], stride=args.stride, padding=args.kernel // 2, groups=args.groups)
+        out = conv_bn(self.conv[2](out), p, "project", self.project[1])
         return out + x if args.residual else out
 
     def sliced_state(self, args: IBNArgs) -> dict[str, torch.Tensor]:
@@ -168,7 +165,7 @@ class ElasticIBN(nn.Module):
             )
 
 
-class EdgeTPUSupernet(_EdgeTPUTrunk):
+class EdgeTPUSupernet(LayerwiseSupernet, _EdgeTPUTrunk):
     """Single-path one-shot supernet: per searched layer one :class:`ElasticIBN` per block type.
 
     ``blocks[i][t]`` holds layer ``i``'s weights of type ``t``; a path runs one type per layer on its
@@ -185,28 +182,8 @@ class EdgeTPUSupernet(_EdgeTPUTrunk):
         self.choices = choices
         self.blocks = nn.ModuleList(nn.ModuleDict(_elastic_blocks(layer)) for layer in choices)
 
-    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
-        """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
-        check_supernet_path(self.choices, path)
-        x = self.first(self.stem(x))
-        for block, layer, index in zip(self.blocks, self.choices, path):
-            args = layer[int(index)]
-            x = block[args.block_type](x, args)
-        return self.forward_tail(x)
-
-    def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
-        """The state of ``path`` keyed as the stand-alone :class:`EdgeTPUNet`'s ``state_dict()``.
-
-        Values are views of this supernet's tensors (copy them before changing them).
-        """
-        check_supernet_path(self.choices, path)
-        state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
-        for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
-            args = layer[int(index)]
-            sliced = block[args.block_type].sliced_state(args)
-            state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
-        return state
-
+    def elastic(self, layer: int, args: IBNArgs) -> nn.Module:
+        return self.blocks[layer][args.block_type]  # one elastic block per IBN type
 
 
 def _elastic_blocks(layer: tuple[IBNArgs, ...]) -> dict[str, ElasticIBN]:
@@ -216,10 +193,3 @@ def _elastic_blocks(layer: tuple[IBNArgs, ...]) -> dict[str, ElasticIBN]:
         by_type.setdefault(args.block_type, []).append(args)
     return {t: ElasticIBN(by_type[t]) for t in BLOCK_TYPES if t in by_type}
 
-
-def _conv_bn(
-    x: torch.Tensor, p: dict[str, torch.Tensor], name: str, bn: nn.BatchNorm2d, *, stride: int = 1,
-    padding: int = 0, groups: int = 1,
-) -> torch.Tensor:
-    y = F.conv2d(x, p[f"{name}.0.weight"], None, stride, padding, 1, groups)
-    return sliced_batch_norm(y, bn, {key: p[f"{name}.1.{key}"] for key in _BN_STATE})

@@ -14,7 +14,7 @@ from torch import nn
 from ._block_args import MBBlockArgs
 from ._blocks import ConvBNAct, SqueezeExcite
 
-__all__ = ["ElasticMBBlock", "sliced_batch_norm"]
+__all__ = ["ElasticMBBlock", "conv_bn", "sliced_batch_norm"]
 
 # How each tensor of the big block is cut for a sub-block, by MBBlock state-dict name (so that the
 # sliced state loads into an MBBlock as is): "hidden" keeps the first ``hidden`` rows, "squeeze" the
@@ -62,14 +62,14 @@ class ElasticMBBlock(nn.Module):
         """Run the sub-block ``args``; gradients and BN running-stat updates reach only its slices."""
         p = self.sliced_state(args)
         h, k = args.hidden, args.kernel
-        out = self.expand[2](_conv_bn(x, p, "expand", self.expand[1]))
-        out = _conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=k // 2, groups=h)
+        out = self.expand[2](conv_bn(x, p, "expand", self.expand[1]))
+        out = conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=k // 2, groups=h)
         out = self.dw[2](out)
         if args.se:
             scale = out.mean((2, 3), keepdim=True)
             scale = self.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
             out = out * self.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
-        out = _conv_bn(out, p, "project", self.project[1])
+        out = conv_bn(out, p, "project", self.project[1])
         return out + x if args.residual else out
 
     def sliced_state(self, args: MBBlockArgs) -> dict[str, torch.Tensor]:
@@ -112,10 +112,11 @@ class ElasticMBBlock(nn.Module):
             )
 
 
-def _conv_bn(
+def conv_bn(
     x: torch.Tensor, p: dict[str, torch.Tensor], name: str, bn: nn.BatchNorm2d, *, stride: int = 1,
     padding: int = 0, groups: int = 1,
 ) -> torch.Tensor:
+    """``ConvBNAct`` ``name``'s conv and BN (no activation) on the sliced tensors ``p`` (keyed as its state dict)."""
     y = F.conv2d(x, p[f"{name}.0.weight"], None, stride, padding, 1, groups)
     return sliced_batch_norm(y, bn, {key: p[f"{name}.1.{key}"] for key in _BN_STATE})
 

@@ -19,13 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import ConvBNAct, SqueezeExcite, make_activation
-from ._elastic import sliced_batch_norm
-from ._settings import check_supernet_path
+from ._elastic import conv_bn
+from ._layerwise import LayerwiseSupernet
 from .mobilenet import InvertedResidualArgs, MobileNetArchArgs, MobileNetFixedArgs
 
 __all__ = ["ElasticInvertedResidual", "InvertedResidual", "MobileNet", "MobileNetSupernet"]
-
-_BN_STATE = ("weight", "bias", "running_mean", "running_var")
 
 
 class InvertedResidual(nn.Module):
@@ -126,14 +124,14 @@ class ElasticInvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor, args: InvertedResidualArgs) -> torch.Tensor:
         """Run the choice ``args``; gradients and BN running-stat updates reach only its slices."""
         p = self.sliced_state(args)
-        out = self.expand[2](_conv_bn(x, p, "expand", self.expand[1]))
-        out = _conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=args.kernel // 2, groups=args.hidden)
+        out = self.expand[2](conv_bn(x, p, "expand", self.expand[1]))
+        out = conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=args.kernel // 2, groups=args.hidden)
         out = self.dw[2](out)
         if args.se:
             scale = out.mean((2, 3), keepdim=True)
             scale = self.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
             out = out * self.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
-        out = _conv_bn(out, p, "project", self.project[1])
+        out = conv_bn(out, p, "project", self.project[1])
         return out + x if args.residual else out
 
     def sliced_state(self, args: InvertedResidualArgs) -> dict[str, torch.Tensor]:
@@ -180,7 +178,7 @@ class ElasticInvertedResidual(nn.Module):
             )
 
 
-class MobileNetSupernet(_MobileNetTrunk):
+class MobileNetSupernet(LayerwiseSupernet, _MobileNetTrunk):
     """Single-path one-shot supernet: per searched layer one :class:`ElasticInvertedResidual`.
 
     Stem, first block and tail are shared by all paths. A step gives gradients and BN running-stat
@@ -196,30 +194,4 @@ class MobileNetSupernet(_MobileNetTrunk):
         self.choices = choices
         self.blocks = nn.ModuleList(ElasticInvertedResidual(layer) for layer in choices)
 
-    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
-        """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
-        check_supernet_path(self.choices, path)
-        x = self.first(self.stem(x))
-        for block, layer, index in zip(self.blocks, self.choices, path):
-            x = block(x, layer[int(index)])
-        return self.forward_tail(x)
 
-    def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
-        """The state of ``path`` keyed as the stand-alone :class:`MobileNet`'s ``state_dict()``.
-
-        Values are views of this supernet's tensors (copy them before changing them).
-        """
-        check_supernet_path(self.choices, path)
-        state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
-        for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
-            sliced = block.sliced_state(layer[int(index)])
-            state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
-        return state
-
-
-def _conv_bn(
-    x: torch.Tensor, p: dict[str, torch.Tensor], name: str, bn: nn.BatchNorm2d, *, stride: int = 1,
-    padding: int = 0, groups: int = 1,
-) -> torch.Tensor:
-    y = F.conv2d(x, p[f"{name}.0.weight"], None, stride, padding, 1, groups)
-    return sliced_batch_norm(y, bn, {key: p[f"{name}.1.{key}"] for key in _BN_STATE})

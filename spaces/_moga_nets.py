@@ -4,7 +4,6 @@ Kept apart from :mod:`spaces.moga` so that decoding, validating and counting nev
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -12,7 +11,7 @@ from torch import nn
 from ._block_args import MBBlockArgs
 from ._blocks import ConvBNAct, DepthwiseSeparable, MBBlock, make_activation
 from ._elastic import ElasticMBBlock
-from ._settings import check_supernet_path
+from ._layerwise import LayerwiseSupernet
 from .moga import MogaArchArgs, MogaFixedArgs
 
 __all__ = ["MogaNet", "MogaSupernet"]
@@ -61,7 +60,7 @@ class MogaNet(_MogaTrunk):
         return self.forward_tail(self.blocks(self.first(self.stem(x))))
 
 
-class MogaSupernet(_MogaTrunk):
+class MogaSupernet(LayerwiseSupernet, _MogaTrunk):
     """Single-path one-shot supernet with weights shared within each searched layer.
 
     Every searched layer holds one :class:`ElasticMBBlock` at the layer's largest choice (``t6k7SE``);
@@ -79,27 +78,6 @@ class MogaSupernet(_MogaTrunk):
         super().__init__(fixed, tail_in=choices[-1][0].out_ch)
         self.choices = choices
         self.blocks = nn.ModuleList(ElasticMBBlock(_largest(layer)) for layer in choices)
-
-    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
-        """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
-        check_supernet_path(self.choices, path)
-        x = self.first(self.stem(x))
-        for block, layer, index in zip(self.blocks, self.choices, path):
-            x = block(x, layer[int(index)])
-        return self.forward_tail(x)
-
-    def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
-        """The state of ``path`` keyed as the stand-alone :class:`MogaNet`'s ``state_dict()``.
-
-        Values are views of this supernet's tensors (copy them before changing them).
-        """
-        check_supernet_path(self.choices, path)
-        state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
-        for i, (block, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
-            sliced = block.sliced_state(layer[int(index)])
-            state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
-        return state
-
 
 
 def _largest(layer: tuple[MBBlockArgs, ...]) -> MBBlockArgs:

@@ -443,19 +443,12 @@ class MobileDetSpace(SearchSpace):
         The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
         in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
         """
-        from ._blocks import materialize
+        from ._blocks import extract_path
         from ._mobiledet_nets import MobileDetNet, MobileDetSupernet
 
-        values = self.validate(encoding)
-        if not isinstance(supernet, MobileDetSupernet) or supernet.space_settings != self.settings:
-            raise ConfigError(
-                "mobiledet: extract() needs a MobileDetSupernet built by a space with the same settings "
-                f"({self.settings}). HINT: build the supernet with this space's build_supernet()."
-            )
-        net = materialize(lambda: MobileDetNet(self.decode(values)))
-        net.load_state_dict(supernet.path_state_dict(values), strict=True)  # copies: no shared storage
-        first = next(supernet.parameters())
-        return net.to(first.device).train(supernet.training)
+        arch = self.decode(encoding)
+        ours = isinstance(supernet, MobileDetSupernet) and supernet.space_settings == self.settings
+        return extract_path(self.name, supernet, ours, lambda: MobileDetNet(arch), self.validate(encoding))
 
     # ------------------------------------------------------------------------------------ counting
     def count(self, encoding: Sequence[int]) -> dict[str, int]:

@@ -342,22 +342,12 @@ class MobileNetSpace(SearchSpace):
         The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
         in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
         """
-        from ._blocks import materialize
+        from ._blocks import extract_path
         from ._mobilenet_nets import MobileNet, MobileNetSupernet
 
-        values = self.validate(encoding)
-        if not isinstance(supernet, MobileNetSupernet) or (supernet.fixed, supernet.choices) != (
-            self._fixed,
-            self._table,
-        ):
-            raise ConfigError(
-                "mobilenet: extract() needs a MobileNetSupernet built by a space with the same settings "
-                f"({self.settings}). HINT: build the supernet with this space's build_supernet()."
-            )
-        net = materialize(lambda: MobileNet(self.decode(values)))
-        net.load_state_dict(supernet.path_state_dict(values), strict=True)  # copies: no shared storage
-        first = next(supernet.parameters())
-        return net.to(first.device).train(supernet.training)
+        arch = self.decode(encoding)
+        ours = isinstance(supernet, MobileNetSupernet) and (supernet.fixed, supernet.choices) == (self._fixed, self._table)
+        return extract_path(self.name, supernet, ours, lambda: MobileNet(arch), self.validate(encoding))
 
     # ------------------------------------------------------------------------------------ counting
     def count(self, encoding: Sequence[int]) -> dict[str, int]:

@@ -26,7 +26,7 @@ from . import register_space
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
 from ._settings import check_int, check_real
-from .errors import ConfigError, InvalidEncodingError
+from .errors import InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
@@ -221,20 +221,12 @@ class MobileOneSpace(SearchSpace):
         The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
         in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
         """
-        from ._blocks import materialize
+        from ._blocks import extract_path
         from ._mobileone_nets import MobileOneNet, MobileOneSupernet
 
         arch = self.decode(encoding)
-        if not isinstance(supernet, MobileOneSupernet) or supernet.space_identity != self.identity:
-            raise ConfigError(
-                "mobileone: extract() needs a MobileOneSupernet built by a space with the same settings "
-                f"({self.settings}). HINT: build the supernet with this space's build_supernet()."
-            )
-        source = supernet.path_state_dict(arch)
-        net = materialize(lambda: MobileOneNet(arch))
-        net.load_state_dict(source, strict=True)  # copies: the net shares no storage with the supernet
-        first = next(supernet.parameters())
-        return net.to(first.device).train(supernet.training)
+        ours = isinstance(supernet, MobileOneSupernet) and supernet.space_identity == self.identity
+        return extract_path(self.name, supernet, ours, lambda: MobileOneNet(arch), arch)
 
     def supernet_blocks(self) -> tuple[tuple[MobileOneBlockArgs, bool], ...]:
         """Per block position (stem first): the largest choice's arguments and whether any choice has

@@ -19,7 +19,7 @@ from ._block_args import MBBlockArgs, make_divisible
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
 from ._settings import check_int, check_real
-from .errors import ConfigError, InvalidEncodingError
+from .errors import InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
@@ -203,24 +203,13 @@ class MogaSpace(SearchSpace):
         The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
         in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
         """
-        from ._blocks import materialize
+        from ._blocks import extract_path
         from ._moga_nets import MogaNet, MogaSupernet
 
-        values = self.validate(encoding)
-        arch = self.decode(values)
-        if not isinstance(supernet, MogaSupernet) or (supernet.fixed, supernet.choices) != (
-            self._fixed,
-            self._supernet_choices(),
-        ):
-            raise ConfigError(
-                "moga: extract() needs a MogaSupernet built by a space with the same settings "
-                f"({self.settings}). HINT: build the supernet with this space's build_supernet()."
-            )
-        source = supernet.path_state_dict(values)
-        net = materialize(lambda: MogaNet(arch))
-        net.load_state_dict(source, strict=True)  # copies: the net shares no storage with the supernet
-        first = next(supernet.parameters())
-        return net.to(first.device).train(supernet.training)
+        arch = self.decode(encoding)
+        ours = isinstance(supernet, MogaSupernet) and (supernet.fixed, supernet.choices) == (
+            self._fixed, self._supernet_choices())  # fmt: skip
+        return extract_path(self.name, supernet, ours, lambda: MogaNet(arch), self.validate(encoding))
 
     # ------------------------------------------------------------------------------------ counting
     def count(self, encoding: Sequence[int]) -> dict[str, int]:
