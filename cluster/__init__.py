@@ -3,10 +3,19 @@
 With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
 one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor is
 placed by that resource and caches every measurement. Cost models (:mod:`cluster.costmodels`) are
-fitted to such measurements and predict latency without measuring.
+fitted to such measurements (:mod:`cluster.calibration`: sample, measure through the service,
+fit, report held-out fidelity) and predict latency without measuring.
 """
 from __future__ import annotations
 
+from .calibration import (
+    CalibrationResult,
+    ServiceMeasurer,
+    evaluate_cost_model,
+    fit_cost_model,
+    load_cost_model,
+    save_cost_model,
+)
 from .costmodels import (
     COST_MODELS,
     CostModel,
@@ -23,7 +32,9 @@ from .devices import (
     device_names,
     get_device,
     is_device_name,
+    provider_options,
     register_device,
+    require_provider,
     resolve_device,
 )
 from .latency import (
@@ -42,6 +53,14 @@ from .latency import (
 from .runtime import connect, device_resource, require_device
 
 __all__ = [
+    "CalibrationResult",
+    "ServiceMeasurer",
+    "evaluate_cost_model",
+    "fit_cost_model",
+    "load_cost_model",
+    "save_cost_model",
+    "provider_options",
+    "require_provider",
     "COST_MODELS",
     "CostModel",
     "LinearCostModel",

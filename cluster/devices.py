@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from spaces.errors import ConfigError
+from spaces.errors import ConfigError, DeviceError
 from spaces.registry import Registry
 
 __all__ = [
@@ -21,7 +21,9 @@ __all__ = [
     "device_names",
     "get_device",
     "is_device_name",
+    "provider_options",
     "register_device",
+    "require_provider",
     "resolve_device",
 ]
 
@@ -30,6 +32,8 @@ LOCAL_DEVICE = "cpu"
 
 SUPPORTED_RUNTIMES = ("onnxruntime",)
 SUPPORTED_PRECISIONS = ("fp32", "fp16", "int8")
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
 # A device name becomes part of a Ray resource name, an actor name and a file record: keep it to
 # characters that are safe in all three (and in a shell command line).
@@ -104,6 +108,14 @@ def _validate(profile: DeviceProfile) -> None:
             f"device.precision must be one of {', '.join(SUPPORTED_PRECISIONS)}; got "
             f"{profile.precision!r}. HINT: 'fp32' unless the exported model is quantised."
         )
+    if profile.provider == CUDA_PROVIDER and profile.precision == "fp16":
+        # The CUDA provider runs the graph in the precision it was exported in, and hwnas exports
+        # fp32: an "fp16" label would record fp32 timings as fp16 ones.
+        raise ConfigError(
+            f"device {profile.name!r}: precision 'fp16' with {CUDA_PROVIDER} would still run the fp32 "
+            f"models hwnas exports. HINT: use provider {TENSORRT_PROVIDER!r} (it builds fp16 kernels from an "
+            f"fp32 model), or precision 'fp32'."
+        )
 
 
 def device_from_dict(data: Mapping[str, Any]) -> DeviceProfile:
@@ -133,6 +145,39 @@ def device_from_dict(data: Mapping[str, Any]) -> DeviceProfile:
     if "name" not in data:
         raise ConfigError("device.name is required; got none. HINT: e.g. name: pixel4-edgetpu.")
     return DeviceProfile(**dict(data))
+
+
+def provider_options(profile: DeviceProfile) -> dict[str, str]:
+    """ONNX Runtime options of the profile's execution provider (empty for CPU and CUDA).
+
+    TensorRT is the one provider that turns an fp32 model into fp16 kernels itself, so a profile's
+    ``precision: fp16`` becomes its ``trt_fp16_enable`` option; the engine cache keeps a second
+    measurement of the same model from rebuilding the engine.
+    """
+    if profile.provider != TENSORRT_PROVIDER:
+        return {}
+    return {"trt_fp16_enable": "True" if profile.precision == "fp16" else "False"}
+
+
+def require_provider(provider: str) -> None:
+    """Check that this process's ONNX Runtime has ``provider``; call it where the measurement runs.
+
+    Raises:
+        DeviceError: The installed onnxruntime lacks the provider (the CPU-only wheel has no CUDA or
+            TensorRT); the message lists the available ones and how to get the missing one.
+    """
+    import onnxruntime as ort  # deferred: only measuring processes need it
+
+    available = ort.get_available_providers()
+    if provider in available:
+        return
+    hint = ("install the `onnxruntime-gpu` wheel (CUDA and TensorRT) on the node that carries the device, "
+            "and run there" if provider in (CUDA_PROVIDER, TENSORRT_PROVIDER)
+            else "install the onnxruntime build with it on the device node, or fix device.provider")
+    raise DeviceError(
+        f"ONNX Runtime {ort.__version__} on this node lacks the execution provider {provider!r} "
+        f"(available: {', '.join(available)}). HINT: {hint}."
+    )
 
 
 _DEVICES: Registry[DeviceProfile] = Registry("device")
@@ -175,3 +220,8 @@ def resolve_device(device: DeviceProfile | str) -> DeviceProfile:
 
 
 register_device(DeviceProfile(name=LOCAL_DEVICE))
+# GPU devices by name: measured where a node advertises device:cuda / device:tensorrt[-fp16] and its
+# onnxruntime has the provider (require_provider says so clearly where it does not).
+register_device(DeviceProfile(name="cuda", provider=CUDA_PROVIDER))
+register_device(DeviceProfile(name="tensorrt", provider=TENSORRT_PROVIDER))
+register_device(DeviceProfile(name="tensorrt-fp16", provider=TENSORRT_PROVIDER, precision="fp16"))

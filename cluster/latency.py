@@ -28,7 +28,7 @@ from ray.actor import ActorHandle
 from spaces.errors import ConfigError, DeviceError, ExperimentError, HwnasError
 from spaces.jsonio import append_jsonl, canonical_json, read_jsonl
 
-from .devices import DeviceProfile, resolve_device
+from .devices import DeviceProfile, provider_options, require_provider, resolve_device
 from .runtime import require_device
 
 __all__ = [
@@ -129,6 +129,7 @@ def measure_onnx(
     *,
     threads: int = 1,
     provider: str = "CPUExecutionProvider",
+    provider_options: Mapping[str, str] | None = None,
     warmup: int = 10,
     min_runs: int = 30,
     max_runs: int = 300,
@@ -151,6 +152,7 @@ def measure_onnx(
         input_shape: Shape of that input, batch first.
         threads: Intra-op threads.
         provider: ONNX Runtime execution provider.
+        provider_options: Options of that provider (see :func:`cluster.devices.provider_options`).
         warmup: Untimed runs first (allocations, caches, lazy kernel selection).
         min_runs: Fewest timed runs per round.
         max_runs: Most timed runs per round (bounds a slow model's round).
@@ -170,7 +172,7 @@ def measure_onnx(
     options = MeasureOptions(warmup=warmup, min_runs=min_runs, max_runs=max_runs, min_time_s=min_time_s,
                              cv_threshold=cv_threshold, max_rounds=max_rounds, seed=seed)
     _check_int("threads", threads, minimum=1)
-    session = _open_session(onnx_bytes, threads=threads, provider=provider)
+    session = _open_session(onnx_bytes, threads=threads, provider=provider, provider_options=provider_options)
     feed = _make_feed(session, _as_shape(input_shape), seed=options.seed)
     _run_checked(session, feed, times=max(options.warmup, 1))
     best = _robust_stats(_time_round(session, feed, options))
@@ -183,18 +185,15 @@ def measure_onnx(
     return best
 
 
-def _open_session(onnx_bytes: bytes, *, threads: int, provider: str) -> Any:
+def _open_session(onnx_bytes: bytes, *, threads: int, provider: str,
+                  provider_options: Mapping[str, str] | None = None) -> Any:
     import onnxruntime as ort  # deferred: only measuring processes need it
 
     if not isinstance(onnx_bytes, (bytes, bytearray)) or not onnx_bytes:
         size = len(onnx_bytes) if isinstance(onnx_bytes, (bytes, bytearray)) else "?"
         raise DeviceError(f"onnx_bytes must be a non-empty serialised ONNX model; got "
                           f"{type(onnx_bytes).__name__} of length {size}.")
-    available = ort.get_available_providers()
-    if provider not in available:
-        raise DeviceError(f"ONNX Runtime {ort.__version__} on this node lacks the provider {provider!r} "
-                          f"(available: {', '.join(available)}). HINT: install the onnxruntime build with it "
-                          f"on the device node, or fix device.provider.")
+    require_provider(provider)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -202,7 +201,8 @@ def _open_session(onnx_bytes: bytes, *, threads: int, provider: str) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; ORT's warnings would flood a search's logs
     try:
-        return ort.InferenceSession(bytes(onnx_bytes), sess_options=options, providers=[provider])
+        providers: list[Any] = [(provider, dict(provider_options))] if provider_options else [provider]
+        return ort.InferenceSession(bytes(onnx_bytes), sess_options=options, providers=providers)
     except Exception as exc:  # ORT's exceptions derive from Exception directly, not one base
         raise DeviceError(f"ONNX Runtime cannot load the model ({len(onnx_bytes)} bytes): {str(exc).rstrip('.')}. "
                           f"HINT: export it again with spaces' ONNX export and check it with onnx.checker.") from exc
@@ -291,11 +291,14 @@ def _robust_stats(samples_ns: np.ndarray) -> LatencyStats:
 def runtime_string(profile: DeviceProfile) -> str:
     """Runtime identity for cache keys, e.g. ``"onnxruntime-1.31.1-CPUExecutionProvider"``.
 
-    Evaluated where the measurement runs: the device node's ONNX Runtime is the one that counts.
+    Evaluated where the measurement runs: the device node's ONNX Runtime is the one that counts. A
+    precision other than fp32 is appended (``...-TensorrtExecutionProvider-fp16``) so fp16 timings
+    never answer for fp32 ones; fp32 keys stay as they were, so existing caches remain valid.
     """
     import onnxruntime as ort
 
-    return f"{profile.runtime}-{ort.__version__}-{profile.provider}"
+    base = f"{profile.runtime}-{ort.__version__}-{profile.provider}"
+    return base if profile.precision == "fp32" else f"{base}-{profile.precision}"
 
 
 class LatencyCache:
@@ -394,7 +397,8 @@ class LatencyService:
             return hit
         shape = list(_as_shape(input_shape))
         stats = measure_onnx(onnx_bytes, tuple(shape), threads=self._profile.threads,
-                             provider=self._profile.provider, **asdict(self._options))
+                             provider=self._profile.provider, provider_options=provider_options(self._profile),
+                             **asdict(self._options))
         record = {**stats.to_dict(), "candidate_id": candidate_id, "device": self._profile.name,
                   "runtime": self._runtime, "input_shape": shape, "node_id": _node_id(),
                   "measured_at": time.time()}

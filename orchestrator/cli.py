@@ -1,4 +1,4 @@
-"""The ``hwnas`` command line: search, resume, status.
+"""The ``hwnas`` command line: search, resume, status (plus spaces/arch and latency/costmodel).
 
 Every user error is an :class:`HwnasError`: one line on stderr, exit code 2, no traceback, nothing
 written.
@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     from .arch_cli import add_arch_commands
 
+    from .cost_cli import add_cost_commands
+
     COMMANDS.update(add_arch_commands(sub))
+    COMMANDS.update(add_cost_commands(sub))
     return parser
 
 
@@ -75,7 +78,7 @@ def _check_placement(cfg: Any, address: str | None) -> None:
 
     _quiet_ray()
     connect(address)
-    if cfg.cost.kind == "measured":
+    if cfg.cost.measures:
         require_device(cfg.cost.device)
 
 

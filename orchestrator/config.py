@@ -25,7 +25,8 @@ __all__ = [
 
 # The metrics a candidate run carries; objectives and constraints may name any of them.
 METRICS = ("accuracy", "latency_ms", "params", "madds")
-COST_KINDS = ("measured", "madds")
+COST_KINDS = ("measured", "linear", "lut", "madds")
+MODEL_KINDS = ("linear", "lut")  # the cost kinds that predict with a fitted cost model
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -100,12 +101,32 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class CostConfig:
+    """How a candidate's latency is obtained.
+
+    ``measured``: through the latency service on ``device``. ``linear`` / ``lut``: predicted by a cost
+    model, either the file ``model`` (from ``hwnas costmodel fit``; stored as an absolute path) or one
+    the experiment's calibration stage fits from ``calibration_samples`` measured architectures.
+    ``madds``: a deterministic proxy. warmup .. cv_threshold set the measurement effort.
+    """
+
     kind: str = "measured"
     device: str = "cpu"
+    model: str = ""
+    calibration_samples: int = 0
     warmup: int = 10
     min_runs: int = 30
     max_runs: int = 300
     cv_threshold: float = 0.05
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether latency is predicted by a cost model (``linear`` or ``lut``)."""
+        return self.kind in MODEL_KINDS
+
+    @property
+    def measures(self) -> bool:
+        """Whether the experiment needs the latency device (to measure, or to calibrate a model)."""
+        return self.kind == "measured" or (self.uses_model and not self.model)
 
 
 @dataclass(frozen=True)
@@ -251,14 +272,48 @@ def _evaluation(raw: Any, data: DataConfig) -> EvaluationConfig:
 
 
 def _cost(raw: Any) -> CostConfig:
+    from cluster import device_names  # late import: cluster pulls in Ray
+
     cfg = _build_flat(CostConfig, raw, "cost")
     _choice("cost.kind", cfg.kind, COST_KINDS)
+    _choice("cost.device", cfg.device, device_names())
+    _cost_model_fields(cfg)
     for name in ("min_runs", "max_runs", "cv_threshold"):
         _positive(f"cost.{name}", getattr(cfg, name))
     _positive("cost.warmup", cfg.warmup, allow_zero=True)
     if cfg.max_runs < cfg.min_runs:
         raise _fail("cost.max_runs", f"must be >= cost.min_runs ({cfg.min_runs})", cfg.max_runs, "raise max_runs")
     return cfg
+
+
+def _cost_model_fields(cfg: CostConfig) -> None:
+    from cluster.calibration import MIN_SAMPLES
+
+    if not cfg.uses_model:
+        for name, unset in (("model", ""), ("calibration_samples", 0)):
+            if getattr(cfg, name) != unset:
+                raise _fail(f"cost.{name}", f"applies only to cost.kind {' or '.join(MODEL_KINDS)}",
+                            getattr(cfg, name), f"remove it, or set cost.kind to {' or '.join(MODEL_KINDS)}")
+        return
+    if cfg.model and cfg.calibration_samples:
+        raise _fail("cost.model", "cannot be combined with cost.calibration_samples", cfg.model,
+                    "use the fitted file (keep cost.model) or fit one in the experiment (keep calibration_samples)")
+    if not cfg.model and not cfg.calibration_samples:
+        raise _fail("cost.kind", f"{cfg.kind} needs cost.model (a file from `hwnas costmodel fit`) or "
+                    f"cost.calibration_samples", cfg.kind,
+                    "add e.g. 'calibration_samples: 40' under cost, or 'model: costmodel.json'")
+    if not cfg.model and cfg.calibration_samples < MIN_SAMPLES:
+        raise _fail("cost.calibration_samples", f"must be >= {MIN_SAMPLES} (a quarter, at least 2, is held out to "
+                    f"report fidelity)", cfg.calibration_samples, "use e.g. 40")
+
+
+def _check_cost_model_file(cfg: "ExperimentConfig") -> "ExperimentConfig":
+    """The named model exists, is of cost.kind and fits the experiment's space; path made absolute."""
+    from cluster.calibration import load_cost_model
+
+    path = Path(cfg.cost.model).expanduser().resolve()
+    load_cost_model(path, kind=cfg.cost.kind, space=cfg.build_space(), what="config field 'cost.model'")
+    return dataclasses.replace(cfg, cost=dataclasses.replace(cfg.cost, model=str(path)))
 
 
 def _objectives(raw: Any) -> tuple[Objective, ...]:
@@ -322,8 +377,15 @@ def _check_searcher(cfg: SearchConfig, seed: int) -> None:
 
 
 # ---------------------------------------------------------------------- entry points
-def config_from_dict(raw: Any) -> ExperimentConfig:
-    """Validate a raw mapping (parsed YAML plus overrides) into an :class:`ExperimentConfig`."""
+def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
+    """Validate a raw mapping (parsed YAML plus overrides) into an :class:`ExperimentConfig`.
+
+    Args:
+        raw: The mapping.
+        check_files: Also check the files the config names (``cost.model``, relative to the working
+            directory) and store their absolute paths. Off when reopening an experiment, which uses
+            its own copy of the model.
+    """
     values = _check_keys("", raw, ExperimentConfig)
     if "name" not in values:
         raise _fail("name", "is required", None, "add e.g. 'name: my-search' at the top of the file")
@@ -345,6 +407,8 @@ def config_from_dict(raw: Any) -> ExperimentConfig:
         cfg.build_space()
     except HwnasError as exc:
         raise ConfigError(f"config field 'space.settings': {exc}") from None
+    if check_files and cfg.cost.uses_model and cfg.cost.model:
+        cfg = _check_cost_model_file(cfg)
     return cfg
 
 
@@ -392,4 +456,4 @@ def config_from_json(data: Mapping[str, Any]) -> ExperimentConfig:
     raw = {k: v for k, v in data.items()}
     raw["search"] = {**raw["search"], "objectives": list(raw["search"]["objectives"]),
                      "constraints": list(raw["search"]["constraints"])}
-    return config_from_dict(raw)
+    return config_from_dict(raw, check_files=False)

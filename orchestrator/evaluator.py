@@ -1,4 +1,4 @@
-"""Scores one candidate: supernet accuracy, latency (measured or proxy), params and MAdds.
+"""Scores one candidate: supernet accuracy, latency (measured, predicted or proxy), params and MAdds.
 
 An :class:`EvalContext` is small, picklable data; everything heavy (space, data, supernet, latency
 client, cache) is built once per worker process and reused across trials (Tune reuses actors).
@@ -77,14 +77,18 @@ class EvalContext:
         acc = accuracy(model, state.data.val_x, state.data.val_y, batch_size=self.evaluation["batch_size"])
         counts = self.space.count(encoding)
         metrics: dict[str, Any] = {"accuracy": acc, "params": int(counts["params"]), "madds": int(counts["madds"])}
-        metrics.update(self._latency(state, model, candidate_id, counts["madds"]))
+        metrics.update(self._latency(state, model, encoding, candidate_id, counts["madds"]))
         metrics["eval_seconds"] = time.perf_counter() - started
         return metrics
 
-    def _latency(self, state: "_WorkerState", model: Any, candidate_id: str, madds: int) -> dict[str, Any]:
+    def _latency(self, state: "_WorkerState", model: Any, encoding: tuple[int, ...], candidate_id: str,
+                 madds: int) -> dict[str, Any]:
         if self.cost["kind"] == "madds":
             # Deterministic proxy: one million multiply-adds count as one millisecond.
             return {"latency_ms": madds / 1e6}
+        if self.cost["kind"] in ("linear", "lut"):
+            # The calibration stage's model predicts in microseconds of CPU: no export, no device.
+            return {"latency_ms": state.cost_model.predict(encoding)}
         from spaces import export_onnx
 
         onnx_bytes = export_onnx(model, self.input_shape)
@@ -109,6 +113,17 @@ class _WorkerState:
         self.cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
         self._ctx = ctx
         self._latency_client = None
+        self._cost_model = None
+
+    @property
+    def cost_model(self) -> Any:
+        """The experiment's cost model (``cost.model_path``), checked against the space once."""
+        if self._cost_model is None:
+            from cluster.calibration import load_cost_model
+
+            self._cost_model = load_cost_model(self._ctx.cost["model_path"], kind=self._ctx.cost["kind"],
+                                               space=self._ctx.space, what="cost model").model
+        return self._cost_model
 
     @property
     def latency_client(self) -> Any:

@@ -6,6 +6,7 @@
   journal.jsonl         stage and candidate events (append-only, fsync'd)
   evaluations.jsonl     evaluation cache keyed by (candidate_id, evaluator fingerprint)
   latency_cache.jsonl   latency measurements keyed by (candidate_id, device, runtime, input shape)
+  cost_model.json       the cost model predicting latency (cost.kind linear / lut; calibrate stage)
   supernet/supernet.pt  the supernet checkpoint
   onnx/<id>.onnx        exported Pareto candidates
   pareto.csv pareto.png summary.json

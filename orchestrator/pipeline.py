@@ -1,4 +1,5 @@
-"""The stages of an experiment, in order, each recorded in the journal: train supernet -> search -> finalize.
+"""The stages of an experiment, in order, each recorded in the journal:
+calibrate (only for cost.kind linear / lut) -> train supernet -> search -> finalize.
 
 A stage whose completion is in the journal is never run again; a stage that started but did not
 complete picks up from its own durable state (supernet checkpoint, evaluation cache).
@@ -19,10 +20,16 @@ from .results import front_table, pareto_ids, plot_front, write_pareto_csv
 from .search import format_seconds, SearchProgress, run_search
 from .tracking import Tracker
 
-__all__ = ["run_experiment", "STAGES"]
+__all__ = ["run_experiment", "STAGES", "stages_for"]
 
-STAGES = ("train_supernet", "search", "finalize")
+STAGES = ("calibrate", "train_supernet", "search", "finalize")
 Printer = Callable[[str], None]
+COST_MODEL_FILE = "cost_model.json"
+
+
+def stages_for(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The stages an experiment runs: ``calibrate`` only where a cost model predicts latency."""
+    return STAGES if cfg.cost.uses_model else STAGES[1:]
 
 
 def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = print) -> dict[str, Any]:
@@ -34,12 +41,14 @@ def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = p
     state = journal.replay()
     journal.append("attempt_started", attempt=state.attempts + 1)
     connect(address, num_cpus=None)
-    if cfg.cost.kind == "measured":
+    if cfg.cost.measures:
         require_device(cfg.cost.device)
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer)
     tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
                                                    "note": f"hwnas experiment {exp.directory}"})
     try:
+        if cfg.cost.uses_model:
+            _calibrate(exp, state, printer)
         digest = _train_supernet(exp, state, printer)
         _search(exp, state, digest, tracker, attempt=state.attempts + 1, printer=printer)
         return _finalize(exp, digest, tracker, printer)
@@ -62,6 +71,59 @@ def _flat_params(cfg: ExperimentConfig) -> dict[str, Any]:
 
     walk("", cfg.to_dict())
     return out
+
+
+# ---------------------------------------------------------------------- stage 0: cost model
+def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
+    """Put the experiment's cost model in ``cost_model.json``: a copy of cost.model, or fitted here.
+
+    Fitting measures through the device's latency service into the experiment's latency cache, so
+    an interrupted calibration re-measures nothing on resume; the model file is written atomically
+    and the stage completed only after it, so a completed stage always has its file.
+    """
+    from cluster import LatencyClient, MeasureOptions
+    from cluster.calibration import ServiceMeasurer, fit_cost_model, load_cost_model, save_cost_model
+
+    stage, cfg, path = "calibrate", exp.config, exp.directory / COST_MODEL_FILE
+    if state.stage(stage) == "completed":
+        printer(f"[{stage}] done earlier ({_fidelity_line(state.completed[stage].get('fidelity') or {})}); skipped")
+        return
+    exp.journal.stage_started(stage)
+    if cfg.cost.model:
+        result = load_cost_model(cfg.cost.model, kind=cfg.cost.kind, space=cfg.build_space(),
+                                 what="config field 'cost.model'")
+        save_cost_model(path, result)  # the experiment's own copy: refitting the original changes nothing here
+        source = cfg.cost.model
+    else:
+        printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {cfg.cost.calibration_samples} "
+                f"architectures measured on {cfg.cost.device}")
+        client = LatencyClient(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"),
+                               options=MeasureOptions(**measure_options(dict(vars(cfg.cost)))))
+        result = fit_cost_model(cfg.cost.kind, cfg.build_space(), samples=cfg.cost.calibration_samples,
+                                seed=cfg.seed, measurer=ServiceMeasurer(client, progress=printer),
+                                device=cfg.cost.device)
+        save_cost_model(path, result)
+        source = "calibration"
+    fidelity = dict(result.info.get("fidelity") or {})
+    exp.journal.stage_completed(stage, kind=cfg.cost.kind, source=source, fidelity=fidelity)
+    printer(f"[{stage}] {cfg.cost.kind} cost model in {path}: {_fidelity_line(fidelity)}")
+
+
+def _fidelity_line(f: dict[str, Any]) -> str:
+    if not f:
+        return "no held-out fidelity recorded"
+
+    def num(key: str, spec: str) -> str:
+        return "n/a" if f.get(key) is None else format(f[key], spec)
+
+    return (f"held-out r2 {num('r2', '.3f')}, RMSE {num('rmse_ms', '.4f')} ms ({num('rmse_pct', '.1f')}% of mean), "
+            f"Spearman {num('spearman', '.3f')}, Kendall {num('kendall', '.3f')}, n {f.get('n', '?')}")
+
+
+def _calibration_metrics(state: JournalState) -> dict[str, float]:
+    """The calibration's held-out fidelity as MLflow metrics of the search run (``costmodel_r2``, ...)."""
+    fidelity = state.completed.get("calibrate", {}).get("fidelity") or {}
+    return {f"costmodel_{k}": float(v) for k, v in fidelity.items() if isinstance(v, (int, float))}
 
 
 # ---------------------------------------------------------------------- stage 1: supernet
@@ -110,11 +172,18 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
 
 # ---------------------------------------------------------------------- stage 2: search
 def _eval_context(exp: Experiment, digest: str) -> EvalContext:
+    from cluster.calibration import file_digest
+
     cfg = exp.config
     space = cfg.build_space()
     data, evaluation, cost = cfg.data.generator_settings(), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
+    del cost["model"], cost["calibration_samples"]  # the model's content counts, not where it came from
+    if cfg.cost.uses_model:
+        cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE)
     fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
                                         data=data, evaluation=evaluation, cost=cost)
+    if cfg.cost.uses_model:
+        cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(
         experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
         supernet_path=str(exp.supernet_path), seed=cfg.seed, data=data, evaluation=evaluation, cost=cost,
@@ -181,11 +250,13 @@ def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) 
     summary = {"experiment": cfg.name, "directory": str(exp.directory), "candidates": len(records),
                "failed_trials": len(state.failures), "pareto": rows, "tracking_uri": exp.tracking_uri}
     write_json_atomic(exp.directory / "summary.json", summary)
+    model_file = exp.directory / COST_MODEL_FILE
     synced = tracker.sync(records) and tracker.finish(
         pareto_ids=front,
         artifacts=[(exp.directory / "pareto.png", None), (exp.directory / "pareto.csv", None),
-                   (exp.directory / "summary.json", None), *[(p, "onnx") for p in onnx_paths]],
-        metrics={"candidates": len(records), "pareto_size": len(front)},
+                   (exp.directory / "summary.json", None), *[(p, "onnx") for p in onnx_paths],
+                   *([(model_file, None)] if cfg.cost.uses_model and model_file.is_file() else [])],
+        metrics={"candidates": len(records), "pareto_size": len(front), **_calibration_metrics(state)},
     )
     if state.stage("finalize") != "completed":
         exp.journal.stage_completed("finalize", pareto=len(front))

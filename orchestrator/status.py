@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiment import Experiment
-from .pipeline import STAGES
+from .pipeline import stages_for
 from .results import format_table, front_table, pareto_ids
 
 __all__ = ["experiment_status", "format_status"]
@@ -16,8 +16,9 @@ def experiment_status(directory: str | Path) -> dict[str, Any]:
     state = exp.journal.replay()
     records = list(state.candidates.values())
     front = pareto_ids(records, exp.config.search.objectives, exp.config.search.constraints)
-    stages = {name: state.stage(name) for name in STAGES}
-    current = next((s for s in STAGES if stages[s] != "completed"), None)
+    names = stages_for(exp.config)
+    stages = {name: state.stage(name) for name in names}
+    current = next((s for s in names if stages[s] != "completed"), None)
     return {
         "experiment": exp.config.name,
         "directory": str(exp.directory),

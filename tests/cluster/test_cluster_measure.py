@@ -66,7 +66,7 @@ def test_input_is_a_function_of_the_seed(tiny_onnx) -> None:
 
 
 def test_missing_provider_is_a_device_error(tiny_onnx) -> None:
-    with pytest.raises(DeviceError, match="lacks the provider 'NoSuchExecutionProvider'"):
+    with pytest.raises(DeviceError, match="lacks the execution provider 'NoSuchExecutionProvider'"):
         measure_onnx(tiny_onnx.data, tiny_onnx.shape, provider="NoSuchExecutionProvider")
 
 

@@ -23,8 +23,11 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(hwnas_cmd(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, cwd: Path, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``hwnas ARGS`` in ``cwd``; ``env`` adds variables to :func:`cli_env`'s."""
+    return subprocess.run(hwnas_cmd(*args), cwd=cwd, env={**cli_env(), **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def tiny_config(tmp_path: Path, name: str = "tiny", **overrides: object) -> Path:

@@ -1,0 +1,134 @@
+"""Calibration helpers and GPU device profiles, without Ray: sampling, hold-out, model files, providers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from cluster import DeviceProfile, LinearCostModel, get_device, provider_options, require_provider, runtime_string
+from cluster.calibration import (
+    MIN_SAMPLES,
+    CalibrationResult,
+    check_samples,
+    holdout_size,
+    load_cost_model,
+    sample_architectures,
+    save_cost_model,
+    space_hint,
+    structure_digest,
+)
+from spaces import ConfigError, DeviceError, MogaSpace, export_onnx, get_space
+
+
+@pytest.fixture(scope="module")
+def space() -> MogaSpace:
+    return MogaSpace(**MogaSpace.small_settings())
+
+
+@pytest.fixture(scope="module")
+def model_file(space: MogaSpace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    encs = sample_architectures(space, 12, seed=0, purpose="fit")
+    model = LinearCostModel().fit(space, encs, [space.count(e)["madds"] / 1e6 for e in encs])
+    path = tmp_path_factory.mktemp("model") / "linear.json"
+    save_cost_model(path, CalibrationResult(model=model, info={"device": "cpu", "fidelity": {"r2": None}}))
+    return path
+
+
+def test_sampling_is_distinct_deterministic_and_split_by_purpose(space: MogaSpace) -> None:
+    fit = sample_architectures(space, 20, seed=3, purpose="fit")
+    assert len(set(fit)) == 20
+    assert fit == sample_architectures(space, 20, seed=3, purpose="fit")
+    assert fit != sample_architectures(space, 20, seed=3, purpose="eval")
+
+
+def test_sampling_a_too_small_space_is_bounded() -> None:
+    class _OneArchitecture:
+        name = "one"
+
+        def sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+            return (0,)
+
+    with pytest.raises(ConfigError, match="could draw only 1 distinct architectures"):
+        sample_architectures(_OneArchitecture(), 2, seed=0, purpose="fit")  # type: ignore[arg-type]
+
+
+def test_holdout_is_a_quarter_and_at_least_two() -> None:
+    assert [holdout_size(n) for n in (4, 8, 9, 40, 100)] == [2, 2, 3, 10, 25]
+    check_samples(MIN_SAMPLES, flag="--samples")
+    for bad in (3, 0, True, "8"):
+        with pytest.raises(ConfigError, match="--samples must be an integer >= 4"):
+            check_samples(bad, flag="--samples")
+
+
+def test_structure_digest_ignores_weight_values() -> None:
+    torch.manual_seed(0)
+    a = export_onnx(torch.nn.Conv2d(3, 8, 3), (1, 3, 16, 16))
+    b = export_onnx(torch.nn.Conv2d(3, 8, 3), (1, 3, 16, 16))
+    c = export_onnx(torch.nn.Conv2d(3, 8, 5), (1, 3, 16, 16))
+    assert a != b and structure_digest(a) == structure_digest(b) != structure_digest(c)
+
+
+def test_saved_model_loads_with_its_calibration_record(space: MogaSpace, model_file: Path) -> None:
+    loaded = load_cost_model(model_file, kind="linear", space=space)
+    assert loaded.info["device"] == "cpu"
+    enc = space.default_encoding()
+    assert loaded.model.predict(enc) == load_cost_model(model_file).model.predict(enc)
+
+
+def test_bad_model_files_are_refused_clearly(space: MogaSpace, model_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file. HINT: write one with `hwnas costmodel fit"):
+        load_cost_model(tmp_path / "absent.json")
+    (tmp_path / "torn.json").write_text('{"kind": "lin')
+    with pytest.raises(ConfigError, match="is not readable JSON"):
+        load_cost_model(tmp_path / "torn.json")
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ConfigError, match="schema_version"):
+        load_cost_model(tmp_path / "other.json")
+    damaged = json.loads(model_file.read_text())
+    del damaged["state"]["weights_us"]
+    (tmp_path / "damaged.json").write_text(json.dumps(damaged))
+    with pytest.raises(ConfigError, match="damaged cost model"):
+        load_cost_model(tmp_path / "damaged.json")
+    with pytest.raises(ConfigError, match="holds a 'linear' cost model, not 'lut'"):
+        load_cost_model(model_file, kind="lut")
+    other = get_space("moga", **{**space.settings, "input_size": 64})
+    with pytest.raises(ConfigError, match="--input-size 64") as info:
+        load_cost_model(model_file, space=other)
+    assert "was fitted for space" in str(info.value)
+
+
+def test_space_hint_reproduces_the_identity(space: MogaSpace) -> None:
+    hint = space_hint(space.identity)
+    assert hint.startswith("--space moga --input-size 32 ") and "--set width_mult=0.35" in hint
+
+
+# ------------------------------------------------------------------------------ GPU device profiles
+def test_gpu_devices_are_registered_with_their_providers() -> None:
+    assert get_device("cuda").provider == "CUDAExecutionProvider"
+    trt16 = get_device("tensorrt-fp16")
+    assert trt16.provider == "TensorrtExecutionProvider" and trt16.precision == "fp16"
+    assert provider_options(trt16) == {"trt_fp16_enable": "True"}
+    assert provider_options(get_device("tensorrt")) == {"trt_fp16_enable": "False"}
+    assert provider_options(get_device("cpu")) == {}
+
+
+def test_fp16_on_the_cuda_provider_is_refused() -> None:
+    with pytest.raises(ConfigError, match="TensorrtExecutionProvider"):
+        DeviceProfile(name="gpu16", provider="CUDAExecutionProvider", precision="fp16")
+
+
+def test_precision_other_than_fp32_is_part_of_the_runtime_key() -> None:
+    assert runtime_string(get_device("cpu")).endswith("-CPUExecutionProvider")
+    assert runtime_string(get_device("tensorrt-fp16")).endswith("-TensorrtExecutionProvider-fp16")
+
+
+@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider"])
+def test_missing_gpu_provider_names_the_fix(provider: str) -> None:
+    if provider in ort.get_available_providers():
+        pytest.skip(f"this onnxruntime has {provider}")
+    with pytest.raises(DeviceError, match=f"lacks the execution provider '{provider}'.*onnxruntime-gpu"):
+        require_provider(provider)

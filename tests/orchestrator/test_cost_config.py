@@ -1,0 +1,64 @@
+"""Config rules of cost.kind linear / lut: a fitted model file or a calibration stage, checked at load."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import tiny_config
+from cluster import LinearCostModel
+from cluster.calibration import CalibrationResult, sample_architectures, save_cost_model
+from orchestrator.config import load_config
+from orchestrator.pipeline import stages_for
+from spaces import ConfigError, get_space
+
+
+def fitted_model_file(config: Path, out: Path, *, kind_input_size: int | None = None) -> Path:
+    """A linear model of the config's space, fitted to MAdds-derived latencies (fast, deterministic)."""
+    cfg = load_config(config, ["cost.kind=madds"])
+    space = cfg.build_space()
+    if kind_input_size is not None:
+        space = get_space(space.name, **{**space.settings, "input_size": kind_input_size})
+    encs = sample_architectures(space, 16, seed=0, purpose="fit")
+    model = LinearCostModel().fit(space, encs, [0.05 + space.count(e)["madds"] / 1e7 for e in encs])
+    save_cost_model(out, CalibrationResult(model=model, info={"device": "cpu", "fidelity": {"r2": 1.0, "n": 4}}))
+    return out
+
+
+def test_a_model_file_is_checked_and_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(tmp_path)
+    fitted_model_file(config, tmp_path / "linear.json")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(config, ["cost.kind=linear", "cost.model=linear.json"])
+    assert cfg.cost.model == str((tmp_path / "linear.json").resolve())
+    assert cfg.cost.uses_model and not cfg.cost.measures
+    assert stages_for(cfg)[0] == "calibrate"
+    assert "calibrate" not in stages_for(load_config(config))
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (["cost.kind=linear"], "'cost.kind': linear needs cost.model"),
+        (["cost.kind=lut", "cost.calibration_samples=3"], "'cost.calibration_samples': must be >= 4"),
+        (["cost.kind=madds", "cost.calibration_samples=8"], "applies only to cost.kind linear or lut"),
+        (["cost.kind=measured", "cost.model=x.json"], "'cost.model': applies only to cost.kind linear or lut"),
+        (["cost.kind=linear", "cost.model=x.json", "cost.calibration_samples=8"], "cannot be combined"),
+        (["cost.kind=linear", "cost.model=absent.json"], "no such file"),
+        (["cost.kind=cubic"], "'cost.kind': must be one of measured, linear, lut, madds"),
+        (["cost.device=phone"], "'cost.device': must be one of cpu"),
+    ],
+)
+def test_bad_cost_fields(tmp_path: Path, overrides: list[str], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern.replace("(", r"\(")):
+        load_config(tiny_config(tmp_path), overrides)
+
+
+def test_a_model_of_another_kind_or_space_is_refused(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    good = fitted_model_file(config, tmp_path / "linear.json")
+    with pytest.raises(ConfigError, match="holds a 'linear' cost model, not 'lut'"):
+        load_config(config, ["cost.kind=lut", f"cost.model={good}"])
+    other = fitted_model_file(config, tmp_path / "other.json", kind_input_size=64)
+    with pytest.raises(ConfigError, match=r"was fitted for space .* --input-size 32 .*--kind linear"):
+        load_config(config, ["cost.kind=linear", f"cost.model={other}"])
