@@ -244,26 +244,43 @@ def _decoded_blocks(space: SearchSpace, encoding: Sequence[int]) -> tuple[Any, .
 
 @COST_MODELS.register("linear")
 class LinearCostModel(CostModel):
-    """Ridge regression on per-layer block indicators (seed 000, section 4).
+    """Ridge regression on per-layer block indicators (seed 000, section 4), plus op-level features.
 
-    One column per (layer position, :func:`block_key`) seen in training, plus an unpenalised
-    intercept; fitted in microseconds (so ``alpha`` is in microsecond^2 units), predicted in ms. A
-    block never seen at a position contributes 0 at predict time, which is close to that layer's
-    average choice since the weights of a position are centred by the ridge penalty; such blocks
-    are counted in :attr:`unseen_blocks`.
+    Columns:
+
+    * one indicator per (layer position, :func:`block_key`) seen in training: the cross product of
+      layer type, input / output channels, kernel, expansion, ... of seed 000's linear model;
+    * where the space offers ``op_features(encoding)`` (MobileDet: MAdds, tensor traffic and count per
+      conv kind), those sums too, standardised and almost unpenalised. They carry what indicators
+      learn only from thousands of samples: that a wider or larger choice costs more, in proportion
+      to its work, in every layer. The indicators then fit what is specific to a layer and a choice.
+
+    Fitted in microseconds, predicted in ms, with an unpenalised intercept. The indicator penalty
+    ``alpha`` (microsecond^2 units) is chosen by 5-fold cross-validation from a grid unless given. A
+    block never seen at a position contributes 0 at predict time (counted in :attr:`unseen_blocks`).
 
     Args:
-        alpha: Ridge penalty (> 0); keeps the fit unique when indicators are collinear.
+        alpha: Indicator ridge penalty (> 0), or ``None`` to choose it by cross-validation.
+        op_features: Use the space's ``op_features`` when it has them.
     """
 
     kind = "linear"
+    ALPHA_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+    #: Penalty of a standardised op feature, relative to ``alpha``: small, so they are used first.
+    OP_PENALTY = 1e-6
 
-    def __init__(self, *, alpha: float = 1e-3) -> None:
+    def __init__(self, *, alpha: float | None = None, op_features: bool = True) -> None:
         super().__init__()
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha > 0):
-            raise HwnasError(f"LinearCostModel: alpha must be a finite number > 0, got {alpha!r}. HINT: alpha=1e-3.")
-        self.alpha = float(alpha)
+        if alpha is not None and (
+            isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha > 0)
+        ):
+            raise HwnasError(f"LinearCostModel: alpha must be a finite number > 0 or None, got {alpha!r}. "
+                             "HINT: leave it None to choose it by cross-validation.")
+        self.alpha = None if alpha is None else float(alpha)
+        self.use_op_features = bool(op_features)
         self._columns: dict[tuple[int, str], int] = {}
+        self._op_names: list[str] = []
+        self._op_scales = np.zeros(0)
         self._weights_us = np.zeros(0)
         self._intercept_us = 0.0
         #: Blocks met at predict time whose (position, key) had no training column.
@@ -272,39 +289,81 @@ class LinearCostModel(CostModel):
     def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> LinearCostModel:
         encs, y = _check_fit_inputs(space, encodings, latencies_ms, minimum=2)
         keys = [list(enumerate(block_key(b) for b in _decoded_blocks(space, e))) for e in encs]
-        columns = {col: i for i, col in enumerate(sorted({k for row in keys for k in row}))}
-        x = np.zeros((len(encs), len(columns)))
-        for r, row in enumerate(keys):
-            x[r, [columns[k] for k in row]] = 1.0
-        weights, intercept = ridge(x, y * 1000.0, alpha=self.alpha)
-        self._space, self._columns, self._weights_us, self._intercept_us = space, columns, weights, intercept
+        self._space = space
+        self._columns = {col: i for i, col in enumerate(sorted({k for row in keys for k in row}))}
+        ops = [self._raw_op_features(e) for e in encs]
+        self._op_names = sorted({name for row in ops for name in row})
+        raw = np.array([[row.get(name, 0.0) for name in self._op_names] for row in ops]).reshape(len(encs), -1)
+        spread = raw.std(axis=0) if len(raw) else np.zeros(0)
+        self._op_scales = np.where(spread > 0, spread, 1.0)
+        x = np.stack([self._row(e) for e in encs])
+        y_us = y * 1000.0
+        alpha = self.alpha if self.alpha is not None else self._cross_validated_alpha(x, y_us)
+        self.alpha = alpha
+        self._weights_us, self._intercept_us = penalised_ridge(x, y_us, self._penalties(alpha))
         return self
 
-    def features(self, encoding: Sequence[int]) -> np.ndarray:
-        """The indicator row of ``encoding`` over the training columns (unseen blocks have none)."""
-        row = np.zeros(len(self._columns))
+    def _raw_op_features(self, encoding: Sequence[int]) -> dict[str, float]:
+        provider = getattr(self.space, "op_features", None)
+        return dict(provider(encoding)) if (self.use_op_features and callable(provider)) else {}
+
+    def _penalties(self, alpha: float) -> np.ndarray:
+        return np.concatenate([np.full(len(self._columns), alpha), np.full(len(self._op_names), alpha * self.OP_PENALTY)])
+
+    def _cross_validated_alpha(self, x: np.ndarray, y_us: np.ndarray) -> float:
+        """The grid alpha with the lowest 5-fold cross-validated squared error (fold order is fixed)."""
+        n = len(y_us)
+        if n < 10:
+            return 1.0
+        folds = np.arange(n) % 5
+        best, best_error = 1.0, math.inf
+        for alpha in self.ALPHA_GRID:
+            error = 0.0
+            for f in range(5):
+                train, test = folds != f, folds == f
+                w, b = penalised_ridge(x[train], y_us[train], self._penalties(alpha))
+                error += float(np.sum((x[test] @ w + b - y_us[test]) ** 2))
+            if error < best_error:
+                best, best_error = alpha, error
+        return best
+
+    def _row(self, encoding: Sequence[int]) -> np.ndarray:
+        row = np.zeros(len(self._columns) + len(self._op_names))
         for key in enumerate(block_key(b) for b in _decoded_blocks(self.space, encoding)):
             if key in self._columns:
                 row[self._columns[key]] = 1.0
+        if self._op_names:
+            ops = self._raw_op_features(encoding)
+            row[len(self._columns):] = [ops.get(name, 0.0) for name in self._op_names]
+            row[len(self._columns):] /= self._op_scales
         return row
 
+    def features(self, encoding: Sequence[int]) -> np.ndarray:
+        """The feature row of ``encoding``: indicators over the training columns, then scaled op features."""
+        return self._row(encoding)
+
     def predict(self, encoding: Sequence[int]) -> float:
-        row = self.features(encoding)
-        self.unseen_blocks += len(_decoded_blocks(self.space, encoding)) - int(row.sum())
+        row = self._row(encoding)
+        self.unseen_blocks += len(_decoded_blocks(self.space, encoding)) - int(row[: len(self._columns)].sum())
         return (self._intercept_us + float(row @ self._weights_us)) / 1000.0
 
     def _state(self) -> dict[str, Any]:
         ordered = sorted(self._columns.items(), key=lambda item: item[1])
-        return {"alpha": self.alpha, "intercept_us": self._intercept_us,
-                "columns": [[pos, key] for (pos, key), _ in ordered], "weights_us": self._weights_us.tolist()}
+        return {"alpha": self.alpha, "intercept_us": self._intercept_us, "op_features": self.use_op_features,
+                "columns": [[pos, key] for (pos, key), _ in ordered], "op_names": list(self._op_names),
+                "op_scales": self._op_scales.tolist(), "weights_us": self._weights_us.tolist()}
 
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], space: SearchSpace) -> LinearCostModel:
-        model = cls(alpha=float(state["alpha"]))
+        model = cls(alpha=float(state["alpha"]), op_features=bool(state.get("op_features", False)))
         model._columns = {(int(pos), str(key)): i for i, (pos, key) in enumerate(state["columns"])}
+        model._op_names = [str(name) for name in state.get("op_names", [])]
+        model._op_scales = np.asarray(state.get("op_scales", []), dtype=np.float64)
         model._weights_us = np.asarray(state["weights_us"], dtype=np.float64)
         model._intercept_us = float(state["intercept_us"])
-        if len(model._weights_us) != len(model._columns):
+        if len(model._weights_us) != len(model._columns) + len(model._op_names) or len(model._op_scales) != len(
+            model._op_names
+        ):
             raise HwnasError("linear cost model JSON has a different number of columns and weights.")
         model._space = space
         return model
@@ -312,10 +371,23 @@ class LinearCostModel(CostModel):
 
 def ridge(x: np.ndarray, y: np.ndarray, *, alpha: float) -> tuple[np.ndarray, float]:
     """Ridge least squares with an unpenalised intercept: ``argmin |x w + b - y|^2 + alpha |w|^2``."""
+    return penalised_ridge(x, y, np.full(x.shape[1], float(alpha)))
+
+
+def penalised_ridge(x: np.ndarray, y: np.ndarray, penalties: np.ndarray) -> tuple[np.ndarray, float]:
+    """``argmin |x w + b - y|^2 + sum_j penalties_j w_j^2`` with an unpenalised intercept ``b``.
+
+    Solved in the dual (an ``n x n`` system) when there are more columns than rows, as with thousands
+    of indicators and a few hundred measured models.
+    """
     x_mean, y_mean = x.mean(axis=0), float(y.mean())
-    xc = x - x_mean
-    gram = xc.T @ xc + alpha * np.eye(x.shape[1])
-    weights = np.linalg.solve(gram, xc.T @ (y - y_mean))
+    xc, yc = x - x_mean, y - y_mean
+    inv = 1.0 / penalties
+    if xc.shape[1] > xc.shape[0]:
+        scaled = xc * inv  # x P^-1
+        weights = scaled.T @ np.linalg.solve(scaled @ xc.T + np.eye(len(xc)), yc)
+    else:
+        weights = np.linalg.solve(xc.T @ xc + np.diag(penalties), xc.T @ yc)
     return weights, y_mean - float(x_mean @ weights)
 
 

@@ -7,6 +7,7 @@ the latency actor of that device is placed on it by Ray's scheduler, not by hwna
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Sequence
 
 import ray
@@ -94,6 +95,7 @@ def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None
             f"HINT: device nodes join with `ray start --address={address} "
             f"--resources='{{\"device:NAME\": 1}}'`."
         )
+    _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
     except ConnectionError as exc:
@@ -102,6 +104,27 @@ def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None
             f"node runs (`ray status --address={address}`) and that RAY_AUTH_MODE / the auth token "
             f"match the cluster's."
         ) from exc
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when a ``HOST:PORT`` (or ``ray://HOST:PORT``) head does not answer.
+
+    ``ray.init`` retries an unreachable GCS for minutes before it gives up; one TCP connect tells the
+    user at once. ``auto`` (resolved by Ray from this machine's files) is left to Ray.
+    """
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot join the Ray cluster at address={address!r}: nothing answers at {host}:{port} within "
+            f"{timeout_s:g} s ({exc.strerror or exc}). HINT: start the head with `ray start --head --port={port}` "
+            f"or check the host, port and firewall."
+        ) from None
 
 
 def _quiet_ray_output() -> None:

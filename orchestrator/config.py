@@ -404,9 +404,14 @@ def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
         cost=_cost(values.get("cost", {})),
     )
     try:
-        cfg.build_space()
+        space = cfg.build_space()
     except HwnasError as exc:
         raise ConfigError(f"config field 'space.settings': {exc}") from None
+    if space.settings.get("task", "classification") != "classification":
+        # The pipeline trains and scores classifiers; a detector's (boxes, logits) would fail mid-run.
+        raise _fail("space.settings.task", "must be classification: hwnas search trains classification "
+                    "supernets", space.settings["task"], "set space.settings.task: classification (detectors "
+                    "can be described, exported and measured with `hwnas arch` and `hwnas latency`)")
     if check_files and cfg.cost.uses_model and cfg.cost.model:
         cfg = _check_cost_model_file(cfg)
     return cfg

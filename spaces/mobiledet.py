@@ -466,6 +466,28 @@ class MobileDetSpace(SearchSpace):
             cost = cost + linear_cost(arch.c5_ch, self._num_classes)
         return {"params": cost.params, "madds": cost.madds}
 
+    def op_features(self, encoding: Sequence[int]) -> dict[str, float]:
+        """Per conv kind of the backbone (``pw``, ``dw3``, ``conv5``, ``se``, ...): MAdds, tensor traffic
+        (input + output elements) and count, summed over the layers, for latency cost models.
+
+        A CPU's latency is close to linear in these (compute-bound and memory-bound parts per op kind),
+        so :class:`~cluster.costmodels.LinearCostModel` uses them next to its per-layer indicators.
+        The stem and the head are the same kind of op for every candidate and are left to the intercept
+        and the width indicators.
+        """
+        arch = self.decode(encoding)
+        size = conv2d_cost(3, arch.stem_ch, kernel=3, stride=self._stem_stride, size=self._input_size).size
+        features: dict[str, float] = {}
+        for args in arch.blocks:
+            ops = layer_ops(args, size)
+            for op in ops:
+                features[f"{op.kind}_madds"] = features.get(f"{op.kind}_madds", 0.0) + op.cost.madds
+                features[f"{op.kind}_traffic"] = features.get(f"{op.kind}_traffic", 0.0) + op.in_elems + op.out_elems
+                features[f"{op.kind}_count"] = features.get(f"{op.kind}_count", 0.0) + 1
+            if ops:
+                size = ops[-1].cost.size
+        return features
+
     # ------------------------------------------------------------------------------------- helpers
     def _layer_specs(self, block: int, layer: int) -> tuple[_Spec, ...]:
         kernels = (3,) if self._target == "dsp" else KERNELS
@@ -532,19 +554,50 @@ def _check_head_depths(value: Any) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------------- analytic costs
+@dataclass(frozen=True)
+class ConvOp:
+    """One conv of a layer, for counting and for cost-model features.
+
+    Attributes:
+        kind: ``pw`` (1x1), ``dwK`` (depthwise KxK), ``convK`` (full KxK), ``se`` (the SE's 1x1s).
+        cost: Its params, MAdds and output side.
+        in_elems: Elements of its input tensor (one image).
+        out_elems: Elements of its output tensor.
+    """
+
+    kind: str
+    cost: Cost
+    in_elems: int
+    out_elems: int
+
+
+def _op(in_ch: int, out_ch: int, *, kernel: int, size: int, stride: int = 1, groups: int = 1,
+        se: bool = False) -> ConvOp:
+    cost = conv2d_cost(in_ch, out_ch, kernel=kernel, stride=stride, groups=groups, size=size, bn=not se, bias=se)
+    kind = "se" if se else "pw" if kernel == 1 else f"dw{kernel}" if groups == in_ch and groups > 1 else f"conv{kernel}"
+    return ConvOp(kind, cost, in_ch * size * size, out_ch * cost.size * cost.size)
+
+
+def layer_ops(args: MobileDetLayerArgs, size: int) -> list[ConvOp]:
+    """The convs of one layer on a ``size x size`` input, in order (none for ``skip``)."""
+    if args.layer_type == "skip":
+        return []
+    ops = []
+    if args.has_expand:
+        ops.append(_op(args.in_ch, args.expand_out, kernel=1, size=size))
+    groups = args.conv_in if args.depthwise else 1
+    ops.append(_op(args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride, groups=groups, size=size))
+    inner = ops[-1].cost.size
+    if args.se:  # on the pooled 1x1 map: a side branch that leaves the spatial size alone
+        ops.append(_op(args.hidden, args.squeeze, kernel=1, size=1, se=True))
+        ops.append(_op(args.squeeze, args.hidden, kernel=1, size=1, se=True))
+    ops.append(_op(args.hidden, args.out_ch, kernel=1, size=inner))
+    return ops
+
+
 def layer_cost(args: MobileDetLayerArgs, size: int) -> Cost:
     """Params and MAdds of one layer on a ``size x size`` input (the counting convention)."""
-    if args.layer_type == "skip":
-        return Cost(size=size)
     cost = Cost(size=size)
-    if args.has_expand:
-        cost = cost + conv2d_cost(args.in_ch, args.expand_out, kernel=1, size=size, bn=True)
-    groups = args.conv_in if args.depthwise else 1
-    cost = cost + conv2d_cost(
-        args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride, groups=groups, size=cost.size, bn=True
-    )
-    if args.se:
-        squeeze = conv2d_cost(args.hidden, args.squeeze, kernel=1, size=1, bias=True)
-        squeeze = squeeze + conv2d_cost(args.squeeze, args.hidden, kernel=1, size=1, bias=True)
-        cost = cost.with_branch(squeeze)
-    return cost + conv2d_cost(args.hidden, args.out_ch, kernel=1, size=cost.size, bn=True)
+    for op in layer_ops(args, size):
+        cost = cost.with_branch(op.cost) if op.kind == "se" else cost + op.cost
+    return cost

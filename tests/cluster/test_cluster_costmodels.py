@@ -204,3 +204,31 @@ def test_rank_correlations_with_ties_match_scipy() -> None:
     x, y = rng.integers(0, 5, size=30), rng.integers(0, 5, size=30)
     assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
     assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+
+
+def test_linear_model_uses_op_features_where_the_space_has_them(tmp_path) -> None:
+    """On a latency that is linear in MobileDet's per-op-kind work (plus per-layer quirks and noise),
+    op features reach r^2 > 0.98 from 60 samples; indicators alone, with thousands of columns, do not."""
+    from spaces.mobiledet import MobileDetSpace
+
+    space = MobileDetSpace(**{**MobileDetSpace.small_settings(), "input_size": 64})
+    rng = np.random.default_rng(3)
+    encodings = list(dict.fromkeys(space.sample(rng) for _ in range(100)))
+    cost_per_unit = {"madds": 2e-7, "traffic": 4e-6, "count": 0.01}
+    quirks = {(i, c): rng.normal(0, 0.01) for i in range(len(space.dims)) for c in range(18)}
+
+    def latency(e) -> float:
+        work = sum(value * cost_per_unit[name.rsplit("_", 1)[1]] for name, value in space.op_features(e).items())
+        return 0.2 + work + sum(quirks[i, c] for i, c in enumerate(e)) + rng.normal(0, 0.005)
+
+    y = np.array([latency(e) for e in encodings])
+    fit, held = slice(0, 60), slice(60, None)
+    with_ops = LinearCostModel().fit(space, encodings[fit], y[fit])
+    plain = LinearCostModel(op_features=False).fit(space, encodings[fit], y[fit])
+    assert with_ops.fidelity(encodings[held], y[held])["r2"] > 0.98
+    assert plain.fidelity(encodings[held], y[held])["r2"] < 0.9
+    assert with_ops.alpha in LinearCostModel.ALPHA_GRID  # chosen by cross-validation
+    path = tmp_path / "linear.json"
+    with_ops.save(path)
+    loaded = LinearCostModel.load(path)
+    assert [loaded.predict(e) for e in encodings[held]] == pytest.approx([with_ops.predict(e) for e in encodings[held]])

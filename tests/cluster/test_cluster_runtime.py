@@ -33,3 +33,16 @@ def test_connect_rejects_arguments_before_starting_anything(kwargs: dict, match:
 def test_require_device_without_ray_says_connect_first() -> None:
     with pytest.raises(DeviceError, match=r"connect"):
         require_device("cpu")
+
+
+def test_unreachable_head_fails_in_seconds_with_a_hint() -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"nothing answers at 127\.0\.0\.1:{port}.*HINT: start the head"):
+        connect(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 10 and not ray.is_initialized()

@@ -52,6 +52,8 @@ def test_round_trip_through_json() -> None:
         (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be > 0"),
         (lambda r: r["supernet"].update(sampling="greedy"), r"'supernet.sampling': must be one of uniform, fair"),
         (lambda r: r["space"].update(name="mogaa"), r"'space.name': unknown search space.*moga"),
+        (lambda r: r["space"].update(name="mobiledet", settings={"target": "cpu"}),
+         r"'space.settings.task': must be classification.*got 'detection'.*task: classification"),
         (lambda r: r["search"].update(searcher="nsga3"), r"'search.searcher'.*unknown.*weighted-nsga2"),
         (lambda r: r["search"]["settings"].update(population_size=1), r"search.settings.*population_size"),
         (lambda r: r["search"]["settings"].update(generations=0), r"search.settings.*generations"),
