@@ -41,6 +41,8 @@ def main() -> None:
                    help="space settings, e.g. --set width_mult=0.5")
     p.add_argument("--samples", default="20", help="comma-separated fit sample counts, e.g. 20,40,80")
     p.add_argument("--eval-samples", type=int, default=30)
+    p.add_argument("--no-op-features", action="store_true",
+                   help="linear: seed 000's per-layer indicators only (no per-op-kind MAdds / traffic / count)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="/tmp/hwnas-bench-latency.jsonl")
     p.add_argument("--quick", action="store_true", help="input 64, width 0.5, 8 fit and 8 eval samples, light effort")
@@ -60,7 +62,8 @@ def main() -> None:
     for samples in (int(s) for s in args.samples.split(",")):
         load = os.getloadavg()[0]
         started = time.perf_counter()
-        fitted = fit_cost_model(args.kind, space, samples=samples, seed=args.seed, measurer=measurer, device="cpu")
+        fitted = fit_cost_model(args.kind, space, samples=samples, seed=args.seed, measurer=measurer, device="cpu",
+                                options={"op_features": False} if args.no_op_features else None)
         fit_s = time.perf_counter() - started
         report = evaluate_cost_model(fitted.model, samples=args.eval_samples, seed=args.seed, measurer=measurer)
         row = {"samples": samples, "holdout": fitted.info["fidelity"], "eval": report, "fit_seconds": round(fit_s, 1),

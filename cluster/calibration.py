@@ -162,8 +162,10 @@ class CalibrationResult:
 
 
 def fit_cost_model(kind: str, space: SearchSpace, *, samples: int, seed: int, measurer: ServiceMeasurer,
-                   device: str) -> CalibrationResult:
+                   device: str, options: dict[str, Any] | None = None) -> CalibrationResult:
     """Sample, measure, fit and report held-out fidelity (protocol in the module docstring).
+
+    ``options`` are keyword arguments of the model's constructor (e.g. ``{"op_features": False}``).
 
     Raises:
         ConfigError: ``samples`` is below :data:`MIN_SAMPLES`, or ``kind`` is not a cost model.
@@ -175,7 +177,8 @@ def fit_cost_model(kind: str, space: SearchSpace, *, samples: int, seed: int, me
     measured = measurer.measure_many(space, encodings, what=f"fitting {kind}")
     held = holdout_size(samples)
     fit_encs, fit_ms = encodings[:-held], measured[:-held]
-    model = cls(measure=measurer.part_ms) if cls is LookupTableCostModel else cls()
+    options = dict(options or {})
+    model = cls(measure=measurer.part_ms, **options) if cls is LookupTableCostModel else cls(**options)
     model.fit(space, fit_encs, fit_ms)
     mean_ms = sum(measured[-held:]) / held
     report = _finite(model.fidelity(encodings[-held:], measured[-held:]))
