@@ -167,9 +167,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f = result.fidelity
         print(f"{args.kind} cost model of {space.name} on {profile.name}: fitted on {result.info['fit_samples']} "
               f"architectures, held out {result.info['holdout']}")
-        print(f"held-out fidelity: r2 {_fmt(f['r2'], '.4f')}, RMSE {_fmt(f['rmse_ms'], '.4f')} ms "
-              f"({_fmt(f['rmse_pct'], '.2f')}% of the mean {result.info['mean_holdout_ms']:.3f} ms), "
-              f"Spearman {_fmt(f['spearman'], '.3f')}, Kendall {_fmt(f['kendall'], '.3f')}")
+        print(f"held-out fidelity: {_fidelity_line(f, result.info['mean_holdout_ms'])}")
         print(f"saved to {out}")
     return 0
 
@@ -188,10 +186,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
     else:
         print(f"{loaded.model.kind} cost model {args.model} on {profile.name}, {report['n']} fresh architectures: "
-              f"r2 {_fmt(report['r2'], '.4f')}, RMSE {_fmt(report['rmse_ms'], '.4f')} ms "
-              f"({_fmt(report['rmse_pct'], '.2f')}% of the mean {report['mean_ms']:.3f} ms), "
-              f"Spearman {_fmt(report['spearman'], '.3f')}, Kendall {_fmt(report['kendall'], '.3f')}")
+              f"{_fidelity_line(report, report['mean_ms'])}")
     return 0
+
+
+def _fidelity_line(f: dict, mean_ms: float) -> str:
+    return (f"r2 {_fmt(f['r2'], '.4f')}, RMSE {_fmt(f['rmse_ms'], '.4f')} ms ({_fmt(f['rmse_pct'], '.2f')}% of the "
+            f"mean {mean_ms:.3f} ms), Spearman {_fmt(f['spearman'], '.3f')}, Kendall {_fmt(f['kendall'], '.3f')}")
 
 
 # ------------------------------------------------------------------------------------------ parser

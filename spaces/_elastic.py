@@ -7,6 +7,8 @@ the weights through one function, :meth:`ElasticMBBlock.sliced_state`, so a stan
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,7 @@ from torch import nn
 from ._block_args import MBBlockArgs
 from ._blocks import ConvBNAct, SqueezeExcite
 
-__all__ = ["ElasticMBBlock", "conv_bn", "sliced_batch_norm"]
+__all__ = ["ElasticMBBlock", "conv_bn", "run_sliced_mb", "sliced_batch_norm"]
 
 # How each tensor of the big block is cut for a sub-block, by MBBlock state-dict name (so that the
 # sliced state loads into an MBBlock as is): "hidden" keeps the first ``hidden`` rows, "squeeze" the
@@ -60,17 +62,7 @@ class ElasticMBBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, args: MBBlockArgs) -> torch.Tensor:
         """Run the sub-block ``args``; gradients and BN running-stat updates reach only its slices."""
-        p = self.sliced_state(args)
-        h, k = args.hidden, args.kernel
-        out = self.expand[2](conv_bn(x, p, "expand", self.expand[1]))
-        out = conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=k // 2, groups=h)
-        out = self.dw[2](out)
-        if args.se:
-            scale = out.mean((2, 3), keepdim=True)
-            scale = self.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
-            out = out * self.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
-        out = conv_bn(out, p, "project", self.project[1])
-        return out + x if args.residual else out
+        return run_sliced_mb(self, x, args, self.sliced_state(args))
 
     def sliced_state(self, args: MBBlockArgs) -> dict[str, torch.Tensor]:
         """Views of the parameters and buffers that ``args`` uses, keyed as ``MBBlock(args).state_dict()``.
@@ -110,6 +102,24 @@ class ElasticMBBlock(nn.Module):
                 f"sub-block {args} does not fit the elastic block {big}: in/out channels, stride and "
                 f"activation must match, expansion and kernel may not grow, and the kernel keeps its parity"
             )
+
+
+def run_sliced_mb(block: nn.Module, x: torch.Tensor, args: Any, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """An MB block (1x1 expand, depthwise, [SE], 1x1 project, [residual]) run on the sliced tensors ``p``.
+
+    ``block`` provides the modules (``expand``, ``dw``, ``se``, ``project``: their BNs, activations and
+    SE gate), ``args`` the choice (``hidden``, ``kernel``, ``stride``, ``se``, ``residual``); shared by
+    every elastic MB block (MoGA's and MobileNet's differ only in how they slice).
+    """
+    out = block.expand[2](conv_bn(x, p, "expand", block.expand[1]))
+    out = conv_bn(out, p, "dw", block.dw[1], stride=args.stride, padding=args.kernel // 2, groups=args.hidden)
+    out = block.dw[2](out)
+    if args.se:
+        scale = out.mean((2, 3), keepdim=True)
+        scale = block.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
+        out = out * block.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
+    out = conv_bn(out, p, "project", block.project[1])
+    return out + x if args.residual else out
 
 
 def conv_bn(

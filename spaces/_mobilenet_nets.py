@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import ConvBNAct, SqueezeExcite, make_activation
-from ._elastic import conv_bn
+from ._elastic import run_sliced_mb
 from ._layerwise import LayerwiseSupernet
 from .mobilenet import InvertedResidualArgs, MobileNetArchArgs, MobileNetFixedArgs
 
@@ -123,16 +122,7 @@ class ElasticInvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor, args: InvertedResidualArgs) -> torch.Tensor:
         """Run the choice ``args``; gradients and BN running-stat updates reach only its slices."""
-        p = self.sliced_state(args)
-        out = self.expand[2](conv_bn(x, p, "expand", self.expand[1]))
-        out = conv_bn(out, p, "dw", self.dw[1], stride=args.stride, padding=args.kernel // 2, groups=args.hidden)
-        out = self.dw[2](out)
-        if args.se:
-            scale = out.mean((2, 3), keepdim=True)
-            scale = self.se.act(F.conv2d(scale, p["se.reduce.weight"], p["se.reduce.bias"]))
-            out = out * self.se.gate(F.conv2d(scale, p["se.expand.weight"], p["se.expand.bias"]))
-        out = conv_bn(out, p, "project", self.project[1])
-        return out + x if args.residual else out
+        return run_sliced_mb(self, x, args, self.sliced_state(args))
 
     def sliced_state(self, args: InvertedResidualArgs) -> dict[str, torch.Tensor]:
         """Views of the parameters and buffers that ``args`` uses, keyed as ``InvertedResidual(args).state_dict()``.
