@@ -45,7 +45,11 @@ def _format_listing(listing: list[dict[str, Any]]) -> str:
         sizes = sorted({len(d["choices"]) for d in item["dims"]})
         lines.append(f"{item['space']}: {len(item['dims'])} searched dimensions "
                      f"({'/'.join(map(str, sizes))} choices each), {item['size']} architectures")
-        lines.append(f"  choices of {item['dims'][0]['name']}: {', '.join(item['dims'][0]['choices'])}")
+        shown: list[list[str]] = []
+        for dim in item["dims"]:  # each distinct choice list once, under the first dimension that has it
+            if dim["choices"] not in shown:
+                shown.append(dim["choices"])
+                lines.append(f"  choices of {dim['name']}: {', '.join(dim['choices'])}")
         lines.append(f"  settings: {json.dumps(item['settings'], sort_keys=True)}")
         lines.append(f"  presets: {', '.join(item['presets']) or '(none)'}")
     return "\n".join(lines)
