@@ -76,12 +76,6 @@ def holdout_size(samples: int) -> int:
     return max(2, math.ceil(HOLDOUT_FRACTION * samples))
 
 
-def input_shape_of(space: SearchSpace) -> tuple[int, int, int, int]:
-    """Batch-1 input of the space's architectures (as the search's evaluator measures them)."""
-    size = int(space.settings["input_size"])
-    return (1, 3, size, size)
-
-
 def structure_digest(onnx_bytes: bytes) -> str:
     """Hash of an ONNX graph without its weight values: equal structure, equal latency, one cache entry.
 
@@ -117,7 +111,7 @@ class ServiceMeasurer:
         from spaces import export_onnx
 
         candidate_id = space.candidate_id(encoding)
-        shape = input_shape_of(space)
+        shape = space.input_shape
         hit = self.client.lookup(candidate_id, shape)
         if hit is not None:
             return hit
@@ -183,7 +177,7 @@ def fit_cost_model(kind: str, space: SearchSpace, *, samples: int, seed: int, me
     mean_ms = sum(measured[-held:]) / held
     report = _finite(model.fidelity(encodings[-held:], measured[-held:]))
     report["rmse_pct"] = None if report["rmse_ms"] is None else 100.0 * report["rmse_ms"] / mean_ms
-    info = {"device": device, "input_shape": list(input_shape_of(space)), "samples": samples,
+    info = {"device": device, "input_shape": list(space.input_shape), "samples": samples,
             "fit_samples": len(fit_encs), "holdout": held, "seed": seed, "fidelity": report,
             "mean_holdout_ms": mean_ms, "fitted_at": time.time()}
     return CalibrationResult(model=model, info=info)

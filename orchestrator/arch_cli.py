@@ -124,7 +124,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     space, encoding = resolve_architecture(args)
     torch.set_num_threads(1)
     model = space.build(encoding).eval()
-    shape = (1, 3, space.settings["input_size"], space.settings["input_size"])
+    shape = space.input_shape
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = export_onnx(model, shape, out)

@@ -172,6 +172,11 @@ class MobileDetSupernet(nn.Module):
             self.dropout = nn.Dropout(space.fixed.dropout)
             self.head = nn.Linear(widest.c5_ch, space.fixed.num_classes)
         self._plans: OrderedDict[tuple[int, ...], _PathPlan] = OrderedDict()
+        self._shared: dict[str, torch.Tensor] | None = None  # name -> tensor, rebuilt after _apply
+
+    def _apply(self, fn, recurse=True):  # .to() / .cuda() / .half() may replace tensors: forget the map
+        self._shared = None
+        return super()._apply(fn, recurse)
 
     def _plan(self, path: Sequence[int]) -> _PathPlan:
         key = tuple(int(v) for v in path)
@@ -197,15 +202,15 @@ class MobileDetSupernet(nn.Module):
         return {key: value.detach() for key, value in self._sliced(self._plan(self._check(path))).items()}
 
     def _sliced(self, plan: _PathPlan) -> dict[str, torch.Tensor]:
-        shared = dict(self.named_parameters())
-        shared.update(self.named_buffers())
-        return {key: _slice(shared[source], shape, source) for key, source, shape in plan.entries}
+        if self._shared is None:  # load_state_dict copies in place, so only _apply invalidates it
+            self._shared = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        return {key: _slice(self._shared[source], shape, source) for key, source, shape in plan.entries}
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Run the architecture ``path`` (an encoding of the space) on the shared weights."""
         plan = self._plan(self._check(path))
         plan.template.train(self.training)
-        momentum = next(m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)).momentum
-        for norm in plan.norms:  # recalibration sets momentum=None on the supernet's BNs: follow it
+        momentum = self.stem[1].momentum  # recalibration sets momentum=None on every BN: follow it
+        for norm in plan.norms:
             norm.momentum = momentum
         return functional_call(plan.template, self._sliced(plan), (x,), strict=True)

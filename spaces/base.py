@@ -71,6 +71,12 @@ class SearchSpace(abc.ABC):
         return {"space": self.name, "settings": self.settings}
 
     @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
+        size = int(self.settings["input_size"])
+        return (1, 3, size, size)
+
+    @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive integer bounds per dimension (for pymoo integer chromosomes)."""
         upper = np.array([d.size - 1 for d in self.dims], dtype=np.int64)

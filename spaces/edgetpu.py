@@ -290,10 +290,6 @@ class EdgeTPUSpace(SearchSpace):
         """The fixed parts shared by all candidates of this space."""
         return self._fixed
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        return (1, 3, self._input_size, self._input_size)
 
     def choice_index(self, block_type: str, expansion: int, kernel: int, group_size: int | None = None) -> int:
         """The per-layer choice index of a (type, expansion, kernel, group size); ``ValueError`` if none."""

@@ -322,10 +322,6 @@ class MobileDetSpace(SearchSpace):
     def fixed(self) -> MobileDetFixedArgs:
         return self._fixed
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        return (1, 3, self._input_size, self._input_size)
 
     @property
     def num_width_dims(self) -> int:
@@ -337,12 +333,13 @@ class MobileDetSpace(SearchSpace):
         in_ratio: float | None = None, out_ratio: float | None = None,
     ) -> int:
         """The index of a layer choice in dimension ``layer_{block}_{layer}``; ``ValueError`` if none."""
-        position = self._layers.index(next(p for p in self._layers if p[:2] == (block, layer)))
-        spec = (layer_type, int(expansion), int(kernel), in_ratio, out_ratio)
-        if layer_type == "noexp":
-            spec = ("noexp", 1, int(kernel), None, None)
-        if layer_type == "skip":
-            spec = ("skip", 0, 0, None, None)
+        positions = [i for i, (b, l, _) in enumerate(self._layers) if (b, l) == (block, layer)]
+        if not positions:
+            raise ValueError(f"there is no layer_{block}_{layer}; blocks 1..{len(BLOCKS)} have {[n for n, _ in BLOCKS]} layers")
+        position = positions[0]
+        spec = {"noexp": ("noexp", 1, int(kernel), None, None), "skip": ("skip", 0, 0, None, None)}.get(
+            layer_type, (layer_type, int(expansion), int(kernel), in_ratio, out_ratio)
+        )
         try:
             return self._spec_index[position][spec]
         except KeyError:

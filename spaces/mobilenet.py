@@ -278,10 +278,6 @@ class MobileNetSpace(SearchSpace):
         """The fixed parts shared by all candidates of this space."""
         return self._fixed
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        return (1, 3, self._input_size, self._input_size)
 
     def choice_index(self, expansion: float, kernel: int, se: bool = False) -> int:
         """The per-layer choice index of an (expansion, kernel, SE); ``ValueError`` if it is not one."""

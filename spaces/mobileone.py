@@ -165,10 +165,6 @@ class MobileOneSpace(SearchSpace):
     def dims(self) -> tuple[Dimension, ...]:
         return self._dims
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        return (1, 3, self._input_size, self._input_size)
 
     def decode(self, encoding: Sequence[int]) -> MobileOneArchArgs:
         """Validate ``encoding`` and return its typed block arguments."""

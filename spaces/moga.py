@@ -158,10 +158,6 @@ class MogaSpace(SearchSpace):
         """The fixed parts shared by all candidates of this space."""
         return self._fixed
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        return (1, 3, self._input_size, self._input_size)
 
     def decode(self, encoding: Sequence[int]) -> MogaArchArgs:
         """Validate ``encoding`` and return its typed block arguments."""

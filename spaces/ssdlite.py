@@ -57,7 +57,7 @@ class SSDLiteArgs:
         return (ANCHORS_PER_MAP[0],) + (ANCHORS_PER_MAP[1],) * (1 + len(self.extra_depths))
 
 
-def feature_map_sizes(c5_size: int, c4_size: int, extras: int) -> tuple[int, ...]:
+def feature_map_sizes(c4_size: int, c5_size: int, extras: int) -> tuple[int, ...]:
     """Sides of the six maps: C4, C5, then each extra map (3x3 stride 2, padding 1) from the one before."""
     sizes = [c4_size, c5_size]
     for _ in range(extras):
@@ -107,7 +107,7 @@ def ssdlite_cost(args: SSDLiteArgs, c4_size: int, c5_size: int) -> Cost:
         step = step + conv2d_cost(depth // 2, depth, kernel=1, size=step.size, bn=True)
         cost = cost + step
         size, in_ch = step.size, depth
-    sizes = feature_map_sizes(c5_size, c4_size, len(args.extra_depths))
+    sizes = feature_map_sizes(c4_size, c5_size, len(args.extra_depths))
     for channels, side, anchors in zip(args.map_channels, sizes, args.anchors_per_map):
         for outputs in (anchors * 4, anchors * args.num_classes):
             branch = conv2d_cost(channels, channels, kernel=3, groups=channels, size=side, bn=True)

@@ -99,7 +99,7 @@ def test_preset_counts_and_outputs_from_the_built_detector(name: str) -> None:
 
 
 def test_ssd_anchors_at_320() -> None:
-    sizes = feature_map_sizes(c5_size=10, c4_size=20, extras=4)
+    sizes = feature_map_sizes(c4_size=20, c5_size=10, extras=4)
     assert sizes == (20, 10, 5, 3, 2, 1)
     anchors = ssd_anchors(sizes)
     assert anchors.shape == (2034, 4) and anchors.dtype == np.float32
@@ -258,3 +258,20 @@ def test_bad_encoding_names_the_layer_and_choices() -> None:
     encoding[8] = 99
     with pytest.raises(InvalidEncodingError, match=r"layer_1_0 has choice 99.*allowed choices for layer_1_0: 0=ibn_e4_k3"):
         space.validate(encoding)
+
+
+def test_supernet_follows_dtype_and_device_moves() -> None:
+    """The supernet caches its name -> tensor map; moving it (here to float64) must not leave it stale."""
+    space = small_detector()
+    supernet = space.build_supernet().eval()
+    encoding = space.default_encoding()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        supernet(x, encoding)
+        boxes, _ = supernet.double()(x.double(), encoding)
+    assert boxes.dtype == torch.float64
+
+
+def test_choice_index_names_a_missing_layer() -> None:
+    with pytest.raises(ValueError, match="there is no layer_1_2"):
+        MobileDetSpace().choice_index(1, 2, "ibn", expansion=4, kernel=3)
