@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from cluster import LatencyClient, MeasureOptions, connect, get_latency_actor, measure_onnx  # noqa: E402
 from spaces import export_onnx, get_preset, get_space  # noqa: E402
-from spaces.seeding import make_rng  # noqa: E402
+from core.seeding import make_rng  # noqa: E402
 
 
 def _export(space: Any, encoding: Any) -> bytes:

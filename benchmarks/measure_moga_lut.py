@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster.costmodels import LookupTableCostModel, measure_median_ms  # noqa: E402
 from spaces import get_space  # noqa: E402
 from spaces.export import export_onnx  # noqa: E402
-from spaces.jsonio import write_json_atomic  # noqa: E402
-from spaces.seeding import make_rng, torch_generator  # noqa: E402
+from core.jsonio import write_json_atomic  # noqa: E402
+from core.seeding import make_rng, torch_generator  # noqa: E402
 
 #: The space settings of the benchmark problem: the paper's (seed 003, ImageNet).
 PAPER_SETTINGS: dict[str, Any] = {"width_mult": 1.0, "input_size": 224, "num_classes": 1000,

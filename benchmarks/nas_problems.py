@@ -391,8 +391,8 @@ def load_lut(path: str | Path = DEFAULT_LUT) -> tuple[Any, Any]:
     """
     from cluster.costmodels import LookupTableCostModel
     from spaces import get_space
-    from spaces.errors import HwnasError
-    from spaces.jsonio import read_json
+    from core.errors import HwnasError
+    from core.jsonio import read_json
 
     try:
         data = read_json(path)

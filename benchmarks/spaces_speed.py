@@ -13,7 +13,7 @@ import time
 import torch
 
 from spaces import SPACES, get_space
-from spaces.seeding import make_rng, torch_generator
+from core.seeding import make_rng, torch_generator
 
 
 def _step_time(model: torch.nn.Module, forward, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:

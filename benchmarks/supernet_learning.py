@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trainers  # noqa: E402
 from cluster.costmodels import spearman_rho as spearman  # noqa: E402
 from spaces import MogaSpace  # noqa: E402
-from spaces.seeding import make_rng  # noqa: E402
+from core.seeding import make_rng  # noqa: E402
 
 SPACE_SETTINGS = {"width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 2, "dropout": 0.0}
 DATA_SETTINGS = {"num_classes": 10, "image_size": 32, "train_size": 4096, "val_size": 1024, "noise": 0.6}

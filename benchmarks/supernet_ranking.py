@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trainers  # noqa: E402
 from cluster.costmodels import kendall_tau, spearman_rho  # noqa: E402
 from spaces import MogaSpace  # noqa: E402
-from spaces.seeding import make_rng, torch_generator  # noqa: E402
+from core.seeding import make_rng, torch_generator  # noqa: E402
 
 SEED = 0  # the data, the random architectures, the stand-alone initialisations
 RECIPE = {"batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 4e-5, "label_smoothing": 0.1}

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from spaces.base import Encoding, SearchSpace
-from spaces.errors import ConfigError, HwnasError
-from spaces.jsonio import canonical_json, read_json, write_json_atomic
-from spaces.seeding import make_rng
+from core.errors import ConfigError, HwnasError
+from core.jsonio import canonical_json, read_json, write_json_atomic
+from core.seeding import make_rng
 
 from .costmodels import COST_MODELS, CostModel, LookupTableCostModel
 

@@ -23,9 +23,9 @@ import numpy as np
 
 from spaces import get_space
 from spaces.base import SearchSpace
-from spaces.errors import HwnasError
-from spaces.jsonio import canonical_json, read_json, write_json_atomic
-from spaces.registry import Registry
+from core.errors import HwnasError
+from core.jsonio import canonical_json, read_json, write_json_atomic
+from core.registry import Registry
 
 __all__ = [
     "COST_MODELS",

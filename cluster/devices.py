@@ -11,8 +11,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from spaces.errors import ConfigError, DeviceError
-from spaces.registry import Registry
+from core.errors import ConfigError, DeviceError
+from core.registry import Registry
 
 __all__ = [
     "LOCAL_DEVICE",

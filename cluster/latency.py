@@ -8,7 +8,7 @@ Three layers, each usable alone:
   the node that carries the device, measuring one model at a time and caching every result in an
   append-only JSON-lines file keyed by (candidate_id, device, runtime, input shape).
 * :class:`LatencyClient` is what Tune trial workers hold: it finds the actor and waits for a result
-  with a timeout, turning Ray failures into :class:`~spaces.errors.DeviceError`.
+  with a timeout, turning Ray failures into :class:`~core.errors.DeviceError`.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
-from spaces.errors import ConfigError, DeviceError, ExperimentError, HwnasError
-from spaces.jsonio import append_jsonl, canonical_json, read_jsonl
+from core.errors import ConfigError, DeviceError, ExperimentError, HwnasError
+from core.jsonio import append_jsonl, canonical_json, read_jsonl
 
 from .devices import DeviceProfile, provider_options, require_provider, resolve_device
 from .runtime import require_device
@@ -304,7 +304,7 @@ def runtime_string(profile: DeviceProfile) -> str:
 class LatencyCache:
     """Measurements keyed by (candidate_id, device, runtime, input shape), optionally on disk.
 
-    The file is JSON lines appended with :func:`spaces.jsonio.append_jsonl` (one fsync'd write per
+    The file is JSON lines appended with :func:`core.jsonio.append_jsonl` (one fsync'd write per
     record), so any number of actors and experiments may share it and a killed writer loses at most
     the record in flight. Records of another schema version are ignored, not misread.
 

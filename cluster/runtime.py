@@ -12,7 +12,7 @@ from typing import Sequence
 
 import ray
 
-from spaces.errors import ConfigError, DeviceError
+from core.errors import ConfigError, DeviceError
 
 from .devices import LOCAL_DEVICE, DeviceProfile, is_device_name
 

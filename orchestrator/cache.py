@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spaces.jsonio import append_jsonl
+from core.jsonio import append_jsonl
 
 __all__ = ["EvaluationCache"]
 

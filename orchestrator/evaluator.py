@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from spaces import SearchSpace, get_space
-from spaces.jsonio import canonical_json
+from core.jsonio import canonical_json
 
 from .cache import EvaluationCache
 

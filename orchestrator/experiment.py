@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spaces import ExperimentError
-from spaces.jsonio import read_json, write_json_atomic
+from core.jsonio import read_json, write_json_atomic
 
 from .config import ExperimentConfig, config_from_json
 from .journal import Journal

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.jsonio import append_jsonl, read_jsonl
+from core.jsonio import append_jsonl, read_jsonl
 
 __all__ = ["Journal", "JournalState"]
 

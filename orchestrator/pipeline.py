@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from spaces.jsonio import write_json_atomic
+from core.jsonio import write_json_atomic
 
 from .config import ExperimentConfig
 from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint, measure_options

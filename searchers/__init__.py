@@ -7,7 +7,7 @@ uninterrupted run would have produced.
 """
 from __future__ import annotations
 
-from spaces.registry import Registry
+from core.registry import Registry
 
 from ._base import GenerationalSearcher
 from ._controller import ReinforceController, absolute_reward, mnas_reward

@@ -24,9 +24,9 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 from ray.tune.search import Searcher
 
-from spaces.errors import HwnasError
-from spaces.jsonio import read_json, write_json_atomic
-from spaces.seeding import make_rng
+from core.errors import HwnasError
+from core.jsonio import read_json, write_json_atomic
+from core.seeding import make_rng
 
 from ._objectives import Constraint, Objectives, parse_constraints
 from ._pareto import pareto_mask, spread_indices

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from spaces.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["config_error", "check_float", "check_int", "check_probability", "check_seed"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Dimension, Encoding, SearchSpace
-from .errors import (
+from core.errors import (
     ConfigError,
     DeviceError,
     ExperimentError,
@@ -16,7 +16,7 @@ from .errors import (
     InvalidEncodingError,
     UnknownNameError,
 )
-from .registry import Registry
+from core.registry import Registry
 
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
 

@@ -154,7 +154,7 @@ def extract_path(
     built, then returns the net on the supernet's device and in its train/eval mode, sharing no storage
     with it, so that in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
     """
-    from .errors import ConfigError
+    from core.errors import ConfigError
 
     if not built_by_space:
         raise ConfigError(

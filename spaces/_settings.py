@@ -8,7 +8,7 @@ import math
 from numbers import Integral, Real
 from typing import Any, Callable, Sequence
 
-from .errors import ConfigError, InvalidEncodingError
+from core.errors import ConfigError, InvalidEncodingError
 
 __all__ = ["check_real", "check_int", "check_supernet_path"]
 

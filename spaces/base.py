@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import InvalidEncodingError
-from .jsonio import canonical_json
+from core.errors import InvalidEncodingError
+from core.jsonio import canonical_json
 
 __all__ = ["Dimension", "SearchSpace", "Encoding"]
 

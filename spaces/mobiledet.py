@@ -49,7 +49,7 @@ from ._block_args import make_divisible
 from ._settings import check_int, check_real
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
-from .errors import ConfigError, InvalidEncodingError
+from core.errors import ConfigError, InvalidEncodingError
 from .ssdlite import EXTRA_DEPTHS, SSDLiteArgs, ssdlite_cost
 
 if TYPE_CHECKING:  # torch is imported only when a model is built

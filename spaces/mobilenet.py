@@ -35,7 +35,7 @@ from ._block_args import make_divisible
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
 from ._settings import check_int, check_real
-from .errors import ConfigError, InvalidEncodingError
+from core.errors import ConfigError, InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch

@@ -19,7 +19,7 @@ from ._block_args import MBBlockArgs, make_divisible
 from .base import Dimension, Encoding, SearchSpace
 from .counting import Cost, conv2d_cost, linear_cost
 from ._settings import check_int, check_real
-from .errors import InvalidEncodingError
+from core.errors import InvalidEncodingError
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch

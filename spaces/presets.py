@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .base import Encoding, SearchSpace
-from .errors import UnknownNameError
+from core.errors import UnknownNameError
 
 __all__ = ["PRESETS", "get_preset"]
 

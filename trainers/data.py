@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spaces.seeding import torch_generator
+from core.seeding import torch_generator
 
 __all__ = ["SyntheticImageData", "make_synthetic_data"]
 

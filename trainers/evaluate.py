@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spaces import SearchSpace
-from spaces.seeding import torch_generator
+from core.seeding import torch_generator
 
 from .bn import recalibrate_bn
 from .data import SyntheticImageData

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spaces import SearchSpace
-from spaces.seeding import make_rng, torch_generator
+from core.seeding import make_rng, torch_generator
 
 from .data import SyntheticImageData
 
@@ -165,7 +165,7 @@ def _read_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
     # weights_only: a checkpoint is data, never code, even one hwnas wrote itself.
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("version") != CHECKPOINT_VERSION or state.get("space") != space.identity:
-        from spaces.errors import ExperimentError
+        from core.errors import ExperimentError
 
         raise ExperimentError(
             f"supernet checkpoint {path} does not belong to space {space.identity}. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cluster import LOCAL_DEVICE, DeviceProfile, device_from_dict, device_names, get_device, register_device
-from spaces.errors import ConfigError, HwnasError, UnknownNameError
+from core.errors import ConfigError, HwnasError, UnknownNameError
 
 
 def test_local_cpu_profile_is_built_in() -> None:

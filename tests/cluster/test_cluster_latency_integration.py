@@ -17,8 +17,8 @@ from cluster import (
     get_latency_actor,
     latency_actor_name,
 )
-from spaces.errors import DeviceError
-from spaces.jsonio import read_jsonl
+from core.errors import DeviceError
+from core.jsonio import read_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -6,7 +6,7 @@ import pytest
 
 from cluster import LatencyStats, MeasureOptions, measure_onnx
 from cluster.latency import _robust_stats
-from spaces.errors import ConfigError, DeviceError
+from core.errors import ConfigError, DeviceError
 
 
 def test_statistics_are_sane(tiny_onnx) -> None:

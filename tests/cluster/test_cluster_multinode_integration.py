@@ -10,7 +10,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster import DeviceProfile, LatencyClient, MeasureOptions
-from spaces.errors import DeviceError
+from core.errors import DeviceError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

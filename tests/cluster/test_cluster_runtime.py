@@ -5,7 +5,7 @@ import pytest
 import ray
 
 from cluster import connect, require_device
-from spaces.errors import ConfigError, DeviceError
+from core.errors import ConfigError, DeviceError
 
 
 @pytest.fixture(autouse=True)

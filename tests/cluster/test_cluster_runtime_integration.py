@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from cluster import connect, require_device
-from spaces.errors import DeviceError
+from core.errors import DeviceError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

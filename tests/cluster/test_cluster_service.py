@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cluster import DeviceProfile, LatencyCache, LatencyService, LatencyStats
-from spaces.errors import DeviceError, ExperimentError
-from spaces.jsonio import read_jsonl
+from core.errors import DeviceError, ExperimentError
+from core.jsonio import read_jsonl
 
 CPU = DeviceProfile(name="cpu")
 

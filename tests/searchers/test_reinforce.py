@@ -9,7 +9,7 @@ import pytest
 from searcher_testkit import SPACE, TuneSim, make
 
 from searchers import ReinforceController, ReinforceSearcher, absolute_reward, mnas_reward
-from spaces.errors import ConfigError
+from core.errors import ConfigError
 
 
 # ---------------------------------------------------------------------- rewards

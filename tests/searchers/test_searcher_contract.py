@@ -20,7 +20,7 @@ from searcher_testkit import (
 )
 
 from searchers import GENERATION_KEY, SEARCHERS
-from spaces.errors import ConfigError, HwnasError
+from core.errors import ConfigError, HwnasError
 
 
 def test_every_registered_searcher_is_under_contract() -> None:

@@ -22,7 +22,7 @@ from searchers.operators import (
     weighted_crowding_distance,
 )
 from searchers.operators.crossover import SinglePointChoiceCrossover
-from spaces.errors import ConfigError, HwnasError
+from core.errors import ConfigError, HwnasError
 
 
 def _fronts(seed: int) -> list[np.ndarray]:

@@ -86,7 +86,7 @@ def test_fair_sampling_trains_every_choice_equally_often(tmp_path: Path, space_a
 
 
 def test_uniform_sampling_is_the_default_and_unchanged(tmp_path: Path, space_and_data) -> None:
-    from spaces.seeding import make_rng
+    from core.seeding import make_rng
 
     space, data = space_and_data
     assert SETTINGS.sampling == "uniform"
