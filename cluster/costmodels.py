@@ -231,17 +231,6 @@ def block_key(args: Any) -> str:
     return canonical_json([type(args).__name__, dataclasses.asdict(args)])
 
 
-def _decoded_blocks(space: SearchSpace, encoding: Sequence[int]) -> tuple[Any, ...]:
-    blocks = getattr(space.decode(encoding), "blocks", None)
-    if not isinstance(blocks, (tuple, list)) or not all(dataclasses.is_dataclass(b) for b in blocks):
-        raise HwnasError(
-            f"cost models need decode() to return an object with a .blocks sequence of dataclass block "
-            f"arguments; space {space.name!r} returned {type(space.decode(encoding)).__name__}. "
-            f"HINT: give the space's decoded arguments a 'blocks' tuple, or use another cost model."
-        )
-    return tuple(blocks)
-
-
 @COST_MODELS.register("linear")
 class LinearCostModel(CostModel):
     """Ridge regression on per-layer block indicators (seed 000, section 4), plus op-level features.
@@ -288,7 +277,7 @@ class LinearCostModel(CostModel):
 
     def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> LinearCostModel:
         encs, y = _check_fit_inputs(space, encodings, latencies_ms, minimum=2)
-        keys = [list(enumerate(block_key(b) for b in _decoded_blocks(space, e))) for e in encs]
+        keys = [list(enumerate(block_key(b) for b in space.block_args(e))) for e in encs]
         self._space = space
         self._columns = {col: i for i, col in enumerate(sorted({k for row in keys for k in row}))}
         ops = [self._raw_op_features(e) for e in encs]
@@ -304,8 +293,7 @@ class LinearCostModel(CostModel):
         return self
 
     def _raw_op_features(self, encoding: Sequence[int]) -> dict[str, float]:
-        provider = getattr(self.space, "op_features", None)
-        return dict(provider(encoding)) if (self.use_op_features and callable(provider)) else {}
+        return dict(self.space.op_features(encoding)) if self.use_op_features else {}
 
     def _penalties(self, alpha: float) -> np.ndarray:
         return np.concatenate([np.full(len(self._columns), alpha), np.full(len(self._op_names), alpha * self.OP_PENALTY)])
@@ -329,7 +317,7 @@ class LinearCostModel(CostModel):
 
     def _row(self, encoding: Sequence[int]) -> np.ndarray:
         row = np.zeros(len(self._columns) + len(self._op_names))
-        for key in enumerate(block_key(b) for b in _decoded_blocks(self.space, encoding)):
+        for key in enumerate(block_key(b) for b in self.space.block_args(encoding)):
             if key in self._columns:
                 row[self._columns[key]] = 1.0
         if self._op_names:
@@ -344,7 +332,7 @@ class LinearCostModel(CostModel):
 
     def predict(self, encoding: Sequence[int]) -> float:
         row = self._row(encoding)
-        self.unseen_blocks += len(_decoded_blocks(self.space, encoding)) - int(row[: len(self._columns)].sum())
+        self.unseen_blocks += len(self.space.block_args(encoding)) - int(row[: len(self._columns)].sum())
         return (self._intercept_us + float(row @ self._weights_us)) / 1000.0
 
     def _state(self) -> dict[str, Any]:
@@ -410,9 +398,8 @@ class LookupTableCostModel(CostModel):
     per-session-run overhead counted once per part. Blocks with equal arguments and input shape
     are measured once.
 
-    Needs a space whose built network has ``stem``, ``first``, ``blocks`` (one module per searched
-    dimension, constructible as ``type(block)(args)``) and ``forward_tail``, and whose choices keep
-    each layer's output channels and stride (so every layer has a fixed input): MoGA and EdgeTPU.
+    Needs a space with :meth:`~spaces.SearchSpace.layer_parts` (its layers keep their input and output
+    shapes whatever the choice, so every block has a fixed input): MoGA, MobileNet and EdgeTPU.
 
     Args:
         measure: Times one ONNX model; defaults to :func:`measure_median_ms`. Only :meth:`fit` uses it.
@@ -429,12 +416,16 @@ class LookupTableCostModel(CostModel):
 
     def fit(self, space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float]) -> LookupTableCostModel:
         encs, y = _check_fit_inputs(space, encodings, latencies_ms, minimum=0)
-        parts = _trunk_parts(space)
+        parts = space.layer_parts()
+        if parts is None:
+            raise HwnasError(f"lookup-table cost model: space {space.name!r} has layers whose choices change their "
+                             f"input or output shape, so a block cannot be timed alone on a fixed input. "
+                             f"HINT: use the 'linear' cost model.")
         cache: dict[str, float] = {}
-        table = [[self._time(lambda a=args, i=i: parts.block(i, a), shape, cache, key=block_key(args))
-                  for args in choices] for i, (choices, shape) in enumerate(zip(parts.choices, parts.shapes))]
+        table = [[self._time(lambda a=args: parts.block(a), shape, cache, key=block_key(args)) for args in choices]
+                 for choices, shape in zip(parts.choices, parts.layer_inputs)]
         fixed = self._time(lambda: parts.prefix, parts.input_shape, cache) + self._time(
-            lambda: parts.tail, parts.tail_shape, cache)
+            lambda: parts.suffix, parts.suffix_input, cache)
         self._space, self._table, self._fixed_ms, self.bias_ms = space, table, fixed, 0.0
         if encs:
             self.bias_ms = float(np.mean(y - np.array([self.predict(e) for e in encs])))
@@ -472,58 +463,3 @@ class LookupTableCostModel(CostModel):
         model._fixed_ms, model.bias_ms = float(state["fixed_ms"]), float(state["bias_ms"])
         model._space = space
         return model
-
-
-@dataclasses.dataclass
-class _TrunkParts:
-    """What the lookup table measures: per layer the choices' block args and the fixed input shape."""
-
-    input_shape: tuple[int, ...]
-    prefix: Any
-    tail: Any
-    tail_shape: tuple[int, ...]
-    choices: list[list[Any]]
-    shapes: list[tuple[int, ...]]
-    block: Callable[[int, Any], Any]  # (layer, args) -> a freshly built block module
-
-
-def _trunk_parts(space: SearchSpace) -> _TrunkParts:
-    import torch
-    from torch import nn
-
-    from spaces._blocks import materialize
-
-    default = space.default_encoding()
-    refuse = (f"lookup-table cost model: space {space.name!r} does not have one searched block per dimension "
-              f"with a fixed input (stem, first, blocks, forward_tail). HINT: use the 'linear' cost model.")
-    if len(_decoded_blocks(space, default)) != len(space.dims) or not hasattr(space, "input_shape"):
-        raise HwnasError(refuse)
-    net = space.build(default).eval()
-    if not all(hasattr(net, a) for a in ("stem", "first", "blocks", "forward_tail")):
-        raise HwnasError(refuse)
-    choices = [[_decoded_blocks(space, default[:i] + (c,) + default[i + 1:])[i] for c in range(d.size)]
-               for i, d in enumerate(space.dims)]
-    for i, layer in enumerate(choices):
-        if len({(getattr(a, "out_ch", None), getattr(a, "stride", None)) for a in layer}) != 1:
-            raise HwnasError(f"{refuse} (layer {i}'s choices change its output channels or stride)")
-    shapes: list[tuple[int, ...]] = []
-    hooks = [b.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape))) for b in net.blocks]
-    input_shape = tuple(space.input_shape)
-    with torch.no_grad():
-        tail_shape = tuple(net.blocks(net.first(net.stem(torch.zeros(input_shape)))).shape)
-    for hook in hooks:
-        hook.remove()
-
-    class _Tail(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.forward_tail(x)
-
-    block_type = [type(b) for b in net.blocks]
-    return _TrunkParts(
-        input_shape=input_shape, prefix=nn.Sequential(net.stem, net.first), tail=_Tail(), tail_shape=tail_shape,
-        choices=choices, shapes=shapes, block=lambda i, args: materialize(lambda: block_type[i](args)),
-    )  # fmt: skip

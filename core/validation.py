@@ -41,6 +41,8 @@ def invalid(where: str, rule: str, value: Any, hint: str, *, error: type[HwnasEr
 
 
 def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     parts = []
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")

@@ -1,13 +1,11 @@
 """Search spaces: encodings, decoding to block arguments, builders, supernets, presets, counting, export.
 
-``spaces`` is the bottom of the dependency graph: it imports nothing of the other hwnas packages,
-and it also holds the pieces every package shares (errors, seeding, atomic JSON).
+``spaces`` imports nothing of the other hwnas packages except :mod:`core`. Every space registers
+itself in :data:`SPACES` when its module is imported here; :mod:`spaces.testing` is the contract suite
+every registered space passes.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from .base import Dimension, Encoding, SearchSpace
 from core.errors import (
     ConfigError,
     DeviceError,
@@ -16,31 +14,18 @@ from core.errors import (
     InvalidEncodingError,
     UnknownNameError,
 )
-from core.registry import Registry
 
-SPACES: Registry[type[SearchSpace]] = Registry("search space")
-
-
-def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
-    """Class decorator: register a space under ``cls.name``."""
-    return SPACES.register(cls.name)(cls)
-
-
-def get_space(name: str, **settings: Any) -> SearchSpace:
-    """Instantiate the registered space ``name`` with keyword ``settings``."""
-    return SPACES.get(name)(**settings)
-
-
-# Registration happens on import of each space module.
-from . import moga as _moga  # noqa: E402,F401
-from . import edgetpu as _edgetpu  # noqa: E402,F401
-from . import mobileone as _mobileone  # noqa: E402,F401
-from . import mobiledet as _mobiledet  # noqa: E402,F401
-from . import mobilenet as _mobilenet  # noqa: E402,F401
-from .counting import count_madds, count_params  # noqa: E402
-from .export import export_onnx, onnx_parity  # noqa: E402
-from .moga import MogaSpace  # noqa: E402
-from .presets import PRESETS, get_preset  # noqa: E402
+from . import edgetpu as _edgetpu  # noqa: F401  (registers the space)
+from . import mobiledet as _mobiledet  # noqa: F401
+from . import mobilenet as _mobilenet  # noqa: F401
+from . import mobileone as _mobileone  # noqa: F401
+from . import moga as _moga  # noqa: F401
+from ._table import LayerTableSpace, LayerwiseArch
+from .base import SPACES, Dimension, Encoding, Endpoint, LayerParts, SearchSpace, get_space, register_space
+from .counting import count_madds, count_params
+from .export import export_onnx, onnx_parity
+from .moga import MogaSpace
+from .presets import PRESETS, get_preset
 
 __all__ = [
     "PRESETS",
@@ -49,9 +34,13 @@ __all__ = [
     "DeviceError",
     "Dimension",
     "Encoding",
+    "Endpoint",
     "ExperimentError",
     "HwnasError",
     "InvalidEncodingError",
+    "LayerParts",
+    "LayerTableSpace",
+    "LayerwiseArch",
     "MogaSpace",
     "SearchSpace",
     "UnknownNameError",

@@ -6,10 +6,13 @@ Mul, Add), and pads ``k // 2`` so that stride-1 blocks keep their spatial size.
 """
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from numbers import Integral
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
+
+from core.errors import InvalidEncodingError
 
 from ._block_args import ACTIVATIONS, MBBlockArgs
 
@@ -20,7 +23,9 @@ __all__ = [
     "SqueezeExcite",
     "init_weights",
     "make_activation",
-    "extract_path",
+    "chain_outputs",
+    "check_supernet_path",
+    "load_path",
     "materialize",
 ]
 
@@ -104,6 +109,16 @@ class MBBlock(nn.Module):
         return out + x if self.residual else out
 
 
+def chain_outputs(x: torch.Tensor, blocks: Sequence[nn.Module], indices: Sequence[int]) -> list[torch.Tensor]:
+    """Run ``blocks`` in order on ``x`` (no further than needed) and return the outputs at ``indices``."""
+    wanted, out = set(indices), {}
+    for i, block in enumerate(blocks[: max(indices, default=-1) + 1]):
+        x = block(x)
+        if i in wanted:
+            out[i] = x
+    return [out[i] for i in indices]
+
+
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
     """Initialise every conv, BN and linear layer of ``module`` from ``generator`` alone.
 
@@ -145,24 +160,31 @@ def materialize(factory: Callable[[], M], *, generator: torch.Generator | None =
     return module
 
 
-def extract_path(
-    space_name: str, supernet: nn.Module, built_by_space: bool, net_factory: Callable[[], M], path: object
-) -> M:
-    """A stand-alone net from ``net_factory`` loaded with a *copy* of ``supernet.path_state_dict(path)``.
+def load_path(net_factory: Callable[[], M], supernet: nn.Module, path: object) -> M:
+    """A stand-alone net from ``net_factory`` holding a *copy* of ``supernet.path_state_dict(path)``.
 
-    Every space's ``extract()`` ends here: it refuses a supernet another space (or other settings)
-    built, then returns the net on the supernet's device and in its train/eval mode, sharing no storage
-    with it, so that in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
+    The net is built on the meta device and allocated without initialisation (every tensor is then
+    overwritten by the strict load), on the supernet's device and in its train/eval mode, sharing no
+    storage with it: in eval mode it computes what ``supernet(x, path)`` computes.
     """
-    from core.errors import ConfigError
-
-    if not built_by_space:
-        raise ConfigError(
-            f"{space_name}: extract() needs a supernet built by a {space_name} space with the same settings. "
-            "HINT: build the supernet with this space's build_supernet()."
-        )
     source = supernet.path_state_dict(path)
-    net = materialize(net_factory)
-    net.load_state_dict(source, strict=True)  # load_state_dict copies: no storage is shared
+    with torch.device("meta"):
+        net = net_factory()
     first = next(supernet.parameters())
-    return net.to(first.device).train(supernet.training)
+    net.to_empty(device=first.device)
+    net.load_state_dict(source, strict=True)  # load_state_dict copies: no storage is shared
+    return net.train(supernet.training)
+
+
+def check_supernet_path(choices: Sequence[Sequence[Any]], path: Sequence[int]) -> None:
+    """Refuse a path that is not one in-range integer index per layer.
+
+    Sequence indexing accepts negative indices, so a bad path would otherwise silently run the wrong choices.
+    """
+    if len(path) != len(choices) or any(
+        not isinstance(c, Integral) or not 0 <= c < len(layer) for layer, c in zip(choices, path)
+    ):
+        raise InvalidEncodingError(
+            f"supernet path must be {len(choices)} integer choice indices in "
+            f"0..{len(choices[0]) - 1}, got {list(path)!r}. HINT: validate it with the space's parse()."
+        )

@@ -1,4 +1,4 @@
-"""The MobileNetEdgeTPUV2 networks: blocks, a stand-alone :class:`EdgeTPUNet` and :class:`EdgeTPUSupernet`.
+"""The MobileNetEdgeTPUV2 network parts: the IBN blocks, the trunk, and the supernet's elastic IBNs.
 
 Kept apart from :mod:`spaces.edgetpu` so that decoding, validating and counting never import torch.
 
@@ -15,17 +15,19 @@ together, and a separate weight per group size would leave each of them a fracti
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
 from ._blocks import ConvBNAct
 from ._elastic import conv_bn
-from .edgetpu import BLOCK_TYPES, EdgeTPUArchArgs, EdgeTPUFixedArgs, IBNArgs
-from ._layerwise import LayerwiseSupernet
+from ._layerwise import LayerwiseParts
 
-__all__ = ["EdgeTPUNet", "EdgeTPUSupernet", "ElasticIBN", "IBNBlock"]
+if TYPE_CHECKING:
+    from .edgetpu import EdgeTPUFixedArgs, IBNArgs
+
+__all__ = ["EdgeTPUParts", "ElasticIBN", "IBNBlock"]
 
 
 class IBNBlock(nn.Module):
@@ -54,41 +56,6 @@ class IBNBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.conv(self.expand(x)))
         return out + x if self.residual else out
-
-
-class _EdgeTPUTrunk(nn.Module):
-    """Stem, fixed first block and tail shared (same module names) by EdgeTPUNet and EdgeTPUSupernet."""
-
-    def __init__(self, fixed: EdgeTPUFixedArgs, tail_in: int) -> None:
-        super().__init__()
-        self.fixed = fixed
-        self.stem = ConvBNAct(3, fixed.stem_ch, kernel=fixed.stem_kernel, stride=fixed.stem_stride, act="relu")
-        self.first = IBNBlock(fixed.first)
-        self.top = ConvBNAct(tail_in, fixed.top_ch, kernel=1, act="relu")
-        self.dropout = nn.Dropout(fixed.dropout)
-        self.logits = nn.Conv2d(fixed.top_ch, fixed.num_classes, 1, bias=True)
-
-    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.top(x).mean((2, 3), keepdim=True)
-        return self.logits(self.dropout(x)).flatten(1)
-
-
-class EdgeTPUNet(_EdgeTPUTrunk):
-    """A stand-alone MobileNetEdgeTPUV2-like network built from decoded arguments.
-
-    Args:
-        arch: The decoded architecture (see :meth:`EdgeTPUSpace.decode`).
-
-    Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits.
-    """
-
-    def __init__(self, arch: EdgeTPUArchArgs) -> None:
-        super().__init__(arch.fixed, tail_in=arch.blocks[-1].out_ch)
-        self.arch = arch
-        self.blocks = nn.Sequential(*(IBNBlock(args) for args in arch.blocks))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_tail(self.blocks(self.first(self.stem(x))))
 
 
 class ElasticIBN(nn.Module):
@@ -165,31 +132,33 @@ class ElasticIBN(nn.Module):
             )
 
 
-class EdgeTPUSupernet(LayerwiseSupernet, _EdgeTPUTrunk):
-    """Single-path one-shot supernet: per searched layer one :class:`ElasticIBN` per block type.
+class EdgeTPUParts(LayerwiseParts):
+    """Stem, the fixed first IBN, IBN blocks, and the top conv -> pool -> 1x1-conv logits tail.
 
-    ``blocks[i][t]`` holds layer ``i``'s weights of type ``t``; a path runs one type per layer on its
-    slice. Stem, first block and tail are shared by all paths. A step gives gradients and BN
-    running-stat updates only to the slices its path uses.
-
-    Args:
-        fixed: The shared fixed parts.
-        choices: Per searched layer, the block arguments of each candidate, in choice-index order.
+    In the supernet, ``blocks[i][t]`` holds layer ``i``'s weights of block type ``t``: a path runs one
+    type per layer on its slice, so the four types keep their own weights.
     """
 
-    def __init__(self, fixed: EdgeTPUFixedArgs, choices: tuple[tuple[IBNArgs, ...], ...]) -> None:
-        super().__init__(fixed, tail_in=choices[-1][0].out_ch)
-        self.choices = choices
-        self.blocks = nn.ModuleList(nn.ModuleDict(_elastic_blocks(layer)) for layer in choices)
+    def trunk(self, fixed: EdgeTPUFixedArgs, tail_in: int) -> dict[str, nn.Module]:
+        return {
+            "stem": ConvBNAct(3, fixed.stem_ch, kernel=fixed.stem_kernel, stride=fixed.stem_stride, act="relu"),
+            "first": IBNBlock(fixed.first),
+            "top": ConvBNAct(tail_in, fixed.top_ch, kernel=1, act="relu"),
+            "dropout": nn.Dropout(fixed.dropout),
+            "logits": nn.Conv2d(fixed.top_ch, fixed.num_classes, 1, bias=True),
+        }
 
-    def elastic(self, layer: int, args: IBNArgs) -> nn.Module:
-        return self.blocks[layer][args.block_type]  # one elastic block per IBN type
+    def block(self, args: IBNArgs) -> nn.Module:
+        return IBNBlock(args)
 
+    def elastic(self, choices: tuple[IBNArgs, ...]) -> nn.Module:
+        # One elastic block per type, in the order the layer's choices list the types.
+        types = dict.fromkeys(args.block_type for args in choices)
+        return nn.ModuleDict({t: ElasticIBN([a for a in choices if a.block_type == t]) for t in types})
 
-def _elastic_blocks(layer: tuple[IBNArgs, ...]) -> dict[str, ElasticIBN]:
-    """One elastic block per block type present among a layer's choices, keyed by type."""
-    by_type: dict[str, list[IBNArgs]] = {}
-    for args in layer:
-        by_type.setdefault(args.block_type, []).append(args)
-    return {t: ElasticIBN(by_type[t]) for t in BLOCK_TYPES if t in by_type}
+    def elastic_for(self, module: nn.Module, args: IBNArgs) -> nn.Module:
+        return module[args.block_type]
 
+    def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = net.top(x).mean((2, 3), keepdim=True)
+        return net.logits(net.dropout(x)).flatten(1)

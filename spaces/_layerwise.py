@@ -1,54 +1,164 @@
-"""The single-path supernet shape that moga, edgetpu and mobilenet share.
+"""The networks of the layer-table spaces: one stand-alone net and one supernet for all of them.
 
-Each of them is a fixed trunk (``stem``, ``first`` block, ``forward_tail``) around one elastic module
-per searched layer (``blocks[i]``) that runs any choice of that layer on slices of its weights and
-hands out those slices keyed as the stand-alone block's ``state_dict()`` (``sliced_state(args)``).
+A space describes its network by a :class:`LayerwiseParts`: its fixed trunk modules by name (stem,
+first block, tail), how a searched block is built, how one layer's choices share weights in the
+supernet, and how the tail runs. :class:`LayerwiseNet` and :class:`LayerwiseSupernet` register the
+trunk modules under the space's own names, before the blocks, so that state-dict keys, parameter order
+and initialisation draws are those of the space's published module tree.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import abc
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
 from torch import nn
 
-from ._settings import check_supernet_path
+from .base import LayerParts
+from ._blocks import chain_outputs, check_supernet_path, materialize
 
-__all__ = ["LayerwiseSupernet"]
+if TYPE_CHECKING:
+    from ._table import LayerTableSpace, LayerwiseArch
+
+__all__ = ["LayerwiseNet", "LayerwiseParts", "LayerwiseSupernet", "measure_parts"]
 
 
-class LayerwiseSupernet(nn.Module):
-    """Mixin: ``forward(x, path)`` and ``path_state_dict(path)`` over ``self.choices`` and ``self.blocks``.
+class LayerwiseParts(abc.ABC):
+    """How one layer-table space's network is made. Stateless; one instance per space is enough."""
 
-    Subclasses set ``choices`` (per layer, the block arguments of each choice) and ``blocks`` (per
-    layer, the elastic module), and override :meth:`elastic` when a layer holds several (one per
-    block type, say).
+    #: Names of the trunk modules run, in this order, before the first searched layer.
+    prefix: ClassVar[tuple[str, ...]] = ("stem", "first")
+
+    @abc.abstractmethod
+    def trunk(self, fixed: Any, tail_in: int) -> dict[str, nn.Module]:
+        """Every fixed module by its state-dict name, in registration order (the prefix modules and the
+        tail's); ``tail_in`` is the last searched layer's output channels."""
+
+    @abc.abstractmethod
+    def block(self, args: Any) -> nn.Module:
+        """The stand-alone module of one searched block."""
+
+    @abc.abstractmethod
+    def elastic(self, choices: tuple[Any, ...]) -> nn.Module:
+        """The supernet's module for a layer with these choices: it holds weights every choice slices,
+        runs ``forward(x, args)`` and hands out ``sliced_state(args)`` keyed as ``block(args)``'s state."""
+
+    @abc.abstractmethod
+    def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The tail of ``net`` (its trunk modules are attributes) on the last searched layer's output."""
+
+    def elastic_for(self, module: nn.Module, args: Any) -> nn.Module:
+        """The part of a layer's elastic module that runs ``args`` (the module itself, unless a layer holds
+        several, e.g. one per block type)."""
+        return module
+
+
+class _Trunk(nn.Module):
+    def _add_trunk(self, parts: LayerwiseParts, fixed: Any, tail_in: int) -> None:
+        self.fixed = fixed
+        self.parts = parts
+        for name, module in parts.trunk(fixed, tail_in).items():
+            self.add_module(name, module)
+
+    def forward_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.parts.prefix:
+            x = self._modules[name](x)
+        return x
+
+
+class LayerwiseNet(_Trunk):
+    """A stand-alone network of a layer-table space, built from decoded arguments.
+
+    Args:
+        arch: The decoded architecture (see ``space.decode``).
+        parts: The space's network parts.
+
+    Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits. Constructed directly it
+    gets torch's default initialisation; ``space.build`` gives the seeded one.
     """
 
-    choices: tuple[tuple[Any, ...], ...]
-    blocks: nn.ModuleList
+    def __init__(self, arch: LayerwiseArch, parts: LayerwiseParts) -> None:
+        super().__init__()
+        self._add_trunk(parts, arch.fixed, tail_in=arch.blocks[-1].out_ch)
+        self.arch = arch
+        self.blocks = nn.Sequential(*(parts.block(args) for args in arch.blocks))
 
-    def elastic(self, layer: int, args: Any) -> nn.Module:
-        """The module that runs ``args`` in layer ``layer``."""
-        return self.blocks[layer]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.parts.forward_tail(self, self.blocks(self.forward_prefix(x)))
+
+    def block_outputs(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the searched blocks at ``indices`` (e.g. the detection endpoints)."""
+        return chain_outputs(self.forward_prefix(x), self.blocks, indices)
+
+
+class LayerwiseSupernet(_Trunk):
+    """Single-path one-shot supernet of a layer-table space.
+
+    Every searched layer holds one elastic module (see :meth:`LayerwiseParts.elastic`); a path runs
+    each layer's chosen block on its slice of those weights, and the trunk is shared by all paths. A
+    step gives gradients and BN running-stat updates only to the slices its path uses.
+
+    Args:
+        fixed: The shared fixed parts.
+        choices: Per searched layer, the block arguments of each choice, in choice-index order.
+        parts: The space's network parts.
+    """
+
+    def __init__(self, fixed: Any, choices: tuple[tuple[Any, ...], ...], parts: LayerwiseParts) -> None:
+        super().__init__()
+        self._add_trunk(parts, fixed, tail_in=choices[-1][0].out_ch)
+        self.choices = choices
+        self.blocks = nn.ModuleList(parts.elastic(layer) for layer in choices)
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
         check_supernet_path(self.choices, path)
-        x = self.first(self.stem(x))
-        for i, (layer, index) in enumerate(zip(self.choices, path)):
+        x = self.forward_prefix(x)
+        for module, layer, index in zip(self.blocks, self.choices, path):
             args = layer[int(index)]
-            x = self.elastic(i, args)(x, args)
-        return self.forward_tail(x)
+            x = self.parts.elastic_for(module, args)(x, args)
+        return self.parts.forward_tail(self, x)
 
     def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
         """The state of ``path`` keyed as the stand-alone network's ``state_dict()``.
 
-        Values are views of this supernet's tensors (copy them before changing them).
+        Values are detached views of this supernet's tensors (copy them before changing them).
         """
         check_supernet_path(self.choices, path)
         state = {key: value for key, value in self.state_dict().items() if not key.startswith("blocks.")}
-        for i, (layer, index) in enumerate(zip(self.choices, path)):
+        for i, (module, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
             args = layer[int(index)]
-            sliced = self.elastic(i, args).sliced_state(args)
+            sliced = self.parts.elastic_for(module, args).sliced_state(args)
             state.update({f"blocks.{i}.{name}": tensor.detach() for name, tensor in sliced.items()})
         return state
+
+
+class _Suffix(nn.Module):
+    """A built net's tail as a module of its own (for timing it alone)."""
+
+    def __init__(self, net: LayerwiseNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.parts.forward_tail(self.net, x)
+
+
+def measure_parts(space: LayerTableSpace) -> LayerParts:
+    """The space's :class:`~spaces.base.LayerParts`: the default architecture's prefix and suffix, each
+    layer's fixed input shape (traced once), and a builder for every choice's block."""
+    net = space.build(space.default_encoding()).eval()
+    parts: LayerwiseParts = net.parts
+    shapes: list[tuple[int, ...]] = []
+    hooks = [b.register_forward_pre_hook(lambda _m, inp: shapes.append(tuple(inp[0].shape))) for b in net.blocks]
+    try:
+        with torch.no_grad():
+            suffix_input = tuple(net.blocks(net.forward_prefix(torch.zeros(space.input_shape))).shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    prefix = nn.Sequential(*(net.get_submodule(name) for name in parts.prefix))
+    return LayerParts(
+        input_shape=tuple(space.input_shape), prefix=prefix, layer_inputs=tuple(shapes), choices=space.table,
+        block=lambda args: materialize(lambda: parts.block(args)), suffix=_Suffix(net), suffix_input=suffix_input,
+    )  # fmt: skip

@@ -23,13 +23,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._blocks import ConvBNAct, make_activation
-from ._settings import check_supernet_path
+from ._blocks import ConvBNAct, chain_outputs, check_supernet_path, make_activation
 from ._ssdlite_nets import SSDLiteHead
-from .mobiledet import MobileDetArchArgs, MobileDetLayerArgs
 
 if TYPE_CHECKING:
-    from .mobiledet import MobileDetSpace
+    from .mobiledet import MobileDetArchArgs, MobileDetLayerArgs, MobileDetSpace
 
 __all__ = ["MobileDetLayer", "MobileDetNet", "MobileDetSupernet", "SqueezeExciteSigmoid"]
 
@@ -116,6 +114,10 @@ class MobileDetNet(nn.Module):
             return self.head(c4, x)
         return self.head(self.dropout(x.mean((2, 3))))
 
+    def block_outputs(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the layers at ``indices`` (e.g. the detection endpoints C4 and C5)."""
+        return chain_outputs(self.stem(x), self.blocks, indices)
+
 
 def _slice(tensor: torch.Tensor, shape: torch.Size, key: str) -> torch.Tensor:
     """A view of ``tensor`` with ``shape``: leading entries of every dimension, centre crop of kernels."""
@@ -159,7 +161,6 @@ class MobileDetSupernet(nn.Module):
     def __init__(self, space: MobileDetSpace) -> None:
         super().__init__()
         self._space = space
-        self.space_settings = space.settings
         widest = space.max_arch()
         self.choices = space.dims  # check_supernet_path reads the sizes from here
         self.stem = ConvBNAct(3, widest.stem_ch, kernel=3, stride=space.fixed.stem_stride, act=space.fixed.act)

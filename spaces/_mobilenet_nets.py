@@ -1,4 +1,4 @@
-"""The MobileNetV2/V3 networks: blocks, a stand-alone :class:`MobileNet` and :class:`MobileNetSupernet`.
+"""The MobileNetV2/V3 network parts: inverted residuals, the trunk, and the supernet's elastic block.
 
 Kept apart from :mod:`spaces.mobilenet` so that decoding, validating and counting never import torch.
 
@@ -12,17 +12,19 @@ that block is not reused because it is tied to MoGA's block arguments: its hidde
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
 from ._blocks import ConvBNAct, SqueezeExcite, make_activation
 from ._elastic import run_sliced_mb
-from ._layerwise import LayerwiseSupernet
-from .mobilenet import InvertedResidualArgs, MobileNetArchArgs, MobileNetFixedArgs
+from ._layerwise import LayerwiseParts
 
-__all__ = ["ElasticInvertedResidual", "InvertedResidual", "MobileNet", "MobileNetSupernet"]
+if TYPE_CHECKING:
+    from .mobilenet import InvertedResidualArgs, MobileNetFixedArgs
+
+__all__ = ["ElasticInvertedResidual", "InvertedResidual", "MobileNetParts"]
 
 
 class InvertedResidual(nn.Module):
@@ -45,53 +47,6 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
         return out + x if self.residual else out
-
-
-class _MobileNetTrunk(nn.Module):
-    """Stem, fixed first block and tail shared (same module names) by MobileNet and MobileNetSupernet.
-
-    Equal names are what lets :meth:`MobileNetSpace.extract` copy a path's weights by state-dict key.
-    """
-
-    def __init__(self, fixed: MobileNetFixedArgs, tail_in: int) -> None:
-        super().__init__()
-        self.fixed = fixed
-        self.stem = ConvBNAct(3, fixed.stem_ch, kernel=3, stride=fixed.stem_stride, act=fixed.stem_act)
-        self.first = InvertedResidual(fixed.first)
-        self.last = ConvBNAct(tail_in, fixed.last_ch, act=fixed.last_act)
-        features = fixed.last_ch
-        if fixed.head_ch is not None:
-            # MobileNetV3's head: a 1x1 conv with bias and no BN on the pooled features.
-            self.head = nn.Conv2d(fixed.last_ch, fixed.head_ch, 1, bias=True)
-            self.head_act = make_activation("hswish")
-            features = fixed.head_ch
-        self.dropout = nn.Dropout(fixed.dropout)
-        self.classifier = nn.Linear(features, fixed.num_classes)
-
-    def forward_tail(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.last(x).mean((2, 3), keepdim=True)
-        if self.fixed.head_ch is not None:
-            x = self.head_act(self.head(x))
-        return self.classifier(self.dropout(x.flatten(1)))
-
-
-class MobileNet(_MobileNetTrunk):
-    """A stand-alone MobileNetV2/V3-like network built from decoded arguments.
-
-    Args:
-        arch: The decoded architecture (see :meth:`MobileNetSpace.decode`).
-
-    Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits. Constructed directly it
-    gets torch's default initialisation; :meth:`MobileNetSpace.build` gives the seeded one.
-    """
-
-    def __init__(self, arch: MobileNetArchArgs) -> None:
-        super().__init__(arch.fixed, tail_in=arch.blocks[-1].out_ch)
-        self.arch = arch
-        self.blocks = nn.Sequential(*(InvertedResidual(args) for args in arch.blocks))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_tail(self.blocks(self.first(self.stem(x))))
 
 
 class ElasticInvertedResidual(nn.Module):
@@ -168,20 +123,35 @@ class ElasticInvertedResidual(nn.Module):
             )
 
 
-class MobileNetSupernet(LayerwiseSupernet, _MobileNetTrunk):
-    """Single-path one-shot supernet: per searched layer one :class:`ElasticInvertedResidual`.
+class MobileNetParts(LayerwiseParts):
+    """Stem, the fixed first block, inverted residuals, and the last conv -> pool -> [v3 head conv] ->
+    classifier tail. Module names are those of torchvision-like MobileNets: ``stem``, ``first``,
+    ``last``, ``head``, ``head_act``, ``dropout``, ``classifier``."""
 
-    Stem, first block and tail are shared by all paths. A step gives gradients and BN running-stat
-    updates only to the slices its path uses; SE weights get no gradient on a path without SE.
+    def trunk(self, fixed: MobileNetFixedArgs, tail_in: int) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {
+            "stem": ConvBNAct(3, fixed.stem_ch, kernel=3, stride=fixed.stem_stride, act=fixed.stem_act),
+            "first": InvertedResidual(fixed.first),
+            "last": ConvBNAct(tail_in, fixed.last_ch, act=fixed.last_act),
+        }
+        features = fixed.last_ch
+        if fixed.head_ch is not None:
+            # MobileNetV3's head: a 1x1 conv with bias and no BN on the pooled features.
+            modules["head"] = nn.Conv2d(fixed.last_ch, fixed.head_ch, 1, bias=True)
+            modules["head_act"] = make_activation("hswish")
+            features = fixed.head_ch
+        modules["dropout"] = nn.Dropout(fixed.dropout)
+        modules["classifier"] = nn.Linear(features, fixed.num_classes)
+        return modules
 
-    Args:
-        fixed: The shared fixed parts.
-        choices: Per searched layer, the block arguments of each candidate, in choice-index order.
-    """
+    def block(self, args: InvertedResidualArgs) -> nn.Module:
+        return InvertedResidual(args)
 
-    def __init__(self, fixed: MobileNetFixedArgs, choices: tuple[tuple[InvertedResidualArgs, ...], ...]) -> None:
-        super().__init__(fixed, tail_in=choices[-1][0].out_ch)
-        self.choices = choices
-        self.blocks = nn.ModuleList(ElasticInvertedResidual(layer) for layer in choices)
+    def elastic(self, choices: tuple[InvertedResidualArgs, ...]) -> nn.Module:
+        return ElasticInvertedResidual(choices)
 
-
+    def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = net.last(x).mean((2, 3), keepdim=True)
+        if net.fixed.head_ch is not None:
+            x = net.head_act(net.head(x))
+        return net.classifier(net.dropout(x.flatten(1)))

@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._blocks import ConvBNAct
+from ._blocks import ConvBNAct, chain_outputs
 from ._elastic import sliced_batch_norm
-from .mobileone import MobileOneArchArgs, MobileOneBlockArgs
 
 if TYPE_CHECKING:
-    from .mobileone import MobileOneSpace
+    from .mobileone import MobileOneArchArgs, MobileOneBlockArgs, MobileOneSpace
 
 __all__ = ["ElasticMobileOneBlock", "MobileOneBlock", "MobileOneNet", "MobileOneSE", "MobileOneSupernet"]
 
@@ -148,6 +147,10 @@ class MobileOneNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.blocks(self.stem(x)).mean((2, 3)))
 
+    def block_outputs(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the blocks after the stem at ``indices`` (e.g. the detection endpoints)."""
+        return chain_outputs(self.stem(x), self.blocks, indices)
+
     @property
     def is_folded(self) -> bool:
         return all(block.is_folded for block in self.modules() if isinstance(block, MobileOneBlock))
@@ -273,7 +276,6 @@ class MobileOneSupernet(nn.Module):
 
     def __init__(self, space: MobileOneSpace) -> None:
         super().__init__()
-        self.space_identity = space.identity
         self._decode = space.decode
         (stem, stem_skip), *blocks = space.supernet_blocks()
         self.stem = ElasticMobileOneBlock(stem, skip=stem_skip)
@@ -305,4 +307,4 @@ class MobileOneSupernet(nn.Module):
 
     def _arch(self, path: Sequence[int] | MobileOneArchArgs) -> MobileOneArchArgs:
         # decode() validates: a bad path raises InvalidEncodingError naming the dimension.
-        return path if isinstance(path, MobileOneArchArgs) else self._decode(path)
+        return path if hasattr(path, "blocks") else self._decode(path)

@@ -1,40 +1,31 @@
-"""Validation of space settings and supernet paths, shared by every space.
-
-Messages name the space, the setting, the rule, the value and end with a HINT.
-"""
+"""The settings most spaces share, declared once (see :mod:`core.settings`)."""
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-from typing import Any, Callable, Sequence
+from core.settings import Setting, integer, number
 
-from core.errors import ConfigError, InvalidEncodingError
-
-__all__ = ["check_real", "check_int", "check_supernet_path"]
+__all__ = ["dropout", "input_size", "num_classes", "stem_stride", "width_mult"]
 
 
-def check_real(space: str, name: str, value: Any, rule: Callable[[float], bool], rule_text: str, example: str) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and rule(value)
-    if not ok:
-        raise ConfigError(f"{space}: setting {name} must be a number {rule_text}, got {value!r}. HINT: e.g. {example}.")
-    return float(value)
+def input_size(default: int, *, minimum: int) -> Setting:
+    """Side of the square input images; ``minimum`` keeps every stride-2 stage at least one pixel."""
+    return Setting("input_size", default, integer(minimum=minimum))
 
 
-def check_int(space: str, name: str, value: Any, rule: Callable[[int], bool], rule_text: str, example: str) -> int:
-    if not (isinstance(value, Integral) and not isinstance(value, bool) and rule(value)):
-        raise ConfigError(f"{space}: setting {name} must be an integer {rule_text}, got {value!r}. HINT: e.g. {example}.")
-    return int(value)
+def num_classes(default: int) -> Setting:
+    """Class logits (classifier outputs, or per-anchor classes of a detector)."""
+    return Setting("num_classes", default, integer(minimum=2))
 
 
-def check_supernet_path(choices: Sequence[Sequence[Any]], path: Sequence[int]) -> None:
-    """Refuse a path that is not one in-range integer index per layer.
+def width_mult(default: float = 1.0) -> Setting:
+    """A channel multiplier on every base channel count."""
+    return Setting("width_mult", default, number(low=0.0, low_open=True))
 
-    Sequence indexing accepts negative indices, so a bad path would otherwise silently run the wrong choices.
-    """
-    if len(path) != len(choices) or any(
-        not isinstance(c, Integral) or not 0 <= c < len(layer) for layer, c in zip(choices, path)
-    ):
-        raise InvalidEncodingError(
-            f"supernet path must be {len(choices)} integer choice indices in "
-            f"0..{len(choices[0]) - 1}, got {list(path)!r}. HINT: validate it with the space's parse()."
-        )
+
+def stem_stride(default: int = 2) -> Setting:
+    """2 as published; 1 keeps small (e.g. 32x32) inputs at full resolution."""
+    return Setting("stem_stride", default, integer(minimum=1, maximum=2))
+
+
+def dropout(default: float = 0.2) -> Setting:
+    """Dropout probability before the classifier, in [0, 1)."""
+    return Setting("dropout", default, number(low=0.0, high=1.0, high_open=True))

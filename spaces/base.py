@@ -1,23 +1,46 @@
-"""The search-space plugin interface.
+"""The search-space plugin: the :class:`SearchSpace` contract, its registry and the shared scaffolding.
 
 A space is data: an *encoding* (a tuple of choice indices, one per searched dimension) decodes into
 typed block arguments, and a builder turns block arguments into an ``nn.Module``. Model classes never
 see encodings. A space instance is configured by keyword *settings* (width multiplier, input size,
-classes, ...) that are part of every candidate's identity.
+classes, ...), declared once as data (:attr:`SearchSpace.SETTINGS`), that are part of every
+candidate's identity.
+
+What a new space writes: its settings, its dimensions, ``_decode`` / ``encode`` between encodings and
+block arguments, and ``_net`` / ``_supernet`` that construct its modules. Building, weight-sharing
+extraction, counting, validation, string forms and candidate ids come from here, and the contract
+suite (:mod:`spaces.testing`) then tests it without anyone writing a test.
+
+This module never imports torch: searchers and the CLI decode, validate and count without it.
 """
 from __future__ import annotations
 
 import abc
-import hashlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from core.errors import InvalidEncodingError
-from core.jsonio import canonical_json
+from core.digest import json_digest
+from core.errors import ConfigError, InvalidEncodingError
+from core.registry import Registry
+from core.settings import Setting, resolve_settings, settings_signature
 
-__all__ = ["Dimension", "SearchSpace", "Encoding"]
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    import torch
+    from torch import nn
+
+__all__ = [
+    "SPACES",
+    "Dimension",
+    "Encoding",
+    "Endpoint",
+    "LayerParts",
+    "SearchSpace",
+    "find_endpoints",
+    "get_space",
+    "register_space",
+]
 
 Encoding = tuple[int, ...]
 
@@ -34,38 +57,124 @@ class Dimension:
         return len(self.choices)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A feature map a detection head reads (SSDLite reads C4 and C5).
+
+    Attributes:
+        name: ``C5`` (the last map; stride 32 in the published layouts) or ``C4`` (the last map at half
+            C5's stride).
+        block: Index, in the decoded ``blocks``, of the block whose output it is.
+        channels: Its channels.
+        stride: Input pixels per feature-map pixel.
+    """
+
+    name: str
+    block: int
+    channels: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class LayerParts:
+    """What a per-layer cost model (MoGA's lookup table) measures, each part alone on its fixed input.
+
+    Only spaces whose searched layers keep their input and output shapes whatever the choice have
+    them (see :meth:`SearchSpace.layer_parts`).
+
+    Attributes:
+        input_shape: The network's input, batch 1.
+        prefix: An ``nn.Module``: everything before the first searched layer.
+        layer_inputs: The fixed input shape of each searched layer.
+        choices: Per searched layer, the block arguments of each choice, in choice-index order.
+        block: Block arguments -> a freshly built stand-alone block module.
+        suffix: An ``nn.Module``: everything after the last searched layer.
+        suffix_input: The suffix's input shape.
+    """
+
+    input_shape: tuple[int, ...]
+    prefix: Any
+    layer_inputs: tuple[tuple[int, ...], ...]
+    choices: tuple[tuple[Any, ...], ...]
+    block: Callable[[Any], Any]
+    suffix: Any
+    suffix_input: tuple[int, ...]
+
+
 class SearchSpace(abc.ABC):
     """Base class of every registered search space.
 
-    Subclasses set ``name``, implement the abstract members, and expose their settings through
-    :attr:`settings` (JSON-serialisable, complete: two spaces with equal settings build equal models).
+    A subclass declares ``name``, ``SETTINGS`` (its keyword settings as data; ``input_size`` and
+    ``num_classes`` are expected, since data and tasks set them), ``SMALL_SETTINGS`` (CPU-sized, for
+    tests and quick starts), and implements the five abstract members. Its ``__init__`` takes the
+    settings as keywords, calls ``super().__init__(**settings)`` first, then derives its tables from
+    :attr:`setting` values.
+
+    The supernet contract: :meth:`_supernet` returns a module with ``forward(x, path)`` (``path`` an
+    encoding) and ``path_state_dict(path)`` (views of the path's tensors keyed as the stand-alone
+    network's ``state_dict()``), so that in eval mode ``extract(sn, e)(x) == sn(x, e)``.
     """
 
     name: ClassVar[str]
+    SETTINGS: ClassVar[tuple[Setting, ...]] = ()
+    SMALL_SETTINGS: ClassVar[Mapping[str, Any]] = {}
 
-    @property
-    @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """The space's configuration; part of every candidate's identity."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "SETTINGS" in cls.__dict__:
+            cls.__signature__ = settings_signature(cls.SETTINGS)  # type: ignore[attr-defined]
 
+    def __init__(self, **settings: Any) -> None:
+        self._settings = self.check_settings(settings)
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """The settings a space would be built with, validated, defaults filled in (see ``where`` in
+        :func:`core.settings.resolve_settings`). Cross-setting rules are checked by the constructor."""
+        return resolve_settings(cls.SETTINGS, settings, owner=f"space {cls.name}", where=where)
+
+    @classmethod
+    def small_settings(cls) -> dict[str, Any]:
+        """Settings for CPU-sized tests and quick starts."""
+        return dict(cls.SMALL_SETTINGS)
+
+    # ------------------------------------------------------------------ abstract members
     @property
     @abc.abstractmethod
     def dims(self) -> tuple[Dimension, ...]:
         """The searched dimensions, in encoding order. Constant for an instance."""
 
     @abc.abstractmethod
-    def decode(self, encoding: Sequence[int]) -> Any:
-        """Encoding -> block arguments (validated first). Called before every build."""
+    def _decode(self, values: Encoding) -> Any:
+        """A validated encoding -> block arguments: frozen, hashable data with a ``blocks`` tuple (the
+        per-layer block arguments, in network order). Called by :meth:`decode`."""
 
     @abc.abstractmethod
     def encode(self, block_args: Any) -> Encoding:
-        """Block arguments -> encoding; ``encode(decode(e)) == e`` for every valid ``e``."""
+        """Block arguments -> encoding; ``encode(decode(e)) == e`` for every valid ``e``. Raises
+        :class:`~core.errors.InvalidEncodingError` for arguments that are not an architecture of this
+        space (with these settings)."""
 
     @abc.abstractmethod
-    def build(self, encoding: Sequence[int]) -> Any:
-        """A stand-alone ``nn.Module`` for the architecture, freshly initialised."""
+    def _net(self, arch: Any) -> nn.Module:
+        """The stand-alone module of decoded ``arch``; called on the meta device by :meth:`build`,
+        which allocates and initialises it."""
 
-    # ------------------------------------------------------------------ shared, concrete behaviour
+    @abc.abstractmethod
+    def _supernet(self) -> nn.Module:
+        """The weight-sharing supernet (see the class docstring); called on the meta device by
+        :meth:`build_supernet`."""
+
+    # ------------------------------------------------------------------ settings and identity
+    def setting(self, name: str) -> Any:
+        """One validated setting (sequences as tuples)."""
+        return self._settings[name]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The complete settings in JSON form: two spaces with equal settings build equal models."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._settings.items()}
+
     @property
     def identity(self) -> dict[str, Any]:
         return {"space": self.name, "settings": self.settings}
@@ -73,9 +182,10 @@ class SearchSpace(abc.ABC):
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """Shape of one input image batch of size 1: ``(1, 3, input_size, input_size)``."""
-        size = int(self.settings["input_size"])
+        size = int(self._settings["input_size"])
         return (1, 3, size, size)
 
+    # ------------------------------------------------------------------ encodings
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive integer bounds per dimension (for pymoo integer chromosomes)."""
@@ -85,19 +195,20 @@ class SearchSpace(abc.ABC):
     def validate(self, encoding: Sequence[int]) -> Encoding:
         """Return the encoding as a tuple of ints, or raise naming the offending layer and choices."""
         dims = self.dims
+        example = self.to_string(self.default_encoding())
         try:
             values = tuple(int(v) for v in encoding)
         except (TypeError, ValueError):
             raise InvalidEncodingError(
                 f"{self.name}: an encoding is a list of {len(dims)} integer choice indices, got {encoding!r}. "
-                f"HINT: write it as e.g. {self.to_string(self.default_encoding())!r}."
+                f"HINT: write it as e.g. {example!r}."
             ) from None
         if any(int(v) != v for v in encoding if isinstance(v, float)):
             raise InvalidEncodingError(f"{self.name}: choice indices must be integers, got {list(encoding)!r}")
         if len(values) != len(dims):
             raise InvalidEncodingError(
                 f"{self.name}: encoding has {len(values)} choices but the space has {len(dims)} searched "
-                f"layers. HINT: give exactly {len(dims)} indices, e.g. {self.to_string(self.default_encoding())!r}."
+                f"layers. HINT: give exactly {len(dims)} indices, e.g. {example!r}."
             )
         for dim, value in zip(dims, values):
             if not 0 <= value < dim.size:
@@ -107,6 +218,15 @@ class SearchSpace(abc.ABC):
                     f"HINT: allowed choices for {dim.name}: {allowed}."
                 )
         return values
+
+    def decode(self, encoding: Sequence[int]) -> Any:
+        """Validate ``encoding`` and return its typed block arguments."""
+        return self._decode(self.validate(encoding))
+
+    def block_args(self, encoding: Sequence[int]) -> tuple[Any, ...]:
+        """The per-layer block arguments of ``encoding`` (frozen dataclasses), in network order; what
+        per-layer cost models key on."""
+        return tuple(self.decode(encoding).blocks)
 
     def default_encoding(self) -> Encoding:
         return tuple(0 for _ in self.dims)
@@ -135,5 +255,108 @@ class SearchSpace(abc.ABC):
 
     def candidate_id(self, encoding: Sequence[int]) -> str:
         """Stable 16-hex-digit id of (space, settings, encoding): equal ids, equal models."""
-        payload = canonical_json({**self.identity, "encoding": list(self.validate(encoding))})
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        return json_digest({**self.identity, "encoding": list(self.validate(encoding))})
+
+    # ------------------------------------------------------------------ models
+    def build(self, encoding: Sequence[int], *, generator: torch.Generator | None = None) -> nn.Module:
+        """A freshly initialised stand-alone model of ``encoding``, its weights drawn from ``generator``
+        only (a generator seeded with 0 when ``None``), never from torch's global RNG."""
+        from ._blocks import materialize
+
+        arch = self.decode(encoding)
+        return materialize(lambda: self._net(arch), generator=generator)
+
+    def build_supernet(self, *, generator: torch.Generator | None = None) -> nn.Module:
+        """A freshly initialised weight-sharing supernet of this space (initialised like :meth:`build`).
+
+        It carries this space's :attr:`identity` as ``space_identity``, so :meth:`extract` refuses the
+        supernet of another space or of other settings.
+        """
+        from ._blocks import materialize
+
+        supernet = materialize(self._supernet, generator=generator)
+        supernet.space_identity = self.identity
+        return supernet
+
+    def meta_build(self, encoding: Sequence[int]) -> nn.Module:
+        """The model of ``encoding`` built on the meta device: shapes only, no memory, no RNG draws
+        (for counting or inspecting full-size models)."""
+        from .counting import meta_model
+
+        arch = self.decode(encoding)
+        return meta_model(lambda: self._net(arch))
+
+    def extract(self, supernet: nn.Module, encoding: Sequence[int]) -> nn.Module:
+        """A stand-alone model of ``encoding`` carrying ``supernet``'s weights and BN buffers.
+
+        The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
+        in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
+
+        Raises:
+            ConfigError: ``supernet`` was not built by a space of this name with these settings.
+        """
+        from ._blocks import load_path
+
+        if getattr(supernet, "space_identity", None) != self.identity:
+            raise ConfigError(
+                f"{self.name}: extract() needs a supernet built by a {self.name} space with the same settings. "
+                "HINT: build the supernet with this space's build_supernet()."
+            )
+        arch = self.decode(encoding)
+        return load_path(lambda: self._net(arch), supernet, self.validate(encoding))
+
+    # ------------------------------------------------------------------ counting and cost-model views
+    def count(self, encoding: Sequence[int]) -> dict[str, int]:
+        """Params and MAdds (per image) under the project's counting convention (:mod:`spaces.counting`).
+
+        This default counts the model built on the meta device (no memory, no compute); spaces override
+        it with an analytic count, which the contract suite checks against this one.
+        """
+        from .counting import count_madds, count_params
+
+        model = self.meta_build(encoding)
+        return {"params": count_params(model), "madds": count_madds(model, self.input_shape)}
+
+    def op_features(self, encoding: Sequence[int]) -> dict[str, float]:
+        """Work per op kind (MAdds, tensor traffic, count) for latency cost models; ``{}`` when the space
+        offers none. A linear cost model uses them beside its per-layer indicators."""
+        return {}
+
+    def layer_parts(self) -> LayerParts | None:
+        """The parts a per-layer lookup table measures, or ``None`` when some layer's choices change its
+        input or output shape (then only whole-model cost models apply)."""
+        return None
+
+    def endpoints(self, encoding: Sequence[int]) -> tuple[Endpoint, ...]:
+        """The feature maps a detection head reads (``C4``, ``C5``), or ``()`` when the space has none.
+        The built model's ``block_outputs(x, [e.block for e in endpoints])`` returns them."""
+        return ()
+
+
+def find_endpoints(first_stride: int, blocks: Sequence[Any]) -> tuple[Endpoint, ...]:
+    """``C4`` and ``C5`` of a chain of blocks (each with ``out_ch`` and ``stride``) after a prefix of
+    stride ``first_stride``: C5 is the last block, C4 the last block at half C5's stride (16 and 32 for the
+    published layouts). ``()`` when no block runs at half the final stride."""
+    strides, total = [], first_stride
+    for args in blocks:
+        total *= args.stride
+        strides.append(total)
+    if not strides or strides[-1] % 2 or strides[-1] // 2 not in strides:
+        return ()
+    c4 = max(i for i, s in enumerate(strides) if s == strides[-1] // 2)
+    last = len(blocks) - 1
+    return (Endpoint("C4", c4, blocks[c4].out_ch, strides[c4]), Endpoint("C5", last, blocks[last].out_ch, strides[last]))
+
+
+# ---------------------------------------------------------------------------------------- registry
+SPACES: Registry[type[SearchSpace]] = Registry("search space")
+
+
+def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
+    """Class decorator: register a space under ``cls.name``."""
+    return SPACES.register(cls.name)(cls)
+
+
+def get_space(name: str, **settings: Any) -> SearchSpace:
+    """Instantiate the registered space ``name`` with keyword ``settings``."""
+    return SPACES.get(name)(**settings)

@@ -11,13 +11,24 @@ The hook counter here is the reference; spaces may add faster analytic counters 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so analytic counting stays light
+    import torch
     from torch import nn
 
-__all__ = ["Cost", "conv2d_cost", "count_madds", "count_params", "inference_form", "linear_cost"]
+__all__ = ["Cost", "conv2d_cost", "count_madds", "count_params", "evaluating", "inference_form", "inverted_residual_cost",
+           "linear_cost", "meta_model"]
+
+
+def meta_model(factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()`` built on the meta device: shapes only, no memory, nothing drawn from any RNG."""
+    import torch
+
+    with torch.device("meta"):
+        return factory()
 
 
 def inference_form(module: nn.Module) -> nn.Module:
@@ -63,18 +74,28 @@ def count_madds(module: nn.Module, input_shape: Sequence[int]) -> int:
             total += output.numel() * layer.in_features
 
     handles = [m.register_forward_hook(on_forward) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    first = next(module.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    was_training = module.training
     try:
-        module.eval()
-        with torch.no_grad():
+        with evaluating(module) as device, torch.no_grad():
             module(torch.zeros(tuple(input_shape), device=device))
     finally:
-        module.train(was_training)
         for handle in handles:
             handle.remove()
     return int(total)
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[torch.device]:
+    """Put ``module`` in eval mode for the block and restore its train/eval mode after; yields the device
+    of its parameters (the CPU when it has none)."""
+    import torch
+
+    first = next(module.parameters(), None)
+    was_training = module.training
+    try:
+        module.eval()
+        yield first.device if first is not None else torch.device("cpu")
+    finally:
+        module.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -114,3 +135,18 @@ def linear_cost(in_features: int, out_features: int, *, bias: bool = True) -> Co
     """Analytic cost of an ``nn.Linear`` applied to one feature vector."""
     params = in_features * out_features + (out_features if bias else 0)
     return Cost(params=params, madds=in_features * out_features, size=1)
+
+
+def inverted_residual_cost(
+    in_ch: int, hidden: int, out_ch: int, *, kernel: int, stride: int, se_squeeze: int | None, size: int,
+    expand: bool = True,
+) -> Cost:
+    """An MB block: [1x1 expand] -> depthwise kxk -> [SE on the pooled map] -> 1x1 project, BN after each conv."""
+    cost = Cost(size=size)
+    if expand:
+        cost = cost + conv2d_cost(in_ch, hidden, kernel=1, size=size, bn=True)
+    cost = cost + conv2d_cost(hidden, hidden, kernel=kernel, stride=stride, groups=hidden, size=cost.size, bn=True)
+    if se_squeeze is not None:  # the SE convs run on the pooled 1x1 map, beside the main path
+        se = conv2d_cost(hidden, se_squeeze, kernel=1, size=1, bias=True)
+        cost = cost.with_branch(se + conv2d_cost(se_squeeze, hidden, kernel=1, size=1, bias=True))
+    return cost + conv2d_cost(hidden, out_ch, kernel=1, size=cost.size, bn=True)

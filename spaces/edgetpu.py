@@ -29,9 +29,9 @@ conv's groups as built (:attr:`IBNArgs.groups`), so decoding stays one-to-one; t
 layer may build equal models. With the default sizes and channels that are multiples of 8, 32 always
 fits.
 
-Three layers, kept apart: an *encoding* (19 choice indices) -> :class:`EdgeTPUArchArgs` ->
-:class:`EdgeTPUNet`. :class:`EdgeTPUSupernet` shares weights within each block type of a layer (see
-:mod:`spaces._edgetpu_nets`).
+Three layers, kept apart: an *encoding* (19 choice indices) -> a :class:`~spaces._table.LayerwiseArch`
+of :class:`IBNArgs` -> the module (built from :mod:`spaces._edgetpu_nets`'s parts). The supernet shares
+weights within each block type of a layer (see :mod:`spaces._edgetpu_nets`).
 """
 from __future__ import annotations
 
@@ -39,26 +39,24 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, Sequence
 
-from . import register_space
+from core.errors import InvalidEncodingError
+from core.settings import Setting, choice, integer
+from core.validation import invalid
+
+from . import _settings as common
 from ._block_args import make_divisible
-from .base import Dimension, Encoding, SearchSpace
+from ._table import LayerTableSpace
+from .base import register_space
 from .counting import Cost, conv2d_cost
-from ._settings import check_int, check_real
-from core.errors import ConfigError, InvalidEncodingError
 
-if TYPE_CHECKING:  # torch is imported only when a model is built
-    import torch
-
-    from ._edgetpu_nets import EdgeTPUNet, EdgeTPUSupernet
+if TYPE_CHECKING:
+    from ._layerwise import LayerwiseParts
 
 __all__ = [
     "BLOCK_TYPES",
     "EXPANSIONS",
-    "EdgeTPUArchArgs",
     "EdgeTPUFixedArgs",
-    "EdgeTPUNet",
     "EdgeTPUSpace",
-    "EdgeTPUSupernet",
     "IBNArgs",
     "KERNELS",
     "VARIANTS",
@@ -185,219 +183,91 @@ class EdgeTPUFixedArgs:
     dropout: float
 
 
-@dataclass(frozen=True)
-class EdgeTPUArchArgs:
-    """A decoded architecture: the shared fixed parts and the 19 searched blocks."""
-
-    fixed: EdgeTPUFixedArgs
-    blocks: tuple[IBNArgs, ...]
-
-
 # --------------------------------------------------------------------------------------------- space
 @register_space
-class EdgeTPUSpace(SearchSpace):
+class EdgeTPUSpace(LayerTableSpace):
     """MobileNetEdgeTPUV2's space: 19 layers, each an IBN type x expansion x kernel (x group size).
 
     Choices per layer, in index order: for each type of :data:`BLOCK_TYPES`, for each expansion of
     :data:`EXPANSIONS`, for each kernel of :data:`KERNELS`, (for grouped types) for each group size of
     ``group_sizes``; labels read e.g. ``ibn_dw_e4_k3`` or ``ibn_fused_grouped_e4_k3_g64``.
 
-    Args:
-        variant: Filter table row: ``tiny``, ``xs``, ``s``, ``m`` or ``l`` (channels, stem, top).
-        width_mult: Channel multiplier (> 0) for every conv: ``make_divisible(c * width_mult, 8)``.
-        input_size: Side of the square input images (>= 16).
-        num_classes: Logits (>= 2); 1001 as published (ImageNet plus background).
-        stem_stride: 2 as published; 1 keeps small (e.g. 32x32) inputs at full resolution.
-        dropout: Dropout probability before the logits, in [0, 1).
-        group_sizes: The searched group sizes (output filters per group), distinct, each
-            ``>= min_group_size``.
-        min_group_size: The smallest group size the space may build (the seed's 32).
+    Settings: ``variant`` (filter table row ``tiny``, ``xs``, ``s``, ``m`` or ``l``: channels, stem,
+    top), ``width_mult`` (> 0, on every conv: ``make_divisible(c * width_mult, 8)``), ``input_size``
+    (>= 16), ``num_classes`` (>= 2; 1001 as published, ImageNet plus background), ``stem_stride``,
+    ``dropout``, ``group_sizes`` (the searched group sizes, output filters per group: distinct, each
+    ``>= min_group_size``) and ``min_group_size`` (the smallest group size the space may build; the
+    seed's 32).
     """
 
     name = "edgetpu"
+    SETTINGS = (
+        Setting("variant", "s", choice(*VARIANTS)), common.width_mult(), common.input_size(224, minimum=16),
+        common.num_classes(1001), common.stem_stride(), common.dropout(),
+        Setting("group_sizes", (32, 64, 128), lambda where, value, hint: _check_group_sizes(where, value, hint),
+                hint="e.g. group_sizes=[32, 64, 128], each >= min_group_size"),
+        Setting("min_group_size", 32, integer(minimum=1)),
+    )  # fmt: skip
+    SMALL_SETTINGS = {
+        "variant": "tiny", "width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1,
+        "dropout": 0.2, "group_sizes": [8, 16, 32], "min_group_size": 8,
+    }  # fmt: skip
 
-    def __init__(
-        self,
-        *,
-        variant: str = "s",
-        width_mult: float = 1.0,
-        input_size: int = 224,
-        num_classes: int = 1001,
-        stem_stride: int = 2,
-        dropout: float = 0.2,
-        group_sizes: Sequence[int] = (32, 64, 128),
-        min_group_size: int = 32,
-    ) -> None:
-        if not (isinstance(variant, str) and variant in VARIANTS):
-            raise ConfigError(
-                f"edgetpu: setting variant must be one of {', '.join(VARIANTS)}, got {variant!r}. "
-                "HINT: e.g. variant='s'."
-            )
-        self._variant = variant
-        self._width_mult = check_real("edgetpu", "width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
-        self._input_size = check_int("edgetpu", "input_size", input_size, lambda v: v >= 16, ">= 16", "input_size=224")
-        self._num_classes = check_int("edgetpu", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1001")
-        self._stem_stride = check_int("edgetpu", "stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
-        self._dropout = check_real("edgetpu", "dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
-        self._min_group_size = check_int("edgetpu", 
-            "min_group_size", min_group_size, lambda v: v >= 1, ">= 1", "min_group_size=32"
-        )
-        self._group_sizes = _check_group_sizes(group_sizes, self._min_group_size)
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        floor = self.setting("min_group_size")
+        if min(self.setting("group_sizes")) < floor:
+            raise invalid("space edgetpu setting 'group_sizes'", f"must hold integers >= min_group_size ({floor})",
+                          list(self.setting("group_sizes")), f"raise the sizes or lower min_group_size below {floor}")
         self._choice_params = tuple(
             (t, e, k, g)
             for t in BLOCK_TYPES
             for e in EXPANSIONS
             for k in KERNELS
-            for g in (self._group_sizes if t in GROUPED_TYPES else (None,))
+            for g in (self.setting("group_sizes") if t in GROUPED_TYPES else (None,))
         )
-        labels = tuple(_label(*params) for params in self._choice_params)
-        self._fixed = self._make_fixed()
-        self._layers = self._make_layers()
-        self._dims = tuple(Dimension(f"layer_{i:02d}", labels) for i in range(len(self._layers)))
-        self._table = tuple(
-            tuple(self._make_block(i, *params) for params in self._choice_params) for i in range(len(self._layers))
-        )
-        self._index = tuple({args: c for c, args in enumerate(layer)} for layer in self._table)
-
-    @classmethod
-    def small_settings(cls) -> dict[str, Any]:
-        """Settings for CPU-sized tests: a narrow Tiny on 32x32 inputs, 10 classes, group sizes 8-32."""
-        return {
-            "variant": "tiny", "width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1,
-            "dropout": 0.2, "group_sizes": [8, 16, 32], "min_group_size": 8,
-        }  # fmt: skip
-
-    # ------------------------------------------------------------------------------ SearchSpace API
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {
-            "variant": self._variant,
-            "width_mult": self._width_mult,
-            "input_size": self._input_size,
-            "num_classes": self._num_classes,
-            "stem_stride": self._stem_stride,
-            "dropout": self._dropout,
-            "group_sizes": list(self._group_sizes),
-            "min_group_size": self._min_group_size,
-        }
-
-    @property
-    def dims(self) -> tuple[Dimension, ...]:
-        return self._dims
-
-    @property
-    def fixed(self) -> EdgeTPUFixedArgs:
-        """The fixed parts shared by all candidates of this space."""
-        return self._fixed
-
+        fixed = self._make_fixed()
+        layers = self._make_layers(fixed)
+        table = [tuple(self._make_block(layer, *params) for params in self._choice_params) for layer in layers]
+        self._set_table(fixed, table, tuple(_label(*params) for params in self._choice_params))
 
     def choice_index(self, block_type: str, expansion: int, kernel: int, group_size: int | None = None) -> int:
-        """The per-layer choice index of a (type, expansion, kernel, group size); ``ValueError`` if none."""
+        """The per-layer choice index of a (type, expansion, kernel, group size); :class:`InvalidEncodingError`
+        if it is not one."""
         key = (block_type, int(expansion), int(kernel), None if group_size is None else int(group_size))
         try:
             return self._choice_params.index(key)
         except ValueError:
-            raise ValueError(
-                f"{key} is not an edgetpu choice; types {BLOCK_TYPES}, e in {EXPANSIONS}, k in {KERNELS}, "
-                f"group sizes {self._group_sizes} for grouped types only"
-            ) from None
-
-    def decode(self, encoding: Sequence[int]) -> EdgeTPUArchArgs:
-        """Validate ``encoding`` and return its typed block arguments."""
-        values = self.validate(encoding)
-        return EdgeTPUArchArgs(fixed=self._fixed, blocks=tuple(self._table[i][c] for i, c in enumerate(values)))
-
-    def encode(self, block_args: EdgeTPUArchArgs) -> Encoding:
-        """Return the encoding of ``block_args``; raise if they are not an architecture of this space."""
-        if not isinstance(block_args, EdgeTPUArchArgs):
-            raise InvalidEncodingError(f"edgetpu: encode() takes EdgeTPUArchArgs, got {type(block_args).__name__}")
-        if block_args.fixed != self._fixed or len(block_args.blocks) != len(self._layers):
             raise InvalidEncodingError(
-                f"edgetpu: these block arguments were decoded by a space with other settings "
-                f"({block_args.fixed} vs {self._fixed}). HINT: encode with the space that decoded them."
-            )
-        encoding = []
-        for i, args in enumerate(block_args.blocks):
-            if args not in self._index[i]:
-                raise InvalidEncodingError(
-                    f"edgetpu: {self._dims[i].name} block {args} is not a choice of this space "
-                    f"(fixed in/out/stride {self._layers[i]}). "
-                    f"HINT: allowed choices: {', '.join(self._dims[i].choices)}."
-                )
-            encoding.append(self._index[i][args])
-        return tuple(encoding)
-
-    def build(self, encoding: Sequence[int], *, generator: torch.Generator | None = None) -> EdgeTPUNet:
-        """A freshly initialised stand-alone :class:`EdgeTPUNet` (weights drawn from ``generator`` only)."""
-        from ._blocks import materialize
-        from ._edgetpu_nets import EdgeTPUNet
-
-        arch = self.decode(encoding)
-        return materialize(lambda: EdgeTPUNet(arch), generator=generator)
-
-    # ------------------------------------------------------------------------------------ supernet
-    def build_supernet(self, *, generator: torch.Generator | None = None) -> EdgeTPUSupernet:
-        """A freshly initialised supernet: per searched layer one weight-shared block per IBN type."""
-        from ._blocks import materialize
-        from ._edgetpu_nets import EdgeTPUSupernet
-
-        return materialize(lambda: EdgeTPUSupernet(self._fixed, self._table), generator=generator)
-
-    def extract(self, supernet: EdgeTPUSupernet, encoding: Sequence[int]) -> EdgeTPUNet:
-        """A stand-alone :class:`EdgeTPUNet` carrying ``supernet``'s weights and BN buffers for one path.
-
-        The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
-        in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
-        """
-        from ._blocks import extract_path
-        from ._edgetpu_nets import EdgeTPUNet, EdgeTPUSupernet
-
-        arch = self.decode(encoding)
-        ours = isinstance(supernet, EdgeTPUSupernet) and (supernet.fixed, supernet.choices) == (self._fixed, self._table)
-        return extract_path(self.name, supernet, ours, lambda: EdgeTPUNet(arch), self.validate(encoding))
-
-    # ------------------------------------------------------------------------------------ counting
-    def count(self, encoding: Sequence[int]) -> dict[str, int]:
-        """Params and MAdds (per image) of the architecture, computed analytically (no model is built).
-
-        Follows the convention of :mod:`spaces.counting`, and is tested against its hook counter.
-        """
-        arch = self.decode(encoding)
-        fixed = arch.fixed
-        cost = conv2d_cost(
-            3, fixed.stem_ch, kernel=fixed.stem_kernel, stride=fixed.stem_stride, size=self._input_size, bn=True
-        )
-        for args in (fixed.first, *arch.blocks):
-            cost = cost + _block_cost(args, cost.size)
-        cost = cost + conv2d_cost(arch.blocks[-1].out_ch, fixed.top_ch, kernel=1, size=cost.size, bn=True)
-        cost = cost + conv2d_cost(fixed.top_ch, fixed.num_classes, kernel=1, size=1, bias=True)
-        return {"params": cost.params, "madds": cost.madds}
+                f"{key} is not an edgetpu choice. HINT: types {BLOCK_TYPES}, e in {EXPANSIONS}, k in {KERNELS}, "
+                f"group sizes {self.setting('group_sizes')} for grouped types only."
+            ) from None
 
     # ------------------------------------------------------------------------------------- helpers
     def _ch(self, channels: int) -> int:
-        return make_divisible(channels * self._width_mult, 8)
+        return make_divisible(channels * self.setting("width_mult"), 8)
 
     def _make_fixed(self) -> EdgeTPUFixedArgs:
-        row = VARIANTS[self._variant]
+        row = VARIANTS[self.setting("variant")]
         stem, first_out = self._ch(row.stem_ch), self._ch(row.filters[0])
         first = IBNArgs("ibn_fused", stem, first_out, expansion=1, kernel=3, stride=1, group_size=None, groups=1)
         return EdgeTPUFixedArgs(
-            stem_ch=stem, stem_kernel=row.stem_kernel, stem_stride=self._stem_stride, first=first,
-            top_ch=self._ch(row.top_ch), num_classes=self._num_classes, dropout=self._dropout,
+            stem_ch=stem, stem_kernel=row.stem_kernel, stem_stride=self.setting("stem_stride"), first=first,
+            top_ch=self._ch(row.top_ch), num_classes=self.setting("num_classes"), dropout=self.setting("dropout"),
         )  # fmt: skip
 
-    def _make_layers(self) -> tuple[tuple[int, int, int], ...]:
+    def _make_layers(self, fixed: EdgeTPUFixedArgs) -> list[tuple[int, int, int]]:
         """(in, out, stride) per searched layer, at this width; a group's first block carries its stride."""
-        filters = VARIANTS[self._variant].filters
-        layers, in_ch = [], self._fixed.first.out_ch
+        filters = VARIANTS[self.setting("variant")].filters
+        layers, in_ch = [], fixed.first.out_ch
         for (blocks, stride), out in zip(_GROUPS, filters[1:]):
             for b in range(blocks):
                 layers.append((in_ch, self._ch(out), stride if b == 0 else 1))
                 in_ch = self._ch(out)
-        return tuple(layers)
+        return layers
 
-    def _make_block(self, layer: int, block_type: str, e: int, k: int, g: int | None) -> IBNArgs:
-        in_ch, out_ch, stride = self._layers[layer]
+    def _make_block(self, layer: tuple[int, int, int], block_type: str, e: int, k: int, g: int | None) -> IBNArgs:
+        in_ch, out_ch, stride = layer
         hidden = in_ch * e
         if block_type == "ibn_dw":
             groups = hidden
@@ -405,20 +275,36 @@ class EdgeTPUSpace(SearchSpace):
             groups = 1
         else:
             conv_in = in_ch if block_type in FUSED_TYPES else hidden
-            groups = hidden // _fit_group_size(g, hidden, conv_in, self._group_sizes, self._min_group_size)
+            fitted = _fit_group_size(g, hidden, conv_in, self.setting("group_sizes"), self.setting("min_group_size"))
+            groups = hidden // fitted
         return IBNArgs(block_type, in_ch, out_ch, e, k, stride, group_size=g, groups=groups)
+
+    # ------------------------------------------------------------------------------- parts and costs
+    def _parts(self) -> LayerwiseParts:
+        from ._edgetpu_nets import EdgeTPUParts
+
+        return EdgeTPUParts()
+
+    def _prefix_cost(self, fixed: EdgeTPUFixedArgs) -> Cost:
+        stem = conv2d_cost(3, fixed.stem_ch, kernel=fixed.stem_kernel, stride=fixed.stem_stride,
+                           size=self.input_shape[-1], bn=True)
+        return stem + self._block_cost(fixed.first, stem.size)
+
+    def _block_cost(self, args: IBNArgs, size: int) -> Cost:
+        cost = Cost(size=size)
+        if args.has_expand:
+            cost = cost + conv2d_cost(args.in_ch, args.hidden, kernel=1, size=size, bn=True)
+        if args.has_conv:
+            cost = cost + conv2d_cost(args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride,
+                                      groups=args.groups, size=cost.size, bn=True)
+        return cost + conv2d_cost(args.hidden, args.out_ch, kernel=1, size=cost.size, bn=True)
+
+    def _suffix_cost(self, fixed: EdgeTPUFixedArgs, in_ch: int, size: int) -> Cost:
+        top = conv2d_cost(in_ch, fixed.top_ch, kernel=1, size=size, bn=True)
+        return top + conv2d_cost(fixed.top_ch, fixed.num_classes, kernel=1, size=1, bias=True)
 
 
 # ----------------------------------------------------------------------------------- module helpers
-def __getattr__(name: str) -> Any:
-    # PEP 562: ``spaces.edgetpu.EdgeTPUNet`` works, but torch is imported only when a model class is asked for.
-    if name in ("EdgeTPUNet", "EdgeTPUSupernet"):
-        from . import _edgetpu_nets
-
-        return getattr(_edgetpu_nets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _label(block_type: str, e: int, k: int, g: int | None) -> str:
     return f"{block_type}_e{e}_k{k}" + ("" if g is None else f"_g{g}")
 
@@ -438,29 +324,12 @@ def _fit_group_size(requested: int | None, hidden: int, conv_in: int, listed: Se
     return next((g for g in range(floor, hidden + 1) if fits(g)), hidden)
 
 
-def _check_group_sizes(value: Any, floor: int) -> tuple[int, ...]:
-    hint = f"HINT: e.g. group_sizes=[32, 64, 128], each >= min_group_size ({floor})."
+def _check_group_sizes(where: str, value: Any, hint: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise ConfigError(f"edgetpu: setting group_sizes must be a non-empty list of integers, got {value!r}. {hint}")
+        raise invalid(where, "must be a non-empty list of integers", value, hint)
     for g in value:
-        if not (isinstance(g, Integral) and not isinstance(g, bool) and g >= floor):
-            raise ConfigError(
-                f"edgetpu: setting group_sizes must hold integers >= min_group_size ({floor}), got {g!r} "
-                f"in {list(value)!r}. {hint}"
-            )
+        if not (isinstance(g, Integral) and not isinstance(g, bool) and g >= 1):
+            raise invalid(where, f"must hold integers >= 1, not {g!r}", list(value), hint)
     if len(set(value)) != len(value):
-        raise ConfigError(f"edgetpu: setting group_sizes must not repeat a size, got {list(value)!r}. {hint}")
+        raise invalid(where, "must not repeat a size", list(value), hint)
     return tuple(sorted(int(g) for g in value))
-
-
-# ----------------------------------------------------------------------------------- analytic costs
-def _block_cost(args: IBNArgs, size: int) -> Cost:
-    cost = Cost(size=size)
-    if args.has_expand:
-        cost = cost + conv2d_cost(args.in_ch, args.hidden, kernel=1, size=size, bn=True)
-    if args.has_conv:
-        cost = cost + conv2d_cost(
-            args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride, groups=args.groups, size=cost.size,
-            bn=True,
-        )  # fmt: skip
-    return cost + conv2d_cost(args.hidden, args.out_ch, kernel=1, size=cost.size, bn=True)

@@ -37,25 +37,17 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: str | os.Pa
     import onnx
     import torch
 
-    from .counting import inference_form
+    from .counting import evaluating, inference_form
 
-    first = next(module.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    example = torch.zeros(tuple(input_shape), device=device)
     buffer = io.BytesIO()
-    was_training = module.training
-    try:
-        module.eval()
-        graph = inference_form(module)
-        with warnings.catch_warnings():
-            # torch warns that the TorchScript exporter is deprecated; it is chosen on purpose (see above).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                graph, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=["input"],
-                output_names=list(output_names(module)), do_constant_folding=True,
-            )  # fmt: skip
-    finally:
-        module.train(was_training)
+    with evaluating(module) as device, warnings.catch_warnings():
+        # torch warns that the TorchScript exporter is deprecated; it is chosen on purpose (see above).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            inference_form(module), (torch.zeros(tuple(input_shape), device=device),), buffer, dynamo=False,
+            opset_version=OPSET, input_names=["input"], output_names=list(output_names(module)),
+            do_constant_folding=True,
+        )  # fmt: skip
     data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     if path is not None:
@@ -75,17 +67,12 @@ def onnx_parity(module: nn.Module, onnx_bytes: bytes, input_shape: Sequence[int]
     import onnxruntime as ort
     import torch
 
+    from .counting import evaluating
+
     generator = torch.Generator().manual_seed(int(seed))
     x = torch.randn(tuple(input_shape), generator=generator)
-    first = next(module.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    was_training = module.training
-    try:
-        module.eval()
-        with torch.no_grad():
-            outputs = module(x.to(device))
-    finally:
-        module.train(was_training)
+    with evaluating(module) as device, torch.no_grad():
+        outputs = module(x.to(device))
     expected = [t.cpu().numpy() for t in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     actual = session.run(list(output_names(module)), {"input": x.numpy()})

@@ -44,12 +44,14 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import TYPE_CHECKING, Any, Sequence
 
-from . import register_space
+from core.errors import InvalidEncodingError
+from core.settings import Setting, choice
+from core.validation import invalid
+
+from . import _settings as common
 from ._block_args import make_divisible
-from ._settings import check_int, check_real
-from .base import Dimension, Encoding, SearchSpace
+from .base import Dimension, Encoding, Endpoint, SearchSpace, find_endpoints, register_space
 from .counting import Cost, conv2d_cost, linear_cost
-from core.errors import ConfigError, InvalidEncodingError
 from .ssdlite import EXTRA_DEPTHS, SSDLiteArgs, ssdlite_cost
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
@@ -226,7 +228,7 @@ _Spec = tuple[str, int, int, "float | None", "float | None"]
 class MobileDetSpace(SearchSpace):
     """MobileDet's IBN / Fused / Tucker space with per-block channel multipliers (see the module docstring).
 
-    Args:
+    Settings:
         variant: ``ibn``, ``ibn+fused`` or ``ibn+fused+tucker``.
         target: ``cpu``, ``edgetpu``, ``dsp`` or ``gpu``: the hardware adaptations.
         task: ``detection`` (SSDLite) or ``classification``.
@@ -239,38 +241,33 @@ class MobileDetSpace(SearchSpace):
     """
 
     name = "mobiledet"
+    SETTINGS = (
+        Setting("variant", "ibn+fused+tucker", choice(*VARIANTS)),
+        Setting("target", "edgetpu", choice(*TARGETS)),
+        Setting("task", "detection", choice(*TASKS)),
+        common.input_size(320, minimum=32), common.num_classes(91), common.width_mult(), common.stem_stride(),
+        common.dropout(),
+        Setting("head_depths", EXTRA_DEPTHS, lambda where, value, hint: _check_head_depths(where, value, hint),
+                hint="e.g. head_depths=[512, 256, 256, 128] (the published SSDLite extra maps)"),
+    )  # fmt: skip
+    # The full CPU variant (SE, h-swish), narrow, 32x32 classification.
+    SMALL_SETTINGS = {
+        "variant": "ibn+fused+tucker", "target": "cpu", "task": "classification", "input_size": 32,
+        "num_classes": 10, "width_mult": 0.25, "stem_stride": 1, "dropout": 0.2, "head_depths": [64, 32, 32, 16],
+    }  # fmt: skip
 
-    def __init__(
-        self,
-        *,
-        variant: str = "ibn+fused+tucker",
-        target: str = "edgetpu",
-        task: str = "detection",
-        input_size: int = 320,
-        num_classes: int = 91,
-        width_mult: float = 1.0,
-        stem_stride: int = 2,
-        dropout: float = 0.2,
-        head_depths: Sequence[int] = EXTRA_DEPTHS,
-    ) -> None:
-        self._variant = _check_name("variant", variant, VARIANTS, "variant='ibn+fused+tucker'")
-        self._target = _check_name("target", target, TARGETS, "target='edgetpu'")
-        self._task = _check_name("task", task, TASKS, "task='detection'")
-        self._input_size = check_int("mobiledet", "input_size", input_size, lambda v: v >= 32, ">= 32", "input_size=320")
-        self._num_classes = check_int("mobiledet", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=91")
-        self._width_mult = check_real("mobiledet", "width_mult", width_mult, lambda v: v > 0, "> 0", "width_mult=1.0")
-        self._stem_stride = check_int("mobiledet", "stem_stride", stem_stride, lambda v: v in (1, 2), "1 or 2", "stem_stride=2")
-        self._dropout = check_real("mobiledet", "dropout", dropout, lambda v: 0 <= v < 1, "in [0, 1)", "dropout=0.2")
-        self._head_depths = _check_head_depths(head_depths)
-        act = "hswish" if self._target == "cpu" else "relu6"
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        target = self.setting("target")
+        act = "hswish" if target == "cpu" else "relu6"
         self._fixed = MobileDetFixedArgs(
-            task=self._task, num_classes=self._num_classes, stem_stride=self._stem_stride, act=act,
-            dropout=self._dropout, head_depths=self._head_depths,
+            task=self.setting("task"), num_classes=self.setting("num_classes"), stem_stride=self.setting("stem_stride"),
+            act=act, dropout=self.setting("dropout"), head_depths=self.setting("head_depths"),
         )  # fmt: skip
-        self._divisor = 16 if self._target == "gpu" else 8
+        divisor = 16 if target == "gpu" else 8
         # channels[g][m]: channels of group g (0 = stem) under multiplier index m.
         self._channels = tuple(
-            tuple(make_divisible(base * m * self._width_mult, self._divisor) for m in MULTIPLIERS)
+            tuple(make_divisible(base * m * self.setting("width_mult"), divisor) for m in MULTIPLIERS)
             for base in BASE_CHANNELS
         )
         self._layers = tuple(
@@ -290,30 +287,6 @@ class MobileDetSpace(SearchSpace):
         self._spec_index = tuple({spec: c for c, spec in enumerate(specs)} for specs in self._specs)
         self._c4_index = max(i for i, (block, _, _) in enumerate(self._layers) if block == C4_BLOCK)
 
-    @classmethod
-    def small_settings(cls) -> dict[str, Any]:
-        """Settings for CPU-sized tests: the full CPU variant (SE, h-swish), narrow, 32x32 classification."""
-        return {
-            "variant": "ibn+fused+tucker", "target": "cpu", "task": "classification", "input_size": 32,
-            "num_classes": 10, "width_mult": 0.25, "stem_stride": 1, "dropout": 0.2,
-            "head_depths": [64, 32, 32, 16],
-        }  # fmt: skip
-
-    # ------------------------------------------------------------------------------ SearchSpace API
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {
-            "variant": self._variant,
-            "target": self._target,
-            "task": self._task,
-            "input_size": self._input_size,
-            "num_classes": self._num_classes,
-            "width_mult": self._width_mult,
-            "stem_stride": self._stem_stride,
-            "dropout": self._dropout,
-            "head_depths": list(self._head_depths),
-        }
-
     @property
     def dims(self) -> tuple[Dimension, ...]:
         return self._dims
@@ -321,7 +294,6 @@ class MobileDetSpace(SearchSpace):
     @property
     def fixed(self) -> MobileDetFixedArgs:
         return self._fixed
-
 
     @property
     def num_width_dims(self) -> int:
@@ -335,7 +307,8 @@ class MobileDetSpace(SearchSpace):
         """The index of a layer choice in dimension ``layer_{block}_{layer}``; ``ValueError`` if none."""
         positions = [i for i, (b, l, _) in enumerate(self._layers) if (b, l) == (block, layer)]
         if not positions:
-            raise ValueError(f"there is no layer_{block}_{layer}; blocks 1..{len(BLOCKS)} have {[n for n, _ in BLOCKS]} layers")
+            raise InvalidEncodingError(f"there is no layer_{block}_{layer}. HINT: blocks 1..{len(BLOCKS)} have "
+                                       f"{[n for n, _ in BLOCKS]} layers.")
         position = positions[0]
         spec = {"noexp": ("noexp", 1, int(kernel), None, None), "skip": ("skip", 0, 0, None, None)}.get(
             layer_type, (layer_type, int(expansion), int(kernel), in_ratio, out_ratio)
@@ -343,14 +316,12 @@ class MobileDetSpace(SearchSpace):
         try:
             return self._spec_index[position][spec]
         except KeyError:
-            raise ValueError(
-                f"{_label(*spec)} is not a choice of layer_{block}_{layer}; allowed: "
+            raise InvalidEncodingError(
+                f"{_label(*spec)} is not a choice of layer_{block}_{layer}. HINT: allowed: "
                 f"{', '.join(self._dims[self.num_width_dims + position].choices)}"
             ) from None
 
-    def decode(self, encoding: Sequence[int]) -> MobileDetArchArgs:
-        """Validate ``encoding`` and return its typed block arguments."""
-        values = self.validate(encoding)
+    def _decode(self, values: Encoding) -> MobileDetArchArgs:
         widths, layers = values[: self.num_width_dims], values[self.num_width_dims :]
         channels = [self._channels[g][m] for g, m in enumerate(widths)]
         blocks = []
@@ -393,13 +364,10 @@ class MobileDetSpace(SearchSpace):
             )
         return tuple(encoding)
 
-    def build(self, encoding: Sequence[int], *, generator: torch.Generator | None = None) -> MobileDetNet:
-        """A freshly initialised stand-alone :class:`MobileDetNet` (weights drawn from ``generator`` only)."""
-        from ._blocks import materialize
+    def _net(self, arch: MobileDetArchArgs) -> MobileDetNet:
         from ._mobiledet_nets import MobileDetNet
 
-        arch = self.decode(encoding)
-        return materialize(lambda: MobileDetNet(arch), generator=generator)
+        return MobileDetNet(arch)
 
     # ------------------------------------------------------------------------------------ supernet
     def max_arch(self) -> MobileDetArchArgs:
@@ -427,40 +395,25 @@ class MobileDetSpace(SearchSpace):
             result.append(largest)
         return tuple(result)
 
-    def build_supernet(self, *, generator: torch.Generator | None = None) -> MobileDetSupernet:
-        """A freshly initialised supernet: per layer one set of shared weights per layer type."""
-        from ._blocks import materialize
+    def _supernet(self) -> MobileDetSupernet:
         from ._mobiledet_nets import MobileDetSupernet
 
-        return materialize(lambda: MobileDetSupernet(self), generator=generator)
-
-    def extract(self, supernet: MobileDetSupernet, encoding: Sequence[int]) -> MobileDetNet:
-        """A stand-alone :class:`MobileDetNet` carrying ``supernet``'s weights and BN buffers for one path.
-
-        The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
-        in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
-        """
-        from ._blocks import extract_path
-        from ._mobiledet_nets import MobileDetNet, MobileDetSupernet
-
-        arch = self.decode(encoding)
-        ours = isinstance(supernet, MobileDetSupernet) and supernet.space_settings == self.settings
-        return extract_path(self.name, supernet, ours, lambda: MobileDetNet(arch), self.validate(encoding))
+        return MobileDetSupernet(self)
 
     # ------------------------------------------------------------------------------------ counting
     def count(self, encoding: Sequence[int]) -> dict[str, int]:
         """Params and MAdds (per image) of the architecture, computed analytically (no model is built)."""
         arch = self.decode(encoding)
-        cost = conv2d_cost(3, arch.stem_ch, kernel=3, stride=self._stem_stride, size=self._input_size, bn=True)
+        cost = conv2d_cost(3, arch.stem_ch, kernel=3, stride=self._fixed.stem_stride, size=self.input_shape[-1], bn=True)
         c4_size = 0
         for i, args in enumerate(arch.blocks):
             cost = cost + layer_cost(args, cost.size)
             if i == arch.c4_index:
                 c4_size = cost.size
-        if self._task == "detection":
+        if self._fixed.task == "detection":
             cost = cost + ssdlite_cost(arch.head, c4_size, cost.size)
         else:
-            cost = cost + linear_cost(arch.c5_ch, self._num_classes)
+            cost = cost + linear_cost(arch.c5_ch, self._fixed.num_classes)
         return {"params": cost.params, "madds": cost.madds}
 
     def op_features(self, encoding: Sequence[int]) -> dict[str, float]:
@@ -473,7 +426,7 @@ class MobileDetSpace(SearchSpace):
         and the width indicators.
         """
         arch = self.decode(encoding)
-        size = conv2d_cost(3, arch.stem_ch, kernel=3, stride=self._stem_stride, size=self._input_size).size
+        size = conv2d_cost(3, arch.stem_ch, kernel=3, stride=self._fixed.stem_stride, size=self.input_shape[-1]).size
         features: dict[str, float] = {}
         for args in arch.blocks:
             ops = layer_ops(args, size)
@@ -485,13 +438,18 @@ class MobileDetSpace(SearchSpace):
                 size = ops[-1].cost.size
         return features
 
+    def endpoints(self, encoding: Sequence[int]) -> tuple[Endpoint, ...]:
+        """C4 (the output of block 5, stride 16 as published) and C5 (block 7, stride 32): what the
+        SSDLite head reads."""
+        return find_endpoints(self._fixed.stem_stride, self.decode(encoding).blocks)
+
     # ------------------------------------------------------------------------------------- helpers
     def _layer_specs(self, block: int, layer: int) -> tuple[_Spec, ...]:
-        kernels = (3,) if self._target == "dsp" else KERNELS
+        kernels = (3,) if self.setting("target") == "dsp" else KERNELS
         specs: list[_Spec] = [("ibn", e, k, None, None) for e in EXPANSIONS for k in kernels]
-        if "fused" in self._variant:
+        if "fused" in self.setting("variant"):
             specs += [("fused", e, k, None, None) for e in EXPANSIONS for k in kernels]
-        if "tucker" in self._variant:
+        if "tucker" in self.setting("variant"):
             specs += [("tucker", 0, k, ri, ro) for k in kernels for ri in RATIOS for ro in RATIOS]
         if block == 1:
             specs += [("noexp", 1, k, None, None) for k in kernels]
@@ -503,20 +461,11 @@ class MobileDetSpace(SearchSpace):
         layer_type, e, k, ri, ro = spec
         if layer_type == "skip":
             return MobileDetLayerArgs("skip", in_ch, in_ch, 0, 1, 0, None, None, False, self._fixed.act, False)
-        se = self._target == "cpu" and layer_type != "tucker"
+        se = self.setting("target") == "cpu" and layer_type != "tucker"
         return MobileDetLayerArgs(layer_type, in_ch, out_ch, k, stride, e, ri, ro, se, self._fixed.act, residual)
 
 
 # ----------------------------------------------------------------------------------- module helpers
-def __getattr__(name: str) -> Any:
-    # PEP 562: ``spaces.mobiledet.MobileDetNet`` works, but torch is imported only when a model class is asked for.
-    if name in ("MobileDetNet", "MobileDetSupernet"):
-        from . import _mobiledet_nets
-
-        return getattr(_mobiledet_nets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 _WIDTH_LABELS: tuple[str, ...] = tuple(f"x{m:g}" for m in MULTIPLIERS)
 
 
@@ -530,23 +479,12 @@ def _label(layer_type: str, e: int, k: int, ri: float | None, ro: float | None) 
     return f"{layer_type}_e{e}_k{k}"
 
 
-def _check_name(setting: str, value: Any, allowed: Sequence[str], example: str) -> str:
-    if not (isinstance(value, str) and value in allowed):
-        raise ConfigError(
-            f"mobiledet: setting {setting} must be one of {', '.join(allowed)}, got {value!r}. HINT: e.g. {example}."
-        )
-    return value
-
-
-def _check_head_depths(value: Any) -> tuple[int, ...]:
-    hint = "HINT: e.g. head_depths=[512, 256, 256, 128] (the published SSDLite extra maps)."
+def _check_head_depths(where: str, value: Any, hint: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise ConfigError(f"mobiledet: setting head_depths must be a non-empty list of even integers, got {value!r}. {hint}")
+        raise invalid(where, "must be a non-empty list of even integers", value, hint)
     for d in value:
         if not (isinstance(d, Integral) and not isinstance(d, bool) and d >= 2 and d % 2 == 0):
-            raise ConfigError(
-                f"mobiledet: setting head_depths must hold even integers >= 2, got {d!r} in {list(value)!r}. {hint}"
-            )
+            raise invalid(where, f"must hold even integers >= 2, not {d!r}", list(value), hint)
     return tuple(int(d) for d in value)
 
 

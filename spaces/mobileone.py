@@ -22,11 +22,12 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from . import register_space
-from .base import Dimension, Encoding, SearchSpace
-from .counting import Cost, conv2d_cost, linear_cost
-from ._settings import check_int, check_real
 from core.errors import InvalidEncodingError
+from core.settings import Setting, number
+
+from . import _settings as common
+from .base import Dimension, Encoding, Endpoint, SearchSpace, find_endpoints, register_space
+from .counting import Cost, conv2d_cost, linear_cost
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
@@ -137,38 +138,29 @@ class MobileOneSpace(SearchSpace):
     """
 
     name = "mobileone"
+    SETTINGS = (
+        common.input_size(224, minimum=32), common.num_classes(1000),
+        # At least 1/48 (up to rounding), so that every layer keeps a channel.
+        Setting("width_scale", 1.0, number(low=(1 - 1e-9) / 48), hint="e.g. width_scale=1.0 (>= 1/48)"),
+    )
+    # 1/8 of the channels, 32x32 inputs, 10 classes.
+    SMALL_SETTINGS = {"input_size": 32, "num_classes": 10, "width_scale": 0.125}
 
-    def __init__(self, *, input_size: int = 224, num_classes: int = 1000, width_scale: float = 1.0) -> None:
-        self._input_size = check_int("mobileone", "input_size", input_size, lambda v: v >= 32, ">= 32", "input_size=224")
-        self._num_classes = check_int("mobileone", "num_classes", num_classes, lambda v: v >= 2, ">= 2", "num_classes=1000")
-        self._width_scale = check_real("mobileone", 
-            "width_scale", width_scale, lambda v: v * 48 >= 1 - 1e-9, ">= 1/48 (every layer keeps a channel)",
-            "width_scale=1.0",
-        )  # fmt: skip
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
         self._dims = (
             Dimension("k", tuple(f"k{k}" for k in BRANCH_CHOICES)),
             *(Dimension(f"a{i + 1}", tuple(f"{a:g}x" for a in widths)) for i, widths in enumerate(WIDTH_CHOICES)),
             Dimension("se", ("no_se", "se")),
         )
 
-    @classmethod
-    def small_settings(cls) -> dict[str, Any]:
-        """Settings for CPU-sized tests and quick starts: 1/8 of the channels, 32x32 inputs, 10 classes."""
-        return {"input_size": 32, "num_classes": 10, "width_scale": 0.125}
-
-    # ------------------------------------------------------------------------------ SearchSpace API
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {"input_size": self._input_size, "num_classes": self._num_classes, "width_scale": self._width_scale}
-
     @property
     def dims(self) -> tuple[Dimension, ...]:
         return self._dims
 
 
-    def decode(self, encoding: Sequence[int]) -> MobileOneArchArgs:
-        """Validate ``encoding`` and return its typed block arguments."""
-        k, *widths, se = self.validate(encoding)
+    def _decode(self, values: Encoding) -> MobileOneArchArgs:
+        k, *widths, se = values
         return self._arch(BRANCH_CHOICES[k], tuple(WIDTH_CHOICES[s][i] for s, i in enumerate(widths)), bool(se))
 
     def encode(self, block_args: MobileOneArchArgs) -> Encoding:
@@ -191,38 +183,18 @@ class MobileOneSpace(SearchSpace):
             )
         return encoding
 
-    def build(self, encoding: Sequence[int], *, generator: torch.Generator | None = None) -> MobileOneNet:
-        """A freshly initialised stand-alone :class:`MobileOneNet` in train (branch) form.
-
-        Weights are drawn from ``generator`` only. Fold it with ``reparameterize()`` (in place) or
-        ``inference_form()`` (a folded copy) for inference.
-        """
-        from ._blocks import materialize
+    def _net(self, arch: MobileOneArchArgs) -> MobileOneNet:
+        """The stand-alone net in train (branch) form; fold it with ``reparameterize()`` (in place) or
+        ``inference_form()`` (a folded copy) for inference."""
         from ._mobileone_nets import MobileOneNet
 
-        arch = self.decode(encoding)
-        return materialize(lambda: MobileOneNet(arch), generator=generator)
+        return MobileOneNet(arch)
 
-    # ------------------------------------------------------------------------------------ supernet
-    def build_supernet(self, *, generator: torch.Generator | None = None) -> MobileOneSupernet:
-        """A freshly initialised supernet: per block position one weight-shared block for every choice."""
-        from ._blocks import materialize
+    def _supernet(self) -> MobileOneSupernet:
+        """Per block position one weight-shared block for every choice."""
         from ._mobileone_nets import MobileOneSupernet
 
-        return materialize(lambda: MobileOneSupernet(self), generator=generator)
-
-    def extract(self, supernet: MobileOneSupernet, encoding: Sequence[int]) -> MobileOneNet:
-        """A stand-alone train-form :class:`MobileOneNet` carrying ``supernet``'s weights for one path.
-
-        The copy shares no storage with the supernet, lives on its device and in its train/eval mode;
-        in eval mode ``extract(sn, e)(x)`` equals ``sn(x, e)``.
-        """
-        from ._blocks import extract_path
-        from ._mobileone_nets import MobileOneNet, MobileOneSupernet
-
-        arch = self.decode(encoding)
-        ours = isinstance(supernet, MobileOneSupernet) and supernet.space_identity == self.identity
-        return extract_path(self.name, supernet, ours, lambda: MobileOneNet(arch), arch)
+        return MobileOneSupernet(self)
 
     def supernet_blocks(self) -> tuple[tuple[MobileOneBlockArgs, bool], ...]:
         """Per block position (stem first): the largest choice's arguments and whether any choice has
@@ -234,16 +206,21 @@ class MobileOneSpace(SearchSpace):
         """Params and MAdds (per image) of the architecture in its folded inference form, computed
         analytically (no model is built); tested against :mod:`spaces.counting`'s hook counter."""
         arch = self.decode(encoding)
-        cost = _block_cost(arch.stem, self._input_size)
+        cost = _block_cost(arch.stem, self.input_shape[-1])
         for args in arch.blocks:
             cost = cost + _block_cost(args, cost.size)
         cost = cost + linear_cost(arch.blocks[-1].out_ch, arch.num_classes)
         return {"params": cost.params, "madds": cost.madds}
 
+    def endpoints(self, encoding: Sequence[int]) -> tuple[Endpoint, ...]:
+        """C4 (the end of stage 3, stride 16) and C5 (the end of stage 4, stride 32)."""
+        arch = self.decode(encoding)
+        return find_endpoints(arch.stem.stride, arch.blocks)
+
     # ------------------------------------------------------------------------------------- helpers
     def _ch(self, base: int, multiplier: float) -> int:
         # The epsilon keeps products such as 64 * 0.75 * s from truncating one channel below their value.
-        return max(1, int(base * multiplier * self._width_scale + 1e-6))
+        return max(1, int(base * multiplier * self.setting("width_scale") + 1e-6))
 
     def _channels(self, widths: tuple[float, ...]) -> tuple[int, tuple[int, ...]]:
         stages = tuple(self._ch(base, a) for base, a in zip(_STAGE_BASE, widths))
@@ -259,7 +236,7 @@ class MobileOneSpace(SearchSpace):
                 blocks.append(MobileOneBlockArgs(in_ch, in_ch, 3, stride, in_ch, branches, use_se))
                 blocks.append(MobileOneBlockArgs(in_ch, out_ch, 1, 1, 1, branches, use_se))
                 in_ch = out_ch
-        return MobileOneArchArgs(branches, widths, se, stem, tuple(blocks), self._num_classes)
+        return MobileOneArchArgs(branches, widths, se, stem, tuple(blocks), self.setting("num_classes"))
 
     @functools.cached_property
     def _supernet_blocks(self) -> tuple[tuple[MobileOneBlockArgs, bool], ...]:
@@ -280,16 +257,6 @@ def _in_out(stem_ch: int, stages: tuple[int, ...]) -> list[tuple[int, int]]:
             pairs += [(in_ch, in_ch), (in_ch, out_ch)]
             in_ch = out_ch
     return pairs
-
-
-# ----------------------------------------------------------------------------------- module helpers
-def __getattr__(name: str) -> Any:
-    # PEP 562: ``spaces.mobileone.MobileOneNet`` works, but torch is imported only when it is asked for.
-    if name in ("MobileOneNet", "MobileOneSupernet"):
-        from . import _mobileone_nets
-
-        return getattr(_mobileone_nets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------- analytic costs

@@ -8,8 +8,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .base import Encoding, SearchSpace
 from core.errors import UnknownNameError
+
+from .base import Encoding, SearchSpace, get_space
 
 __all__ = ["PRESETS", "get_preset"]
 
@@ -79,8 +80,6 @@ def get_preset(name: str) -> tuple[SearchSpace, Encoding]:
     Raises:
         UnknownNameError: ``name`` is not a preset; the message lists the known ones.
     """
-    from . import get_space  # the registry lives in the package; imported late to avoid a cycle
-
     try:
         space_name, text, settings = PRESETS[name]
     except KeyError:

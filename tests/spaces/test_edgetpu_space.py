@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from spaces import ConfigError, InvalidEncodingError, count_madds, count_params, export_onnx, get_preset, onnx_parity
-from spaces.edgetpu import BLOCK_TYPES, EdgeTPUArchArgs, EdgeTPUNet, EdgeTPUSpace, EdgeTPUSupernet, IBNArgs
+from spaces import LayerwiseArch
+from spaces._layerwise import LayerwiseNet, LayerwiseSupernet
+from spaces._edgetpu_nets import EdgeTPUParts
+from spaces.edgetpu import BLOCK_TYPES, EdgeTPUSpace, IBNArgs
 from spaces._edgetpu_nets import ElasticIBN
 
 SMALL = EdgeTPUSpace.small_settings()
@@ -39,7 +42,7 @@ def test_every_layer_offers_the_same_32_choices() -> None:
     assert labels[8:11] == ("ibn_grouped_e4_k3_g32", "ibn_grouped_e4_k3_g64", "ibn_grouped_e4_k3_g128")
     assert labels[-1] == "ibn_fused_grouped_e8_k5_g128"
     assert space.choice_index("ibn_fused_grouped", 4, 3, 64) == labels.index("ibn_fused_grouped_e4_k3_g64") == 21
-    with pytest.raises(ValueError, match="not an edgetpu choice"):
+    with pytest.raises(InvalidEncodingError, match="not an edgetpu choice"):
         space.choice_index("ibn_dw", 4, 3, 64)  # group sizes belong to grouped types only
     assert len(EdgeTPUSpace(group_sizes=[64]).dims[0].choices) == 8 + 2 * 4
 
@@ -160,8 +163,7 @@ def test_preset_counts(variant: str) -> None:
     space, encoding = get_preset(f"mobilenet-edgetpu-v2-{variant}")
     params, madds = COUNTS[variant]
     assert space.count(encoding) == {"params": params, "madds": madds}
-    with torch.device("meta"):
-        net = EdgeTPUNet(space.decode(encoding))
+    net = space.meta_build(encoding)
     assert count_params(net) == params and count_madds(net, space.input_shape) == madds
 
 
@@ -186,12 +188,12 @@ def test_settings_are_complete_and_normalised() -> None:
     ],
 )  # fmt: skip
 def test_bad_settings_raise_config_error(setting: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"edgetpu: setting {setting} must .* got .*HINT: e\.g\. {setting}="):
+    with pytest.raises(ConfigError, match=rf"space edgetpu setting '{setting}': must .*, got .*\. HINT: "):
         EdgeTPUSpace(**{setting: value})
 
 
 def test_group_sizes_below_the_minimum_are_refused_not_dropped() -> None:
-    with pytest.raises(ConfigError, match=r"group_sizes must hold integers >= min_group_size \(64\), got 32"):
+    with pytest.raises(ConfigError, match=r"group_sizes': must hold integers >= min_group_size \(64\), got \[32, 64, 128\]"):
         EdgeTPUSpace(min_group_size=64)
     assert EdgeTPUSpace(min_group_size=64, group_sizes=[64, 128]).settings["group_sizes"] == [64, 128]
 
@@ -200,11 +202,11 @@ def test_encode_rejects_foreign_block_args() -> None:
     space, other = small_space(), EdgeTPUSpace()
     with pytest.raises(InvalidEncodingError, match="other settings"):
         space.encode(other.decode([0] * 19))
-    with pytest.raises(InvalidEncodingError, match="takes EdgeTPUArchArgs"):
+    with pytest.raises(InvalidEncodingError, match="takes LayerwiseArch"):
         space.encode([0] * 19)  # type: ignore[arg-type]
     own = space.decode([0] * 19)
     bad = IBNArgs("ibn_dw", own.blocks[3].in_ch, own.blocks[3].out_ch, 6, 3, 1, None, own.blocks[3].in_ch * 6)
-    tampered = EdgeTPUArchArgs(own.fixed, own.blocks[:3] + (bad,) + own.blocks[4:])
+    tampered = LayerwiseArch(own.fixed, own.blocks[:3] + (bad,) + own.blocks[4:])
     with pytest.raises(InvalidEncodingError, match=r"layer_03 .*allowed choices: ibn_dw_e4_k3, ibn_dw_e4_k5"):
         space.encode(tampered)
 
@@ -250,7 +252,7 @@ def supernet_space() -> EdgeTPUSpace:
 
 def test_supernet_holds_one_elastic_block_per_type(supernet_space: EdgeTPUSpace) -> None:
     supernet = supernet_space.build_supernet()
-    assert isinstance(supernet, EdgeTPUSupernet) and len(supernet.blocks) == 19
+    assert isinstance(supernet, LayerwiseSupernet) and len(supernet.blocks) == 19
     for block, args in zip(supernet.blocks, supernet_space.decode([0] * 19).blocks):
         in_ch, out_ch = args.in_ch, args.out_ch
         assert list(block) == list(BLOCK_TYPES) and all(isinstance(b, ElasticIBN) for b in block.values())
@@ -351,8 +353,7 @@ def test_extract_refuses_a_supernet_of_other_settings(supernet_space: EdgeTPUSpa
 def test_analytic_counts_match_hooks_on_meta(settings: dict) -> None:
     space = EdgeTPUSpace(**settings)
     for encoding in random_encodings(space, 3, seed=7) + [(31 if len(space.dims[0].choices) == 32 else 0,) * 19]:
-        with torch.device("meta"):  # full-size models: count shapes only, allocate nothing
-            net = EdgeTPUNet(space.decode(encoding))
+        net = space.meta_build(encoding)
         assert space.count(encoding) == {"params": count_params(net), "madds": count_madds(net, space.input_shape)}
 
 

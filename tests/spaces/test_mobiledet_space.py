@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from spaces import ConfigError, InvalidEncodingError, count_madds, count_params, export_onnx, get_preset, onnx_parity
-from spaces.mobiledet import MobileDetNet, MobileDetSpace
+from spaces._mobiledet_nets import MobileDetNet
+from spaces.mobiledet import MobileDetSpace
 from spaces.ssdlite import feature_map_sizes, ssd_anchors
 from trainers.bn import recalibrate_bn
 
@@ -238,13 +239,13 @@ def test_encode_refuses_foreign_block_arguments() -> None:
 @pytest.mark.parametrize(
     "settings, pattern",
     [
-        ({"variant": "ibn+tucker"}, r"setting variant must be one of ibn, ibn\+fused, ibn\+fused\+tucker"),
-        ({"target": "tpu"}, r"setting target must be one of cpu, edgetpu, dsp, gpu, got 'tpu'"),
-        ({"task": "segmentation"}, r"setting task must be one of detection, classification"),
-        ({"input_size": 16}, r"setting input_size must be an integer >= 32"),
-        ({"head_depths": [512, 255]}, r"head_depths must hold even integers"),
-        ({"head_depths": []}, r"head_depths must be a non-empty list"),
-        ({"width_mult": 0}, r"setting width_mult must be a number > 0"),
+        ({"variant": "ibn+tucker"}, r"setting 'variant': must be one of ibn, ibn\+fused, ibn\+fused\+tucker"),
+        ({"target": "tpu"}, r"setting 'target': must be one of cpu, edgetpu, dsp, gpu, got 'tpu'"),
+        ({"task": "segmentation"}, r"setting 'task': must be one of detection, classification"),
+        ({"input_size": 16}, r"setting 'input_size': must be an integer >= 32"),
+        ({"head_depths": [512, 255]}, r"head_depths': must hold even integers"),
+        ({"head_depths": []}, r"head_depths': must be a non-empty list"),
+        ({"width_mult": 0}, r"setting 'width_mult': must be a finite number > 0"),
     ],
 )
 def test_bad_settings_are_refused_clearly(settings: dict, pattern: str) -> None:
@@ -273,5 +274,5 @@ def test_supernet_follows_dtype_and_device_moves() -> None:
 
 
 def test_choice_index_names_a_missing_layer() -> None:
-    with pytest.raises(ValueError, match="there is no layer_1_2"):
+    with pytest.raises(InvalidEncodingError, match="there is no layer_1_2"):
         MobileDetSpace().choice_index(1, 2, "ibn", expansion=4, kernel=3)

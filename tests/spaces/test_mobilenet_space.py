@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from spaces import ConfigError, InvalidEncodingError, count_madds, count_params, export_onnx, get_preset, get_space
-from spaces.mobilenet import InvertedResidualArgs, MobileNet, MobileNetArchArgs, MobileNetSpace
+from spaces import LayerwiseArch
+from spaces._layerwise import LayerwiseNet
+from spaces._mobilenet_nets import MobileNetParts
+from spaces.mobilenet import InvertedResidualArgs, MobileNetSpace
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.02
@@ -96,8 +99,7 @@ def test_preset_reproduces_published_counts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_preset_counts_from_the_built_model(name: str) -> None:
     space, encoding = get_preset(name)
-    with torch.device("meta"):  # full size: count shapes only, allocate nothing
-        net = MobileNet(space.decode(encoding))
+    net = space.meta_build(encoding)
     assert space.count(encoding) == {"params": count_params(net), "madds": count_madds(net, (1, 3, 224, 224))}
 
 
@@ -119,9 +121,9 @@ def test_choices_per_version() -> None:
     assert v2.dims[0].choices == ("t3k3", "t3k5", "t3k7", "t4k3", "t4k5", "t4k7", "t6k3", "t6k5", "t6k7")
     assert len(v3.dims[0].choices) == 30 and v3.dims[0].choices[:4] == ("t2.3k3", "t2.3k3SE", "t2.3k5", "t2.3k5SE")
     assert v3.dims[0].choices[-1] == "t6k7SE" and v3.choice_index(6, 7, True) == 29
-    with pytest.raises(ValueError, match="SE never"):
+    with pytest.raises(InvalidEncodingError, match="SE never"):
         v2.choice_index(6, 3, True)
-    with pytest.raises(ValueError, match=r"t in \(2.3, 2.5, 3, 4, 6\)"):
+    with pytest.raises(InvalidEncodingError, match=r"t in \(2.3, 2.5, 3, 4, 6\)"):
         v3.choice_index(5, 3)
 
 
@@ -153,12 +155,12 @@ def test_hidden_widths_round_like_mobilenet_v3() -> None:
     ],
 )  # fmt: skip
 def test_bad_settings_raise_config_error(setting: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"mobilenet: setting {setting} must be .* got .*HINT: e\.g\. {setting}="):
+    with pytest.raises(ConfigError, match=rf"space mobilenet setting '{setting}': must be .*, got .*\. HINT: "):
         MobileNetSpace(**{setting: value})
 
 
 def test_unknown_version_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="must be one of v2, v3-large, got 'v1'"):
+    with pytest.raises(ConfigError, match="'version': must be one of v2, v3-large, got 'v1'"):
         get_space("mobilenet", version="v1")
 
 
@@ -166,11 +168,11 @@ def test_encode_rejects_foreign_block_args() -> None:
     space = small()
     with pytest.raises(InvalidEncodingError, match="other settings"):
         space.encode(small("v2").decode([0] * 16))
-    with pytest.raises(InvalidEncodingError, match="takes MobileNetArchArgs"):
+    with pytest.raises(InvalidEncodingError, match="takes LayerwiseArch"):
         space.encode([0] * 14)  # type: ignore[arg-type]
     own = space.decode([0] * 14)
     bad = InvertedResidualArgs(own.blocks[3].in_ch, own.blocks[3].out_ch, 5, 3, 1, False, "relu")
-    tampered = MobileNetArchArgs(own.fixed, own.blocks[:3] + (bad,) + own.blocks[4:])
+    tampered = LayerwiseArch(own.fixed, own.blocks[:3] + (bad,) + own.blocks[4:])
     with pytest.raises(InvalidEncodingError, match=r"layer_03 .*allowed choices: t2.3k3, t2.3k3SE"):
         space.encode(tampered)
 
@@ -225,8 +227,7 @@ def test_extract_refuses_a_supernet_of_other_settings() -> None:
 def test_v2_counts_match_hooks() -> None:
     space = MobileNetSpace(version="v2", width_mult=0.75, input_size=97, num_classes=7)
     for encoding in [space.sample(np.random.default_rng(seed)) for seed in range(3)]:
-        with torch.device("meta"):
-            net = MobileNet(space.decode(encoding))
+        net = space.meta_build(encoding)
         assert space.count(encoding) == {"params": count_params(net), "madds": count_madds(net, space.input_shape)}
 
 

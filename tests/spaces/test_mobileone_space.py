@@ -12,16 +12,8 @@ import pytest
 import torch
 
 from spaces import ConfigError, InvalidEncodingError, count_madds, count_params, export_onnx, get_preset, get_space
-from spaces._mobileone_nets import ElasticMobileOneBlock, MobileOneBlock
-from spaces.mobileone import (
-    BRANCH_CHOICES,
-    WIDTH_CHOICES,
-    MobileOneArchArgs,
-    MobileOneBlockArgs,
-    MobileOneNet,
-    MobileOneSpace,
-    MobileOneSupernet,
-)
+from spaces._mobileone_nets import ElasticMobileOneBlock, MobileOneBlock, MobileOneNet, MobileOneSupernet
+from spaces.mobileone import BRANCH_CHOICES, WIDTH_CHOICES, MobileOneArchArgs, MobileOneBlockArgs, MobileOneSpace
 
 SMALL = MobileOneSpace.small_settings()
 ROOT = Path(__file__).resolve().parents[2]
@@ -316,7 +308,7 @@ def test_supernet_and_extract_reject_bad_input() -> None:
     ],
 )  # fmt: skip
 def test_bad_settings_raise_config_error(setting: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"mobileone: setting {setting} must be .* got .*HINT: e\.g\. {setting}="):
+    with pytest.raises(ConfigError, match=rf"space mobileone setting '{setting}': must be .*, got .*\. HINT: "):
         MobileOneSpace(**{setting: value})
 
 

@@ -15,7 +15,10 @@ import torch
 from spaces import ConfigError, InvalidEncodingError, MogaSpace, count_madds, count_params, get_space
 from spaces._block_args import MBBlockArgs, make_divisible
 from spaces._elastic import ElasticMBBlock
-from spaces.moga import CHOICES, MogaArchArgs, MogaNet, MogaSupernet, choice_index
+from spaces import LayerwiseArch
+from spaces._layerwise import LayerwiseNet, LayerwiseSupernet
+from spaces._moga_nets import MogaParts
+from spaces.moga import CHOICES, choice_index
 
 SMALL = MogaSpace.small_settings()
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +37,7 @@ def test_choice_labels_follow_table_1() -> None:
         for k_index, k in enumerate((3, 5, 7)):
             for se in (False, True):
                 assert choice_index(t, k, se) == 6 * (t == 6) + 2 * k_index + int(se)
-    with pytest.raises(ValueError, match="not a MoGA choice"):
+    with pytest.raises(InvalidEncodingError, match="not a MoGA choice"):
         choice_index(4, 3, False)
 
 
@@ -110,7 +113,7 @@ PINNED_MOGA_A_ID = "fa5283d47de56e92"
     ],
 )  # fmt: skip
 def test_bad_settings_raise_config_error(setting: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"setting {setting} must be .* got .*HINT: e\.g\. {setting}="):
+    with pytest.raises(ConfigError, match=rf"space moga setting '{setting}': must be .*, got .*\. HINT: "):
         MogaSpace(**{setting: value})
 
 
@@ -124,11 +127,11 @@ def test_encode_rejects_foreign_block_args() -> None:
     arch = other.decode([0] * 14)
     with pytest.raises(InvalidEncodingError, match="other settings"):
         space.encode(arch)
-    with pytest.raises(InvalidEncodingError, match="takes MogaArchArgs"):
+    with pytest.raises(InvalidEncodingError, match="takes LayerwiseArch"):
         space.encode([0] * 14)  # type: ignore[arg-type]
     own = space.decode([0] * 14)
     bad_block = MBBlockArgs(own.blocks[3].in_ch, own.blocks[3].out_ch, 4, 3, 1, False, "relu")
-    tampered = MogaArchArgs(own.fixed, own.blocks[:3] + (bad_block,) + own.blocks[4:])
+    tampered = LayerwiseArch(own.fixed, own.blocks[:3] + (bad_block,) + own.blocks[4:])
     with pytest.raises(InvalidEncodingError, match=r"layer_03 .*allowed choices: t3k3, t3k3SE"):
         space.encode(tampered)
 
@@ -143,7 +146,7 @@ def test_out_of_range_message_names_layer_and_choices() -> None:
 def test_models_take_decoded_args_only() -> None:
     space = small_space()
     arch = space.decode([3] * 14)
-    net = MogaNet(arch)
+    net = LayerwiseNet(arch, MogaParts())
     assert net.arch == arch and count_params(net) == space.count([3] * 14)["params"]
 
 
@@ -159,7 +162,7 @@ def test_build_is_seeded_by_its_generator() -> None:
 def test_supernet_shares_one_block_per_layer() -> None:
     space = small_space()
     supernet = space.build_supernet()
-    assert isinstance(supernet, MogaSupernet) and len(supernet.blocks) == 14
+    assert isinstance(supernet, LayerwiseSupernet) and len(supernet.blocks) == 14
     largest = space.decode([11] * 14).blocks  # t6k7SE holds every other choice
     assert all(isinstance(b, ElasticMBBlock) and b.max_args == a for b, a in zip(supernet.blocks, largest))
     assert count_params(supernet) == count_params(space.build([11] * 14))
@@ -337,8 +340,7 @@ def test_extracted_model_is_independent_of_the_supernet() -> None:
 def test_analytic_counts_match_hooks_on_meta(settings: dict) -> None:
     space = MogaSpace(**settings)
     for encoding in [space.sample(np.random.default_rng(seed)) for seed in range(3)] + [(11,) * 14]:
-        with torch.device("meta"):  # full-size models: count shapes only, allocate nothing
-            net = MogaNet(space.decode(encoding))
+        net = space.meta_build(encoding)
         expected = {"params": count_params(net), "madds": count_madds(net, space.input_shape)}
         assert space.count(encoding) == expected
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spaces import PRESETS, UnknownNameError, count_madds, count_params, get_preset
-from spaces.moga import MogaNet, choice_index
+from spaces.moga import choice_index
 
 # The (t, k, SE) rows of MoGA-A/B/C as printed in reference/architectures.md (seed 003, Table 1).
 MOGA_ROWS = {
@@ -46,8 +46,7 @@ def test_moga_preset_reproduces_published_counts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_moga_preset_counts_from_the_built_model(name: str) -> None:
     space, encoding = get_preset(name)
-    with torch.device("meta"):
-        net = MogaNet(space.decode(encoding))
+    net = space.meta_build(encoding)
     assert space.count(encoding) == {"params": count_params(net), "madds": count_madds(net, (1, 3, 224, 224))}
 
 
