@@ -6,6 +6,12 @@ still missing, and ``FINISHED`` once the last generation is complete. Results ma
 order; a generation is passed to the algorithm only when all of its members are back, and in
 member order, so the sequence of candidates depends on the seed only.
 
+Settings are data: a subclass declares its algorithm settings once, as ``SETTINGS`` (a tuple of
+:class:`core.settings.Setting`), and gets from that declaration validation with the project's message
+format, defaults, an introspectable constructor signature, and the classmethods an orchestrator uses
+without knowing any searcher by name: :meth:`~GenerationalSearcher.check_settings`,
+:meth:`~GenerationalSearcher.budget` and :meth:`~GenerationalSearcher.from_objectives`.
+
 Restoring: the state records which members were handed out and which have results. Members handed
 out but still unfinished at save time are handed out *again*, to new trial ids, before anything new:
 a restarted driver may have lost those trials. If the old trial id reports after all (Tune resumes
@@ -16,22 +22,25 @@ from __future__ import annotations
 
 import abc
 import glob
+import inspect
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 from ray.tune.search import Searcher
+from ray.tune.search.sample import Categorical
 
 from core.errors import HwnasError
 from core.jsonio import read_json, write_json_atomic
 from core.seeding import make_rng
+from core.settings import Setting, resolve_settings, settings_signature
+from core.validation import check_int, invalid
 
-from ._objectives import Constraint, Objectives, parse_constraints
+from ._objectives import Constraint, Objective, Objectives, parse_constraints
 from ._pareto import pareto_mask, spread_indices
 from ._space import Chromosome, ParamSpace
-from ._validation import check_int, check_seed
 
 __all__ = ["Evaluation", "GenerationalSearcher", "SCHEMA_VERSION"]
 
@@ -61,17 +70,45 @@ class Evaluation:
 class GenerationalSearcher(Searcher, abc.ABC):
     """Base class of hwnas's Tune searchers over a categorical space.
 
-    Subclasses set :attr:`name` and implement the ``_``-hooks below; everything Tune and users call
-    lives here. Not thread-safe: Tune calls searchers from its driver loop only.
+    Subclasses set :attr:`name` and :attr:`SETTINGS`, implement the ``_``-hooks below and, for the
+    contract suite, :meth:`example_settings`; everything Tune, users and the orchestrator call lives
+    here. Not thread-safe: Tune calls searchers from its
+    driver loop only.
+
+    Args:
+        param_space: Ordered ``{name: choices}`` (lists or ``tune.choice``); the chromosome is the
+            vector of choice indices in this order. ``None``: taken from the Tuner's ``param_space``
+            via :meth:`set_search_properties`.
+        metric: Objective metric names (a string for one); ``None``: taken from the Tuner.
+        mode: ``"max"``/``"min"`` per metric.
+        seed: Experiment seed; the searcher's generator is derived from it.
+        constraints: :class:`~searchers.Constraint` objects or ``(metric, "<=" | ">=", value)``
+            triples; a candidate that breaks one is infeasible.
+        **settings: The algorithm settings the subclass declares in :attr:`SETTINGS`.
+
+    Raises:
+        ConfigError: an argument or setting breaks its rule, or a setting's name is unknown (the
+            message names it, the rule, the value and a fix).
     """
 
     name: ClassVar[str]
+    #: The algorithm settings, declared once: names, defaults, checks and hints.
+    SETTINGS: ClassVar[tuple[Setting, ...]] = ()
     CKPT_FILE_TMPL = "searcher-state-{}.json"
 
-    def __init__(self, *, param_space: Any, metric: Any, mode: Any, seed: int,
-                 constraints: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "SETTINGS" in cls.__dict__:  # so help() and inspect.signature show every keyword
+            cls.__signature__ = settings_signature(  # type: ignore[attr-defined]
+                cls.SETTINGS, leading=_common_parameters())
+
+    def __init__(self, *, param_space: Mapping[str, Sequence[Any] | Categorical] | None = None,
+                 metric: str | Sequence[str] | None = None, mode: str | Sequence[str] | None = None,
+                 seed: int, constraints: Sequence[Constraint | tuple[str, str, float]] = (),
+                 **settings: Any) -> None:
         super().__init__(metric=None, mode=None)  # Ray's checks are asserts; ours raise ConfigError
-        self._seed = check_seed(seed)
+        self._config = self.check_settings(settings)
+        self._seed = check_int("seed", seed, hint="pass the experiment seed, e.g. seed=0")
         self._constraints: tuple[Constraint, ...] = parse_constraints(constraints)
         self._space: ParamSpace | None = (
             None if param_space is None else ParamSpace.from_mapping(param_space))
@@ -82,6 +119,84 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self._seen: set[Chromosome] = set()  # shared with operators: mutate in place, never rebind
         self._archive: list[Evaluation] = []
         self._reset_progress()
+
+    # ------------------------------------------------------------------ settings, for orchestrators
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None,
+                       objectives: Sequence[Objective] | None = None,
+                       constraints: Sequence[Constraint] = ()) -> dict[str, Any]:
+        """The algorithm settings a searcher would run with: validated, defaults filled in, in
+        :attr:`SETTINGS` order. Builds no searcher.
+
+        Args:
+            settings: The given settings (e.g. a config's ``search.settings``).
+            where: How a message names setting ``n``; e.g. ``lambda n: f"config field
+                'search.settings.{n}'"``. Default: ``"searcher NAME setting 'n'"``.
+            objectives: When given, the settings are also checked against them (and
+                ``constraints``), and the objectives' weights fill a ``weights`` setting, exactly as
+                :meth:`from_objectives` will do.
+            constraints: The experiment's constraints (only read with ``objectives``).
+
+        Raises:
+            ConfigError: an unknown name (the message lists the valid ones), a missing required
+                setting, or a value that breaks its rule.
+        """
+        name_of = cls._where(where)
+        if objectives is not None:
+            settings = cls._with_weights(settings, objectives, name_of)
+        resolved = resolve_settings(cls.SETTINGS, settings, owner=f"searcher {cls.name}", where=name_of)
+        cls._check_combination(resolved, name_of)
+        if objectives is not None:
+            goals = Objectives.build(metric=[o.metric for o in objectives],
+                                     mode=[o.mode for o in objectives],
+                                     constraints=parse_constraints(constraints))
+            cls._check_objectives(resolved, goals, name_of)
+        return resolved
+
+    @classmethod
+    def budget(cls, settings: Mapping[str, Any]) -> int:
+        """How many candidates a search with these settings evaluates (fewer only if the space runs
+        out). ``settings`` are checked first (see :meth:`check_settings`); resolved ones pass as is.
+        """
+        return cls._budget(cls.check_settings(settings))
+
+    @classmethod
+    def from_objectives(cls, *, param_space: Mapping[str, Sequence[Any] | Categorical],
+                        objectives: Sequence[Objective], constraints: Sequence[Constraint], seed: int,
+                        settings: Mapping[str, Any],
+                        where: Callable[[str], str] | None = None) -> GenerationalSearcher:
+        """A searcher for an experiment's objectives and constraints.
+
+        The objectives give ``metric`` and ``mode``; a searcher with a ``weights`` setting gets the
+        objectives' weights as its value (others ignore them).
+
+        Args:
+            param_space: As for the constructor.
+            objectives: The experiment's objectives, in order.
+            constraints: The experiment's constraints.
+            seed: Experiment seed.
+            settings: The algorithm settings (without ``weights``).
+            where: How a message names a setting (see :meth:`check_settings`).
+
+        Raises:
+            ConfigError: a setting, objective or constraint breaks its rule.
+        """
+        resolved = cls.check_settings(settings, where=where, objectives=objectives,
+                                      constraints=constraints)
+        return cls(param_space=param_space, metric=[o.metric for o in objectives],
+                   mode=[o.mode for o in objectives], seed=seed, constraints=constraints, **resolved)
+
+    @classmethod
+    def example_settings(cls, *, metric: Sequence[str], mode: Sequence[str]) -> dict[str, Any]:
+        """Settings for a short search (a few dozen candidates) over these metrics, for tests and
+        examples; the contract suite (:mod:`searchers.testing`) runs every registered searcher with
+        them. Subclasses with required settings or large default budgets override it."""
+        return {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The algorithm settings this searcher runs with (a copy), defaults included."""
+        return dict(self._config)
 
     # ------------------------------------------------------------------ hooks for subclasses
     @abc.abstractmethod
@@ -98,9 +213,10 @@ class GenerationalSearcher(Searcher, abc.ABC):
         """Called when a generation is complete, its members in order (archive positions from
         ``first_index``). Returns the next generation's members; ``[]`` when ``last`` or exhausted."""
 
+    @classmethod
     @abc.abstractmethod
-    def _algorithm_settings(self) -> dict[str, Any]:
-        """JSON settings that must match for a saved state to be restored."""
+    def _budget(cls, settings: dict[str, Any]) -> int:
+        """How many candidates the search evaluates with these (resolved) settings."""
 
     def _algorithm_state(self) -> dict[str, Any]:
         """JSON state of the algorithm beyond the rng and the bookkeeping kept here."""
@@ -117,7 +233,13 @@ class GenerationalSearcher(Searcher, abc.ABC):
         """Rebuild the algorithm from :meth:`_parse_algorithm_state` output (rng, archive and
         bookkeeping are already in place). Must not fail."""
 
-    def _check_objectives(self, objectives: Objectives) -> None:
+    @classmethod
+    def _check_combination(cls, settings: dict[str, Any], where: Callable[[str], str]) -> None:
+        """Validate rules between settings (resolved ones); ``where(name)`` names a setting."""
+
+    @classmethod
+    def _check_objectives(cls, settings: dict[str, Any], objectives: Objectives,
+                          where: Callable[[str], str]) -> None:
         """Validate settings that depend on the metrics (e.g. one weight per metric)."""
 
     # ------------------------------------------------------------------ Tune protocol
@@ -197,7 +319,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         Returns:
             Entries as in :meth:`pareto_front`, in front order.
         """
-        k = check_int("k", k, minimum=1, hint="ask for at least one candidate.")
+        k = check_int("k", k, minimum=1, hint="ask for at least one candidate")
         front, F = self._front()
         if not front:
             return []
@@ -211,7 +333,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
             "schema_version": SCHEMA_VERSION,
             "kind": _STATE_KIND,
             "searcher": self.name,
-            "settings": self._settings(),
+            "settings": self._state_settings(),
             "rng": self._rng.bit_generator.state,
             "progress": self._progress_state(),
             "archive": [e.as_json() for e in self._archive],
@@ -280,9 +402,30 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self.restore(max(paths))
 
     # ------------------------------------------------------------------ internals
+    @classmethod
+    def _where(cls, where: Callable[[str], str] | None) -> Callable[[str], str]:
+        """How messages name a setting: ``where``, or the constructor's "searcher NAME setting 'n'"."""
+        return where or (lambda name: f"searcher {cls.name} setting '{name}'")
+
+    @classmethod
+    def _with_weights(cls, settings: Mapping[str, Any], objectives: Sequence[Objective],
+                      where: Callable[[str], str]) -> Mapping[str, Any]:
+        """``settings`` plus the objectives' weights, for a searcher with a ``weights`` setting.
+
+        A ``weights`` already there must be the default ``None`` or those same weights, so settings
+        resolved by :meth:`check_settings` (with or without objectives) pass again unchanged.
+        """
+        if not any(s.name == "weights" for s in cls.SETTINGS):
+            return settings
+        weights, given = [o.weight for o in objectives], settings.get("weights")
+        if given is not None and (not isinstance(given, (list, tuple)) or list(given) != weights):
+            raise invalid(where("weights"), f"is taken from the objectives' weights {weights}", given,
+                          "remove it, and give each objective its weight")
+        return {**settings, "weights": weights}
+
     def _set_objectives(self, metric: Any, mode: Any) -> None:
         objectives = Objectives.build(metric=metric, mode=mode, constraints=self._constraints)
-        self._check_objectives(objectives)
+        self._check_objectives(self._config, objectives, self._where(None))
         self._objectives = objectives
         self._metric, self._mode = list(objectives.metrics), list(objectives.modes)
 
@@ -353,13 +496,13 @@ class GenerationalSearcher(Searcher, abc.ABC):
         kept = kept[np.lexsort(F[kept].T[::-1])]
         return [self._describe(feasible[i]) for i in kept], F[kept]
 
-    def _settings(self) -> dict[str, Any]:
+    def _state_settings(self) -> dict[str, Any]:
+        """What must match for a saved state to be restored: the common arguments and the settings."""
         space, objectives = self._require_configured(), self._require_objectives()
         settings = {"param_space": space.describe(), "metric": list(objectives.metrics),
                     "mode": list(objectives.modes),
                     "constraints": [c.as_json() for c in objectives.constraints],
-                    "seed": self._seed}
-        settings.update(self._algorithm_settings())
+                    "seed": self._seed, **self._config}
         return json.loads(json.dumps(settings))  # the form it takes after a round trip
 
     def _check_header(self, state: Any) -> None:
@@ -375,7 +518,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
                              f"{self.name!r}. HINT: restore it into the same kind of searcher.")
 
     def _check_settings(self, saved: Any) -> None:
-        mine = self._settings()
+        mine = self._state_settings()
         if not isinstance(saved, Mapping):
             raise HwnasError("searcher state has no settings. HINT: pass a file written by save().")
         differing = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
@@ -402,6 +545,13 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self._seen.clear()
         self._seen.update(e.chromosome for e in self._archive)
         self._seen.update(self._members)
+
+
+def _common_parameters() -> list[inspect.Parameter]:
+    """The constructor's own keywords (``param_space`` ... ``constraints``), which lead every
+    subclass's generated signature."""
+    parameters = inspect.signature(GenerationalSearcher.__init__).parameters.values()
+    return [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def _parse_progress(p: Mapping[str, Any]) -> dict[str, Any]:

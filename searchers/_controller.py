@@ -13,12 +13,14 @@ exactly, so a restored controller continues bit for bit.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import check_float, config_error
+from core.settings import Setting, number, resolve_settings, settings_signature
+from core.validation import check_number, invalid
 
 __all__ = ["ReinforceController", "absolute_reward", "mnas_reward"]
 
@@ -51,20 +53,22 @@ class ReinforceController:
         ConfigError: an argument breaks its rule.
     """
 
-    def __init__(self, *, sizes: Sequence[int], lr: float = 5e-3,
-                 betas: tuple[float, float] = (0.0, 0.999), eps: float = 1e-8,
-                 baseline_momentum: float = 0.95, entropy_weight: float = 0.0) -> None:
+    #: The hyperparameters a searcher exposes as its own settings: their rules are declared once, here.
+    SETTINGS: tuple[Setting, ...] = (
+        Setting("lr", 5e-3, number(low=0.0, low_open=True), "TuNAS uses 5e-3"),
+        Setting("baseline_momentum", 0.95, number(low=0.0, high=1.0, high_open=True),
+                "0.95 is a usual value"),
+        Setting("entropy_weight", 0.0, number(low=0.0), "0 disables the bonus; try 1e-3"),
+    )
+
+    def __init__(self, *, sizes: Sequence[int], betas: tuple[float, float] = (0.0, 0.999),
+                 eps: float = 1e-8, **settings: Any) -> None:
         self.sizes = _check_sizes(sizes)
-        self.lr = check_float("lr", lr, low=0.0, low_open=True, hint="TuNAS uses 5e-3.")
-        if not isinstance(betas, Sequence) or len(betas) != 2:
-            raise config_error("betas", "must be a pair (beta1, beta2)", betas, "TuNAS uses (0, 0.999).")
-        self.betas = (check_float("betas[0]", betas[0], low=0.0, high=1.0, hint="TuNAS uses 0."),
-                      check_float("betas[1]", betas[1], low=0.0, high=1.0, hint="TuNAS uses 0.999."))
-        self.eps = check_float("eps", eps, low=0.0, low_open=True, hint="1e-8 is usual.")
-        self.baseline_momentum = check_float(
-            "baseline_momentum", baseline_momentum, low=0.0, high=1.0, hint="0.95 is a usual value.")
-        self.entropy_weight = check_float(
-            "entropy_weight", entropy_weight, low=0.0, hint="0 disables the bonus; try 1e-3.")
+        self.betas = _check_betas(betas)
+        self.eps = check_number("eps", eps, low=0.0, low_open=True, hint="1e-8 is usual")
+        hyper = resolve_settings(self.SETTINGS, settings, owner="ReinforceController", where=str)
+        self.lr, self.baseline_momentum = hyper["lr"], hyper["baseline_momentum"]
+        self.entropy_weight = hyper["entropy_weight"]
         self.logits = [np.zeros(n) for n in self.sizes]
         self._m = [np.zeros(n) for n in self.sizes]
         self._v = [np.zeros(n) for n in self.sizes]
@@ -167,16 +171,31 @@ class ReinforceController:
             z -= self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
 
 
+# help() and IDEs show every keyword, the settings' defaults included.
+ReinforceController.__signature__ = settings_signature(  # type: ignore[attr-defined]
+    ReinforceController.SETTINGS,
+    leading=[inspect.Parameter("sizes", inspect.Parameter.KEYWORD_ONLY),
+             inspect.Parameter("betas", inspect.Parameter.KEYWORD_ONLY, default=(0.0, 0.999)),
+             inspect.Parameter("eps", inspect.Parameter.KEYWORD_ONLY, default=1e-8)])
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max())
     return e / e.sum()
 
 
+def _check_betas(betas: Any) -> tuple[float, float]:
+    if not isinstance(betas, Sequence) or len(betas) != 2:
+        raise invalid("betas", "must be a pair (beta1, beta2)", betas, "TuNAS uses (0, 0.999)")
+    return (check_number("betas[0]", betas[0], low=0.0, high=1.0, high_open=True, hint="TuNAS uses 0"),
+            check_number("betas[1]", betas[1], low=0.0, high=1.0, high_open=True, hint="TuNAS uses 0.999"))
+
+
 def _check_sizes(sizes: Any) -> np.ndarray:
     hint = "pass the number of choices of each decision, e.g. sizes=[3, 4, 2]."
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)) or len(sizes) == 0:
-        raise config_error("sizes", "must be a non-empty sequence of integers", sizes, hint)
+        raise invalid("sizes", "must be a non-empty sequence of integers", sizes, hint)
     for i, n in enumerate(sizes):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise config_error(f"sizes[{i}]", "must be an integer >= 1", n, hint)
+            raise invalid(f"sizes[{i}]", "must be an integer >= 1", n, hint)
     return np.array([int(n) for n in sizes], dtype=np.int64)

@@ -30,7 +30,8 @@ _INDEX = "hwnas_index"  # an individual's position in the searcher's archive
 
 class NSGA2Engine:
     """NSGA-II over integer chromosomes: covering sampling, binary tournament on (rank, crowding),
-    single-point crossover, hierarchical mutation, non-dominated sorting + weighted crowding.
+    uniform or single-point crossover, hierarchical mutation, non-dominated sorting + weighted
+    crowding.
 
     Constraint handling is pymoo's: columns 0..c-1 of ``G`` are the user's constraints and the last
     column marks failed trials (infinite violation), so every infeasible candidate ranks behind every
@@ -43,7 +44,7 @@ class NSGA2Engine:
         population_size: Survivors per generation and offspring per generation.
         weights: Crowding weights per objective (``None``: equal).
         crossover_prob: Probability that a parent pair crosses.
-        crossover: ``"single-point"`` (MoGA) or ``"uniform"``.
+        crossover: ``"uniform"`` or ``"single-point"`` (MoGA).
         force_mutation: Every offspring mutates at least one gene (MoGA).
         gene_prob: Per-gene mutation probability (``None``: ``1 / n_genes``).
         seen: The searcher's set of generated chromosomes (shared, for duplicate elimination).
@@ -52,8 +53,8 @@ class NSGA2Engine:
 
     def __init__(self, *, sizes: np.ndarray, n_obj: int, n_constr: int, population_size: int,
                  weights: Sequence[float] | None, crossover_prob: float, gene_prob: float | None,
-                 crossover: str = "single-point", force_mutation: bool = True,
-                 seen: set[tuple[int, ...]], rng: np.random.Generator) -> None:
+                 crossover: str, force_mutation: bool, seen: set[tuple[int, ...]],
+                 rng: np.random.Generator) -> None:
         self.n_genes = len(sizes)
         problem = Problem(n_var=len(sizes), n_obj=n_obj, n_ieq_constr=n_constr + 1,
                           xl=np.zeros(len(sizes), dtype=np.int64), xu=np.asarray(sizes) - 1,

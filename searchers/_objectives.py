@@ -1,62 +1,104 @@
-"""Metrics, directions and constraints: reading a trial's result into minimisation form."""
+"""The vocabulary of an experiment's goals: objectives, constraints, feasibility, and reading a trial's
+result into minimisation form.
+
+:class:`Objective` and :class:`Constraint` are defined here once; the orchestrator's config and its
+Pareto code use these very classes.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import config_error
+from core.validation import invalid
 
-__all__ = ["Constraint", "Objectives", "parse_constraints"]
+__all__ = ["Constraint", "Objective", "Objectives", "feasible", "parse_constraints"]
 
 _OPS = ("<=", ">=")
 
 
 @dataclass(frozen=True)
+class Objective:
+    """One objective of a multi-objective search, e.g. ``Objective("latency_ms", "min", 0.4)``.
+
+    Attributes:
+        metric: The reported metric.
+        mode: ``"max"`` or ``"min"``.
+        weight: Its share in MoGA's weighted crowding distance (weights sum to 1); searchers that do
+            not weigh objectives ignore it.
+    """
+
+    metric: str
+    mode: str
+    weight: float
+
+
+@dataclass(frozen=True)
 class Constraint:
-    """``metric op bound``, e.g. ``("latency_ms", "<=", 5.0)``."""
+    """``metric op value``, e.g. ``Constraint("latency_ms", "<=", 5.0)``.
+
+    Attributes:
+        metric: The constrained metric.
+        op: ``"<="`` (an upper bound) or ``">="`` (a lower bound).
+        value: The bound.
+    """
 
     metric: str
     op: str
-    bound: float
+    value: float
+
+    def satisfied(self, value: float) -> bool:
+        """Whether a metric value keeps the constraint (``NaN`` never does)."""
+        return self.violation(value) <= 0.0
 
     def violation(self, value: float) -> float:
         """pymoo's inequality form: ``<= 0`` when satisfied, the excess otherwise."""
-        return value - self.bound if self.op == "<=" else self.bound - value
+        return value - self.value if self.op == "<=" else self.value - value
 
     def as_json(self) -> list[Any]:
-        return [self.metric, self.op, self.bound]
+        """``[metric, op, value]``: the form searcher states store (and :func:`parse_constraints` reads)."""
+        return [self.metric, self.op, self.value]
+
+
+def feasible(metrics: Mapping[str, float], constraints: Iterable[Constraint]) -> bool:
+    """Whether ``metrics`` keep every constraint.
+
+    Raises:
+        KeyError: a constraint's metric is missing from ``metrics``.
+    """
+    return all(c.satisfied(float(metrics[c.metric])) for c in constraints)
 
 
 def parse_constraints(constraints: Any) -> tuple[Constraint, ...]:
-    """Validate a sequence of ``(metric, op, bound)`` triples.
+    """Validate a sequence of :class:`Constraint` or ``(metric, op, value)`` triples.
 
     Raises:
-        ConfigError: not a triple, an op other than ``<=``/``>=``, or a non-finite bound.
+        ConfigError: not a triple, an op other than ``<=``/``>=``, or a non-finite value.
     """
     if isinstance(constraints, (str, bytes)) or not isinstance(constraints, Sequence):
-        raise config_error("constraints", "must be a sequence of (metric, op, bound) triples",
-                           constraints, "pass e.g. [('latency_ms', '<=', 5.0)] or ().")
-    parsed = []
-    for i, item in enumerate(constraints):
-        where = f"constraints[{i}]"
-        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 3:
-            raise config_error(where, "must be a (metric, op, bound) triple", item,
-                               "write e.g. ('latency_ms', '<=', 5.0).")
-        metric, op, bound = item
-        if not isinstance(metric, str) or not metric:
-            raise config_error(where, "the metric must be a non-empty string", metric,
-                               "name a metric your trainable reports.")
-        if op not in _OPS:
-            raise config_error(where, f"the op must be one of {list(_OPS)} (unknown op)", op,
-                               "write '<=' for an upper bound or '>=' for a lower bound.")
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
-            raise config_error(where, "the bound must be a finite number", bound,
-                               "write e.g. 5.0.")
-        parsed.append(Constraint(metric, op, float(bound)))
-    return tuple(parsed)
+        raise invalid("constraints", "must be a sequence of (metric, op, value) triples", constraints,
+                      "pass e.g. [('latency_ms', '<=', 5.0)] or ()")
+    return tuple(_parse_constraint(f"constraints[{i}]", item) for i, item in enumerate(constraints))
+
+
+def _parse_constraint(where: str, item: Any) -> Constraint:
+    if isinstance(item, Constraint):
+        item = (item.metric, item.op, item.value)
+    if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 3:
+        raise invalid(where, "must be a (metric, op, value) triple", item,
+                      "write e.g. ('latency_ms', '<=', 5.0)")
+    metric, op, value = item
+    if not isinstance(metric, str) or not metric:
+        raise invalid(where, "the metric must be a non-empty string", metric,
+                      "name a metric your trainable reports")
+    if op not in _OPS:
+        raise invalid(where, f"the op must be one of {list(_OPS)} (unknown op)", op,
+                      "write '<=' for an upper bound or '>=' for a lower bound")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise invalid(where, "the value must be a finite number", value, "write e.g. 5.0")
+    return Constraint(metric, op, float(value))
 
 
 @dataclass(frozen=True)
@@ -77,15 +119,14 @@ class Objectives:
         metrics = _as_names("metric", metric)
         modes = _as_names("mode", mode)
         if len(metrics) != len(modes):
-            raise config_error("mode", f"must have one entry per metric ({len(metrics)} metrics)",
-                               list(modes), "give one of 'max'/'min' for each metric, in order.")
+            raise invalid("mode", f"must have one entry per metric ({len(metrics)} metrics)",
+                          list(modes), "give one of 'max'/'min' for each metric, in order")
         if len(set(metrics)) != len(metrics):
-            raise config_error("metric", "must not repeat a metric", list(metrics),
-                               "list each metric once.")
+            raise invalid("metric", "must not repeat a metric", list(metrics), "list each metric once")
         for i, m in enumerate(modes):
             if m not in ("max", "min"):
-                raise config_error(f"mode[{i}]", "must be 'max' or 'min'", m,
-                                   "use 'max' for accuracy-like and 'min' for cost-like metrics.")
+                raise invalid(f"mode[{i}]", "must be 'max' or 'min'", m,
+                              "use 'max' for accuracy-like and 'min' for cost-like metrics")
         return cls(metrics=metrics, modes=modes, constraints=constraints)
 
     @property
@@ -119,14 +160,15 @@ class Objectives:
         return np.array([c.violation(values[c.metric]) for c in self.constraints], dtype=float)
 
     def feasible(self, values: Mapping[str, float] | None) -> bool:
-        return values is not None and bool(np.all(self.violations(values) <= 0.0))
+        """Whether a trial succeeded (``values`` is not ``None``) and keeps every constraint."""
+        return values is not None and feasible(values, self.constraints)
 
 
 def _as_names(argument: str, value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, Sequence) or not items or not all(isinstance(v, str) and v for v in items):
-        raise config_error(argument, "must be a non-empty string or list of strings", value,
-                           "pass e.g. metric=['accuracy', 'latency_ms'], mode=['max', 'min'].")
+        raise invalid(argument, "must be a non-empty string or list of strings", value,
+                      "pass e.g. metric=['accuracy', 'latency_ms'], mode=['max', 'min']")
     return tuple(items)
 
 

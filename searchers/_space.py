@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from ray.tune.search.sample import Categorical, Domain
 
-from ._validation import config_error
+from core.validation import invalid
 
 __all__ = ["GENERATION_KEY", "Chromosome", "ParamSpace"]
 
@@ -34,7 +34,7 @@ class ParamSpace:
                 dimension is not a non-empty list/tuple/``tune.choice``.
         """
         if not isinstance(param_space, Mapping) or len(param_space) == 0:
-            raise config_error(
+            raise invalid(
                 argument, "must be a non-empty mapping of parameter name -> choices", param_space,
                 "pass e.g. {'layer_00': [0, 1, 2], 'layer_01': tune.choice([0, 1])}.",
             )
@@ -57,7 +57,7 @@ class ParamSpace:
             if isinstance(value, Categorical):
                 categorical[name] = value
             elif _contains_domain(value):
-                raise config_error(
+                raise invalid(
                     f"param_space[{name!r}]", "must be tune.choice(...) or a constant at the top "
                     "level (this searcher explores categorical spaces only)", value,
                     "replace it with tune.choice([...]) over a few values.",
@@ -90,10 +90,10 @@ class ParamSpace:
 
 def _check_name(argument: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise config_error(argument, "parameter names must be non-empty strings", name,
+        raise invalid(argument, "parameter names must be non-empty strings", name,
                            "use names such as 'layer_00'.")
     if name == GENERATION_KEY:
-        raise config_error(argument, f"{GENERATION_KEY!r} is reserved for the generation number",
+        raise invalid(argument, f"{GENERATION_KEY!r} is reserved for the generation number",
                            name, "rename the parameter.")
     return name
 
@@ -102,7 +102,7 @@ def _choices_of(argument: str, dimension: Any) -> tuple[Any, ...]:
     if isinstance(dimension, Categorical):
         dimension = dimension.categories
     if isinstance(dimension, (str, bytes)) or not isinstance(dimension, Sequence) or not dimension:
-        raise config_error(argument, "must be a non-empty list, tuple or tune.choice of choices",
+        raise invalid(argument, "must be a non-empty list, tuple or tune.choice of choices",
                            dimension, "pass e.g. [3, 5, 7] or tune.choice([3, 5, 7]).")
     return tuple(dimension)
 

@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from ray.tune.search.sample import Categorical
+from core.settings import REQUIRED, Setting, choice, integer, number
+from core.validation import invalid
 
 from ._base import Evaluation, GenerationalSearcher
 from ._controller import ReinforceController, absolute_reward, mnas_reward
 from ._objectives import Objectives
 from ._space import Chromosome
-from ._validation import check_float, check_int, config_error
 from .operators import sample_unique_rows
 
 __all__ = ["ReinforceSearcher"]
 
-_REWARDS = ("absolute", "mnas")
 #: Extra policy draws per generation (times ``batch_size``) to find unseen candidates before
 #: falling back to uniform ones; bounds the work when the policy has converged.
 _EXTRA_DRAWS = 4
+
+
+def _metric_name(where: str, value: Any, hint: str) -> str:
+    """A :data:`core.settings.Check`: a non-empty metric name."""
+    if not isinstance(value, str) or not value:
+        raise invalid(where, "must be a non-empty metric name", value, hint)
+    return value
 
 
 class ReinforceSearcher(GenerationalSearcher):
@@ -46,74 +52,64 @@ class ReinforceSearcher(GenerationalSearcher):
     controller itself (:class:`~searchers.ReinforceController`) is also usable step by step.
 
     Args:
-        param_space: Ordered ``{name: choices}`` (lists or ``tune.choice``); ``None``: taken from
-            the Tuner's ``param_space``.
-        metric: Metric names; must include ``quality_metric`` (mode ``"max"``) and, unless a
-            constraint reads it, ``cost_metric`` (mode ``"min"``).
-        mode: ``"max"``/``"min"`` per metric.
-        seed: Experiment seed; the searcher's generator is derived from it.
+        param_space, metric, mode, seed, constraints: See :class:`~searchers.GenerationalSearcher`.
+            ``metric`` must include ``quality_metric`` (mode ``"max"``) and, unless a constraint
+            reads it, ``cost_metric`` (mode ``"min"``); constraint violators count as failed.
         num_samples: Evaluations in all (``>= 1``).
-        quality_metric: The metric rewarded (e.g. accuracy).
-        cost_metric: The cost ``c(M)`` (e.g. latency).
-        cost_target: The cost budget ``c0`` (``> 0``).
+        quality_metric: The metric rewarded (e.g. accuracy). Required.
+        cost_metric: The cost ``c(M)`` (e.g. latency). Required.
+        cost_target: The cost budget ``c0`` (``> 0``). Required.
         reward: ``"absolute"`` or ``"mnas"``.
         tau: Absolute-reward cost weight (``< 0``).
         w: MnasNet exponent (``<= 0``).
-        lr: Adam learning rate (``> 0``).
         batch_size: Draws per controller update, i.e. per generation (``>= 1``).
+        lr: Adam learning rate (``> 0``).
         baseline_momentum: Weight of the old baseline in each update, in ``[0, 1)``.
         entropy_weight: Entropy bonus weight (``>= 0``).
-        constraints: ``(metric, "<=" | ">=", bound)`` triples; violators count as failed.
 
     Raises:
         ConfigError: an argument breaks its rule.
     """
 
     name = "reinforce"
+    SETTINGS = (
+        # 2000: NSGA-II's default budget, so switching searchers keeps the cost. REINFORCE needs
+        # thousands: in BENCHMARKS.md its first hits of the best architecture came at 1124-2463.
+        Setting("num_samples", 2000, integer(minimum=1), "ask for at least one evaluation"),
+        # No defaults: a searcher for any Tune experiment cannot guess the metric names or the budget.
+        Setting("quality_metric", REQUIRED, _metric_name,
+                "name a metric your trainable reports, e.g. 'accuracy'"),
+        Setting("cost_metric", REQUIRED, _metric_name,
+                "name a metric your trainable reports, e.g. 'latency_ms'"),
+        Setting("cost_target", REQUIRED, number(low=0.0, low_open=True),
+                "pass the cost budget c0, e.g. 5.0 (ms)"),
+        Setting("reward", "absolute", choice("absolute", "mnas"),
+                "'absolute' is TuNAS's reward, 'mnas' MnasNet's"),
+        Setting("tau", -0.5, number(high=0.0, high_open=True), "TuNAS's tau is negative, e.g. -0.5"),
+        Setting("w", -0.07, number(high=0.0), "MnasNet uses w=-0.07"),
+        Setting("batch_size", 10, integer(minimum=1), "draws per controller update; e.g. 10"),
+        *ReinforceController.SETTINGS,
+    )
 
-    def __init__(
-        self,
-        *,
-        param_space: Mapping[str, Sequence[Any] | Categorical] | None = None,
-        metric: str | list[str] | None = None,
-        mode: str | list[str] | None = None,
-        seed: int,
-        num_samples: int,
-        quality_metric: str,
-        cost_metric: str,
-        cost_target: float,
-        reward: str = "absolute",
-        tau: float = -0.5,
-        w: float = -0.07,
-        lr: float = 5e-3,
-        batch_size: int = 10,
-        baseline_momentum: float = 0.95,
-        entropy_weight: float = 0.0,
-        constraints: Sequence[tuple[str, str, float]] = (),
-    ) -> None:
-        self._num_samples = check_int("num_samples", num_samples, minimum=1,
-                                      hint="ask for at least one evaluation.")
-        self._batch_size = check_int("batch_size", batch_size, minimum=1,
-                                     hint="draws per controller update; e.g. 10.")
-        self._quality, self._cost = _check_metric_names(quality_metric, cost_metric)
-        self._cost_target = check_float("cost_target", cost_target, low=0.0, low_open=True,
-                                        hint="pass the cost budget c0, e.g. 5.0 (ms).")
-        if reward not in _REWARDS:
-            raise config_error("reward", f"must be one of {list(_REWARDS)}", reward,
-                               "'absolute' is TuNAS's reward, 'mnas' MnasNet's.")
-        self._reward_kind = reward
-        self._tau = check_float("tau", tau, high=0.0, hint="TuNAS's tau is negative, e.g. -0.5.")
-        self._w = check_float("w", w, hint="MnasNet uses w=-0.07.")
-        if self._w > 0:
-            raise config_error("w", "must be a finite number <= 0", w, "MnasNet uses w=-0.07.")
-        # Validates lr, baseline_momentum and entropy_weight eagerly.
-        self._hyper = dict(lr=lr, baseline_momentum=baseline_momentum, entropy_weight=entropy_weight)
-        ReinforceController(sizes=[1], **self._hyper)
+    def __init__(self, **kwargs: Any) -> None:
         self._controller: ReinforceController | None = None
         self._draws: list[Chromosome] = []  # this generation's policy draws, in draw order
         self._results: dict[Chromosome, dict[str, float] | None] = {}
-        super().__init__(param_space=param_space, metric=metric, mode=mode, seed=seed,
-                         constraints=constraints)
+        super().__init__(**kwargs)
+        self._hyper = {s.name: self._config[s.name] for s in ReinforceController.SETTINGS}
+
+    @classmethod
+    def example_settings(cls, *, metric: Sequence[str], mode: Sequence[str]) -> dict[str, Any]:
+        """The first ``max`` metric is the quality, the first ``min`` one the cost (target 1), 24
+        samples in batches of 6, and a learning rate large enough to move the policy in 4 steps."""
+        modes = dict(zip(metric, mode))
+        quality = next((m for m in metric if modes[m] == "max"), None)
+        cost = next((m for m in metric if modes[m] == "min"), None)
+        if quality is None or cost is None:
+            raise invalid("metric", "needs a 'max' metric (quality) and a 'min' metric (cost)",
+                          list(metric), "pass e.g. metric=['acc', 'lat'], mode=['max', 'min']")
+        return {"num_samples": 24, "batch_size": 6, "quality_metric": quality, "cost_metric": cost,
+                "cost_target": 1.0, "lr": 0.1}
 
     # ------------------------------------------------------------------ results
     @property
@@ -148,34 +144,43 @@ class ReinforceSearcher(GenerationalSearcher):
         objectives = self._require_objectives()
         if metrics is None or not objectives.feasible(metrics):
             return None
-        quality, cost = metrics[self._quality], metrics[self._cost]
-        if self._reward_kind == "absolute":
-            return absolute_reward(quality, cost, cost_target=self._cost_target, tau=self._tau)
+        config = self._config
+        quality, cost = metrics[config["quality_metric"]], metrics[config["cost_metric"]]
+        if config["reward"] == "absolute":
+            return absolute_reward(quality, cost, cost_target=config["cost_target"], tau=config["tau"])
         if cost <= 0:
             return None
-        value = mnas_reward(quality, cost, cost_target=self._cost_target, w=self._w)
+        value = mnas_reward(quality, cost, cost_target=config["cost_target"], w=config["w"])
         return value if math.isfinite(value) else None
 
     # ------------------------------------------------------------------ hooks
-    def _check_objectives(self, objectives: Objectives) -> None:
+    @classmethod
+    def _budget(cls, settings: dict[str, Any]) -> int:
+        return settings["num_samples"]
+
+    @classmethod
+    def _check_combination(cls, settings: dict[str, Any], where: Callable[[str], str]) -> None:
+        if settings["quality_metric"] == settings["cost_metric"]:
+            raise invalid(where("cost_metric"), "must differ from quality_metric",
+                          settings["cost_metric"],
+                          "reward quality (e.g. 'accuracy') against a cost (e.g. 'latency_ms')")
+
+    @classmethod
+    def _check_objectives(cls, settings: dict[str, Any], objectives: Objectives,
+                          where: Callable[[str], str]) -> None:
         modes = dict(zip(objectives.metrics, objectives.modes))
-        if modes.get(self._quality) != "max":
-            raise config_error("quality_metric", "must be one of the metrics, with mode 'max'",
-                               self._quality, f"add it to metric= with mode 'max' (metrics: "
-                               f"{list(objectives.metrics)}).")
-        if self._cost not in objectives.tracked or modes.get(self._cost, "min") != "min":
-            raise config_error("cost_metric", "must be a metric with mode 'min' (or a constraint's)",
-                               self._cost, f"add it to metric= with mode 'min' (metrics: "
-                               f"{list(objectives.metrics)}).")
+        quality, cost = settings["quality_metric"], settings["cost_metric"]
+        if modes.get(quality) != "max":
+            raise invalid(where("quality_metric"), "must be one of the metrics, with mode 'max'",
+                          quality, f"add it to metric= with mode 'max' (metrics: "
+                          f"{list(objectives.metrics)})")
+        if cost not in objectives.tracked or modes.get(cost, "min") != "min":
+            raise invalid(where("cost_metric"), "must be a metric with mode 'min' (or a constraint's)",
+                          cost, f"add it to metric= with mode 'min' (metrics: "
+                          f"{list(objectives.metrics)})")
 
     def _total_generations(self) -> int:
-        return -(-self._num_samples // self._batch_size)
-
-    def _algorithm_settings(self) -> dict[str, Any]:
-        return {"num_samples": self._num_samples, "batch_size": self._batch_size,
-                "quality_metric": self._quality, "cost_metric": self._cost,
-                "cost_target": self._cost_target, "reward": self._reward_kind, "tau": self._tau,
-                "w": self._w, **{k: float(v) for k, v in self._hyper.items()}}
+        return -(-self._config["num_samples"] // self._config["batch_size"])
 
     def _first_generation(self) -> list[Chromosome]:
         return self._draw_generation()
@@ -184,7 +189,7 @@ class ReinforceSearcher(GenerationalSearcher):
                          last: bool) -> list[Chromosome]:
         self._results.update((e.chromosome, e.metrics) for e in evaluations)
         self._learn()
-        if last or len(self._archive) >= self._num_samples:
+        if last or len(self._archive) >= self._config["num_samples"]:
             self._draws = []
             return []
         return self._draw_generation()
@@ -221,11 +226,11 @@ class ReinforceSearcher(GenerationalSearcher):
 
     def _draw_generation(self) -> list[Chromosome]:
         """Draw ``batch_size`` from the policy; return the unseen ones, topped up to the budget."""
-        controller, rng = self.controller, self._rng
-        need = min(self._batch_size, self._num_samples - len(self._archive))
-        self._draws = [controller.sample(rng) for _ in range(self._batch_size)]
+        controller, rng, batch = self.controller, self._rng, self._config["batch_size"]
+        need = min(batch, self._config["num_samples"] - len(self._archive))
+        self._draws = [controller.sample(rng) for _ in range(batch)]
         members: dict[Chromosome, None] = {}
-        extra = (controller.sample(rng) for _ in range(_EXTRA_DRAWS * self._batch_size))
+        extra = (controller.sample(rng) for _ in range(_EXTRA_DRAWS * batch))
         for draw in self._draws:
             if len(members) < need and draw not in self._seen:
                 members[draw] = None
@@ -240,14 +245,3 @@ class ReinforceSearcher(GenerationalSearcher):
             members.update(dict.fromkeys(rows))
         return list(members)
 
-
-def _check_metric_names(quality_metric: Any, cost_metric: Any) -> tuple[str, str]:
-    for argument, value, example in (("quality_metric", quality_metric, "accuracy"),
-                                     ("cost_metric", cost_metric, "latency_ms")):
-        if not isinstance(value, str) or not value:
-            raise config_error(argument, "must be a non-empty metric name", value,
-                               f"name a metric your trainable reports, e.g. {example!r}.")
-    if quality_metric == cost_metric:
-        raise config_error("cost_metric", "must differ from quality_metric", cost_metric,
-                           "reward quality (e.g. 'accuracy') against a cost (e.g. 'latency_ms').")
-    return quality_metric, cost_metric

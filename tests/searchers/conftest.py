@@ -1,16 +1,9 @@
-"""Fixtures for the searcher tests; helpers live in ``searcher_testkit``."""
+"""Fixtures for the searcher tests; the helpers and the contract suite live in ``searchers.testing``."""
 from __future__ import annotations
 
 import pytest
-from searcher_testkit import SEARCHER_KWARGS, ToyProblem
 
+# Before the import below: pytest rewrites the suite's asserts only if told before it is imported.
+pytest.register_assert_rewrite("searchers.testing")
 
-@pytest.fixture(params=sorted(SEARCHER_KWARGS))
-def searcher_name(request: pytest.FixtureRequest) -> str:
-    """Every registered searcher (a test checks that SEARCHER_KWARGS covers the registry)."""
-    return request.param
-
-
-@pytest.fixture
-def toy() -> ToyProblem:
-    return ToyProblem()
+from searchers.testing import toy  # noqa: E402,F401  (a fixture for every module here)

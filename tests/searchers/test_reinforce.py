@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from searcher_testkit import SPACE, TuneSim, make
 
 from searchers import ReinforceController, ReinforceSearcher, absolute_reward, mnas_reward
+from searchers.testing import SPACE, TuneSim, make
 from core.errors import ConfigError
 
 
@@ -156,23 +156,28 @@ def test_all_failed_generation_leaves_the_controller_untouched() -> None:
     assert searcher.best()["metrics"] is None
 
 
+_SETTING = "searcher reinforce setting "
 BAD = [
-    (dict(tau=0.0), r"tau: must be a finite number < 0.*0\.0.*HINT:"),
-    (dict(tau=0.3), r"tau: must be a finite number < 0.*HINT:"),
-    (dict(cost_target=0.0), r"cost_target: must be a finite number > 0.*HINT:"),
-    (dict(cost_target=math.inf), r"cost_target: must be a finite number > 0.*inf.*HINT:"),
-    (dict(reward="relative"), r"reward: must be one of \['absolute', 'mnas'\].*'relative'.*HINT:"),
-    (dict(w=0.5), r"w: must be a finite number <= 0.*HINT:"),
-    (dict(lr=0), r"lr: must be a finite number > 0.*HINT:"),
-    (dict(batch_size=0), r"batch_size: must be an integer >= 1.*HINT:"),
-    (dict(num_samples=0), r"num_samples: must be an integer >= 1.*HINT:"),
-    (dict(baseline_momentum=1.0), r"baseline_momentum: must be a finite number >= 0 and < 1.*HINT:"),
-    (dict(entropy_weight=-0.1), r"entropy_weight: must be a finite number >= 0.*HINT:"),
-    (dict(quality_metric=""), r"quality_metric: must be a non-empty metric name.*HINT:"),
-    (dict(cost_metric="acc"), r"cost_metric: must differ from quality_metric.*HINT:"),
-    (dict(quality_metric="top1"), r"quality_metric: must be one of the metrics, with mode 'max'.*'top1'.*HINT:"),
-    (dict(mode=["min", "min"]), r"quality_metric: must be one of the metrics, with mode 'max'.*HINT:"),
-    (dict(mode=["max", "max"]), r"cost_metric: must be a metric with mode 'min'.*'lat'.*HINT:"),
+    (dict(tau=0.0), _SETTING + r"'tau': must be a finite number < 0.*0\.0.*HINT:"),
+    (dict(tau=0.3), _SETTING + r"'tau': must be a finite number < 0.*HINT:"),
+    (dict(cost_target=0.0), _SETTING + r"'cost_target': must be a finite number > 0.*HINT:"),
+    (dict(cost_target=math.inf), _SETTING + r"'cost_target': must be a finite number > 0.*inf.*HINT:"),
+    (dict(reward="relative"), _SETTING + r"'reward': must be one of absolute, mnas, got 'relative'\. HINT:"),
+    (dict(w=0.5), _SETTING + r"'w': must be a finite number <= 0.*HINT:"),
+    (dict(lr=0), _SETTING + r"'lr': must be a finite number > 0.*HINT:"),
+    (dict(batch_size=0), _SETTING + r"'batch_size': must be an integer >= 1.*HINT:"),
+    (dict(num_samples=0), _SETTING + r"'num_samples': must be an integer >= 1.*HINT:"),
+    (dict(baseline_momentum=1.0),
+     _SETTING + r"'baseline_momentum': must be a finite number >= 0 and < 1.*HINT:"),
+    (dict(entropy_weight=-0.1), _SETTING + r"'entropy_weight': must be a finite number >= 0.*HINT:"),
+    (dict(quality_metric=""), _SETTING + r"'quality_metric': must be a non-empty metric name.*HINT:"),
+    (dict(cost_metric="acc"), _SETTING + r"'cost_metric': must differ from quality_metric.*HINT:"),
+    (dict(quality_metric="top1"),
+     _SETTING + r"'quality_metric': must be one of the metrics, with mode 'max'.*'top1'.*HINT:"),
+    (dict(mode=["min", "min"]),
+     _SETTING + r"'quality_metric': must be one of the metrics, with mode 'max'.*HINT:"),
+    (dict(mode=["max", "max"]),
+     _SETTING + r"'cost_metric': must be a metric with mode 'min'.*'lat'.*HINT:"),
 ]
 
 

@@ -9,9 +9,9 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
-from searcher_testkit import METRICS, MODES, SPACE, make  # noqa: E402
 
 from searchers import GENERATION_KEY, SEARCHERS  # noqa: E402
+from searchers.testing import METRICS, MODES, SPACE, make  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

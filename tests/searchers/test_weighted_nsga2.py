@@ -12,7 +12,6 @@ from pymoo.operators.survival.rank_and_crowding.metrics import (
     calc_crowding_distance,
     get_crowding_function,
 )
-from searcher_testkit import METRICS, MODES, SPACE, TuneSim, chromosomes, first_appearance, hypervolume
 
 from searchers import RandomSearcher, WeightedNSGA2Searcher
 from searchers.operators import (
@@ -22,6 +21,7 @@ from searchers.operators import (
     weighted_crowding_distance,
 )
 from searchers.operators.crossover import SinglePointChoiceCrossover
+from searchers.testing import METRICS, MODES, SPACE, TuneSim, chromosomes, first_appearance, hypervolume
 from core.errors import ConfigError, HwnasError
 
 
@@ -146,8 +146,11 @@ def _coverage(a: list[dict], b: list[dict]) -> float:
                           for y in ((e["metrics"]["acc"], e["metrics"]["lat"]) for e in b)]))
 
 
-def test_restore_with_failures_weights_and_constraints(toy, tmp_path) -> None:
-    """Infeasible survivors (rank None), infinite crowding and three objectives survive JSON."""
+@pytest.mark.parametrize("operators", [{}, {"crossover": "single-point", "force_mutation": True}],
+                         ids=["default", "moga"])
+def test_restore_with_failures_weights_and_constraints(toy, tmp_path, operators) -> None:
+    """Infeasible survivors (rank None), infinite crowding and three objectives survive JSON, with
+    the default operators and with MoGA's."""
     def evaluate(config):
         if config["g1"] == 3:
             return None, True
@@ -157,7 +160,8 @@ def test_restore_with_failures_weights_and_constraints(toy, tmp_path) -> None:
         return WeightedNSGA2Searcher(
             param_space=SPACE, metric=["acc", "lat", "params"], mode=["max", "min", "min"],
             weights=[0.4, 0.4, 0.2], population_size=7, generations=5, seed=11,
-            constraints=[("lat", "<=", 2.5), ("params", ">=", 4)], mutation_layer_prob=0.3)
+            constraints=[("lat", "<=", 2.5), ("params", ">=", 4)], mutation_layer_prob=0.3,
+            **operators)
 
     reference = chromosomes(TuneSim(make(), evaluate).run().suggested)
     unranked = 0
@@ -183,14 +187,19 @@ def test_failed_candidates_lose_survival_to_feasible_ones(toy) -> None:
     assert len(survivors) == 6 and all(s["metrics"] is not None for s in survivors)
 
 
+_SETTING = "searcher weighted-nsga2 setting "
 BAD_NSGA = [
-    (dict(weights=[0.5, 0.6]), r"weights: must sum to 1 within 1e-6 \(they sum to 1.1\); got \[0.5, 0.6\]\. HINT:"),
-    (dict(weights=[1.0]), r"weights: must have one weight per metric \(2 metrics.*got \[1.0\]\. HINT:"),
-    (dict(weights=[1.5, -0.5]), r"weights\[1\]: must be a finite number >= 0; got -0.5\. HINT:"),
-    (dict(population_size=1), r"population_size: must be an integer >= 2; got 1\. HINT:"),
-    (dict(generations=0), r"generations: must be an integer >= 1; got 0\. HINT:"),
-    (dict(crossover_prob=1.5), r"crossover_prob: must be a number in \[0, 1\]; got 1.5\. HINT:"),
-    (dict(mutation_layer_prob=-0.1), r"mutation_layer_prob: must be a number in \[0, 1\].*HINT:"),
+    (dict(weights=[0.5, 0.6]),
+     _SETTING + r"'weights': must sum to 1 within 1e-6 \(they sum to 1.1\), got \[0.5, 0.6\]\. HINT:"),
+    (dict(weights=[1.0]),
+     _SETTING + r"'weights': must have one weight per metric \(2 metrics.*, got \[1.0\]\. HINT:"),
+    (dict(weights=[1.5, -0.5]), _SETTING + r"'weights'\[1\]: must be a finite number >= 0, got -0.5\. HINT:"),
+    (dict(population_size=1), _SETTING + r"'population_size': must be an integer >= 2, got 1\. HINT:"),
+    (dict(generations=0), _SETTING + r"'generations': must be an integer >= 1, got 0\. HINT:"),
+    (dict(crossover_prob=1.5),
+     _SETTING + r"'crossover_prob': must be a finite number >= 0 and <= 1, got 1.5\. HINT:"),
+    (dict(mutation_layer_prob=-0.1),
+     _SETTING + r"'mutation_layer_prob': must be a finite number >= 0 and <= 1.*HINT:"),
 ]
 
 
@@ -202,7 +211,7 @@ def test_bad_nsga2_settings(overrides: dict, message: str) -> None:
 
 
 def test_bad_random_settings() -> None:
-    with pytest.raises(ConfigError, match=r"num_samples: must be an integer >= 1; got 0\. HINT:"):
+    with pytest.raises(ConfigError, match=r"'num_samples': must be an integer >= 1, got 0\. HINT:"):
         RandomSearcher(param_space=SPACE, metric=METRICS, mode=MODES, seed=0, num_samples=0)
 
 
@@ -249,12 +258,9 @@ def test_uniform_crossover_and_optional_forced_mutation() -> None:
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"crossover": "two-point"}, "crossover: must be one of single-point, uniform"),
-    ({"force_mutation": "yes"}, "force_mutation: must be true or false"),
+    ({"crossover": "two-point"}, "'crossover': must be one of single-point, uniform"),
+    ({"force_mutation": "yes"}, "'force_mutation': must be true or false"),
 ])
 def test_bad_variation_settings_are_refused(kwargs, pattern) -> None:
-    from searchers import WeightedNSGA2Searcher
-    from spaces import ConfigError
-
     with pytest.raises(ConfigError, match=pattern):
         WeightedNSGA2Searcher(population_size=4, generations=2, seed=0, **kwargs)
