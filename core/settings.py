@@ -115,7 +115,8 @@ def resolve_settings(
         if setting.name in values:
             resolved[setting.name] = setting.check(where(setting.name), values[setting.name], setting.example())
         elif setting.default is REQUIRED:
-            raise ConfigError(f"{where(setting.name)}: is required by {owner}. HINT: {setting.example()}.")
+            hint = setting.example().rstrip(".")
+            raise ConfigError(f"{where(setting.name)}: is required by {owner}. HINT: {hint}.")
         else:
             resolved[setting.name] = setting.default
     return resolved
