@@ -53,7 +53,7 @@ def repeatability(preset: str, input_size: int, repeats: int, options: MeasureOp
     space = get_space(space.name, **{**space.settings, "input_size": input_size})
     data = _export(space, encoding)
     load = os.getloadavg()[0]
-    stats = [measure_onnx(data, (1, 3, input_size, input_size), **vars(options)) for _ in range(repeats)]
+    stats = [measure_onnx(data, (1, 3, input_size, input_size), options=options) for _ in range(repeats)]
     medians = [s.median_ms for s in stats]
     return {"preset": preset, "input_size": input_size, "repeats": repeats, "median_ms": statistics.median(medians),
             "cv_of_medians": _cv(medians), "within_cv_median": statistics.median(s.cv for s in stats),

@@ -1,8 +1,9 @@
 """Where work runs and what it costs there: the Ray connection, devices and the latency service.
 
 With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
-one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor is
-placed by that resource and caches every measurement. Cost models (:mod:`cluster.costmodels`) are
+one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor
+(:mod:`cluster.latency`) is placed by that resource, measures with :mod:`cluster.measure` and keeps
+every measurement in a :mod:`cluster.cache`. Cost models (:mod:`cluster.costmodels`) are
 fitted to such measurements (:mod:`cluster.calibration`: sample, measure through the service,
 fit, report held-out fidelity) and predict latency without measuring.
 """
@@ -37,19 +38,16 @@ from .devices import (
     require_provider,
     resolve_device,
 )
+from .cache import LatencyCache
 from .latency import (
     LATENCY_NAMESPACE,
     LatencyActor,
-    LatencyCache,
     LatencyClient,
     LatencyService,
-    LatencyStats,
-    MeasureOptions,
     get_latency_actor,
     latency_actor_name,
-    measure_onnx,
-    runtime_string,
 )
+from .measure import LatencyStats, MeasureOptions, measure_onnx, runtime_string
 from .runtime import connect, device_resource, require_device
 
 __all__ = [

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from spaces.base import Encoding, SearchSpace
+from core.digest import SHORT
 from core.errors import ConfigError, HwnasError
 from core.jsonio import canonical_json, read_json, write_json_atomic
 from core.seeding import make_rng
+from core.validation import check_int
 
 from .costmodels import COST_MODELS, CostModel, LookupTableCostModel
 
@@ -88,7 +90,7 @@ def structure_digest(onnx_bytes: bytes) -> str:
     for tensor in model.graph.initializer:
         for name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data"):
             tensor.ClearField(name)
-    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()[:16]
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()[:SHORT]
 
 
 class ServiceMeasurer:
@@ -199,12 +201,19 @@ def evaluate_cost_model(model: CostModel, *, samples: int, seed: int, measurer: 
     return report
 
 
-def check_samples(samples: Any, *, flag: str, minimum: int = MIN_SAMPLES) -> None:
-    """Refuse a sample count a fit or evaluation cannot use, naming ``flag``."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < minimum:
-        held = f" ({holdout_size(minimum)} are held out to report fidelity)" if minimum == MIN_SAMPLES else ""
-        raise ConfigError(f"{flag} must be an integer >= {minimum}{held}; got {samples!r}. "
-                          f"HINT: e.g. {flag} 40 (more samples, better fidelity).")
+def check_samples(samples: Any, *, flag: str, minimum: int = MIN_SAMPLES) -> int:
+    """``samples`` as an int if a fit (or, with ``minimum=2``, an evaluation) can use it.
+
+    Args:
+        samples: The sample count given.
+        flag: How the caller names it in messages (``"--samples"``, a config field).
+        minimum: Fewest samples: :data:`MIN_SAMPLES` for a fit, 2 for an evaluation.
+
+    Raises:
+        ConfigError: Not an integer >= ``minimum``.
+    """
+    held = f"; {holdout_size(minimum)} of them are held out to report fidelity" if minimum == MIN_SAMPLES else ""
+    return check_int(flag, samples, minimum=minimum, hint=f"e.g. {flag} 40 (more samples, better fidelity{held})")
 
 
 def _finite(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,16 +262,8 @@ def load_cost_model(path: str | os.PathLike[str], *, kind: str | None = None,
         model = CostModel.from_dict(data, space=space)
     except HwnasError as exc:
         raise ConfigError(f"{what} {str(path)!r}: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ConfigError(f"{what} {str(path)!r} is a damaged cost model ({type(exc).__name__}: {exc}). "
-                          f"HINT: fit it again with `hwnas costmodel fit ... --out {path} --force`.") from None
     info = data.get("calibration") if isinstance(data.get("calibration"), dict) else {}
     return CalibrationResult(model=model, info=info)
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """Content hash of a model file: an evaluator's fingerprint changes when the model does."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def space_hint(identity: Mapping[str, Any]) -> str:

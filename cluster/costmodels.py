@@ -26,6 +26,9 @@ from spaces.base import SearchSpace
 from core.errors import HwnasError
 from core.jsonio import canonical_json, read_json, write_json_atomic
 from core.registry import Registry
+from core.validation import check_number, invalid
+
+from .measure import measure_onnx
 
 __all__ = [
     "COST_MODELS",
@@ -122,6 +125,9 @@ class CostModel(abc.ABC):
             data: The JSON form.
             space: The space the caller will use the model with; refused unless its identity equals the
                 stored one. ``None`` rebuilds the space from the stored identity.
+
+        Raises:
+            HwnasError: Another schema version or kind, another space, or a damaged ``state``.
         """
         if not isinstance(data, Mapping) or data.get("schema_version") != COSTMODEL_SCHEMA:
             version = data.get("schema_version") if isinstance(data, Mapping) else type(data).__name__
@@ -139,7 +145,11 @@ class CostModel(abc.ABC):
                 f"this {data.get('kind')} cost model was fitted for space {canonical_json(identity)}, "
                 f"not for {canonical_json(space.identity)}. HINT: fit a cost model for this space and settings."
             )
-        return target._from_state(data.get("state") or {}, space)
+        try:
+            return target._from_state(data.get("state") or {}, space)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise HwnasError(f"damaged cost model of kind {target.kind!r} ({type(exc).__name__}: {exc}). "
+                             f"HINT: fit it again (`hwnas costmodel fit ... --force`).") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` to ``path`` atomically."""
@@ -147,8 +157,18 @@ class CostModel(abc.ABC):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> CostModel:
-        """Read a model written by :meth:`save` (see :meth:`from_dict` for ``space``)."""
-        return cls.from_dict(read_json(path), space=space)
+        """Read a model written by :meth:`save` (see :meth:`from_dict` for ``space``).
+
+        Raises:
+            OSError: The file cannot be read.
+            HwnasError: It is not JSON, or :meth:`from_dict` refuses it.
+        """
+        try:
+            data = read_json(path)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError: a torn or foreign file
+            raise HwnasError(f"cost model file {os.fspath(path)!r} is not readable JSON ({exc}). "
+                             f"HINT: fit it again (`hwnas costmodel fit ... --out FILE --force`).") from None
+        return cls.from_dict(data, space=space)
 
 
 def _space_from_identity(identity: Any) -> SearchSpace:
@@ -161,16 +181,30 @@ def _space_from_identity(identity: Any) -> SearchSpace:
 def _check_fit_inputs(space: SearchSpace, encodings: Sequence[Sequence[int]], latencies_ms: Sequence[float],
                       *, minimum: int) -> tuple[list[tuple[int, ...]], np.ndarray]:
     if not isinstance(space, SearchSpace):
-        raise HwnasError(f"fit() needs a SearchSpace, got {type(space).__name__}.")
+        raise invalid("fit() argument 'space'", "must be a SearchSpace", space, "pass the space the encodings "
+                      "belong to, e.g. spaces.get_space('moga')", error=HwnasError)
     encs = [space.validate(e) for e in encodings]
-    y = np.asarray(latencies_ms, dtype=np.float64).reshape(-1)
+    y = _milliseconds("fit() argument 'latencies_ms'", latencies_ms)
     if len(encs) != len(y):
-        raise HwnasError(f"fit() got {len(encs)} encodings but {len(y)} latencies. HINT: pass one latency each.")
+        raise invalid("fit() argument 'latencies_ms'", f"must hold one latency per encoding ({len(encs)})",
+                      y.tolist(), "pass one latency each", error=HwnasError)
     if len(encs) < minimum:
-        raise HwnasError(f"fit() needs at least {minimum} measured architectures, got {len(encs)}.")
-    if not np.all(np.isfinite(y) & (y > 0)):
-        raise HwnasError(f"latencies_ms must be finite and > 0, got {y[~(np.isfinite(y) & (y > 0))][:5].tolist()}.")
+        raise invalid("fit() argument 'encodings'", f"must hold at least {minimum} measured architectures", encs,
+                      "measure more architectures", error=HwnasError)
+    bad = ~(np.isfinite(y) & (y > 0))
+    if np.any(bad):
+        raise invalid("fit() argument 'latencies_ms'", "must be finite and > 0", y[bad][:5].tolist(),
+                      "drop failed measurements (and their encodings)", error=HwnasError)
     return encs, y
+
+
+def _milliseconds(where: str, values: Sequence[float]) -> np.ndarray:
+    """``values`` as a flat float array; a non-numeric entry is an :class:`HwnasError`, not numpy's ValueError."""
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise invalid(where, "must be a sequence of numbers (milliseconds)", values, "pass one float per encoding",
+                      error=HwnasError) from None
 
 
 # ------------------------------------------------------------------------------------------- fidelity
@@ -209,10 +243,13 @@ def fidelity(model: CostModel, encodings: Sequence[Sequence[int]], measured_ms: 
         ``r2`` (1 - SS_res / SS_tot; may be negative), ``rmse_ms``, ``spearman`` and ``kendall``
         (tau-b) in [-1, 1] (NaN when the measurements or predictions are constant), and ``n``.
     """
-    measured = np.asarray(measured_ms, dtype=np.float64).reshape(-1)
+    measured = _milliseconds("fidelity() argument 'measured_ms'", measured_ms)
     if len(measured) != len(encodings) or len(measured) < 2:
         raise HwnasError(f"fidelity() needs >= 2 encodings with one measurement each, got {len(encodings)} "
                          f"encodings and {len(measured)} measurements.")
+    if not np.all(np.isfinite(measured)):
+        raise invalid("fidelity() argument 'measured_ms'", "must be finite", measured.tolist(),
+                      "drop failed measurements (and their encodings)", error=HwnasError)
     predicted = model.predict_many(encodings)
     residual = float(np.sum((measured - predicted) ** 2))
     total = float(np.sum((measured - measured.mean()) ** 2))
@@ -260,12 +297,10 @@ class LinearCostModel(CostModel):
 
     def __init__(self, *, alpha: float | None = None, op_features: bool = True) -> None:
         super().__init__()
-        if alpha is not None and (
-            isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha > 0)
-        ):
-            raise HwnasError(f"LinearCostModel: alpha must be a finite number > 0 or None, got {alpha!r}. "
-                             "HINT: leave it None to choose it by cross-validation.")
-        self.alpha = None if alpha is None else float(alpha)
+        if alpha is not None:
+            alpha = check_number("LinearCostModel argument 'alpha'", alpha, low=0.0, low_open=True,
+                                 hint="leave it None to choose it by cross-validation")
+        self.alpha = alpha
         self.use_op_features = bool(op_features)
         self._columns: dict[tuple[int, str], int] = {}
         self._op_names: list[str] = []
@@ -381,9 +416,7 @@ def penalised_ridge(x: np.ndarray, y: np.ndarray, penalties: np.ndarray) -> tupl
 
 # ---------------------------------------------------------------------------------- lookup-table model
 def measure_median_ms(onnx_bytes: bytes, input_shape: tuple[int, ...]) -> float:
-    """The default :data:`MeasureFn`: :func:`~cluster.latency.measure_onnx`'s median, default effort."""
-    from .latency import measure_onnx
-
+    """The default :data:`MeasureFn`: :func:`~cluster.measure.measure_onnx`'s median, default effort."""
     return measure_onnx(onnx_bytes, input_shape).median_ms
 
 

@@ -11,8 +11,9 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from core.errors import ConfigError, DeviceError
+from core.errors import DeviceError
 from core.registry import Registry
+from core.validation import check_choice, check_int, invalid
 
 __all__ = [
     "LOCAL_DEVICE",
@@ -81,41 +82,28 @@ class DeviceProfile:
 
 def _validate(profile: DeviceProfile) -> None:
     if not is_device_name(profile.name):
-        raise ConfigError(
-            f"device.name must be 1-64 characters of letters, digits, '.', '_' or '-', starting "
-            f"with a letter or digit; got {profile.name!r}. HINT: e.g. 'pixel4-edgetpu'."
-        )
-    if profile.runtime not in SUPPORTED_RUNTIMES:
-        raise ConfigError(
-            f"device.runtime must be one of {', '.join(SUPPORTED_RUNTIMES)}; got "
-            f"{profile.runtime!r}. HINT: measure other runtimes by exporting to ONNX."
-        )
+        raise invalid("device.name", "must be 1-64 characters of letters, digits, '.', '_' or '-', starting with "
+                      "a letter or digit", profile.name, "e.g. 'pixel4-edgetpu'")
+    check_choice("device.runtime", profile.runtime, SUPPORTED_RUNTIMES,
+                 hint="measure other runtimes by exporting to ONNX")
     if not isinstance(profile.provider, str) or not profile.provider.endswith("ExecutionProvider"):
-        raise ConfigError(
-            f"device.provider must name an ONNX Runtime execution provider (ending in "
-            f"'ExecutionProvider'); got {profile.provider!r}. HINT: e.g. 'CPUExecutionProvider'."
-        )
+        raise invalid("device.provider", "must name an ONNX Runtime execution provider (ending in "
+                      "'ExecutionProvider')", profile.provider, "e.g. 'CPUExecutionProvider'")
     for field_name in ("threads", "batch"):
-        value = getattr(profile, field_name)
-        # bool is an int subclass; True threads is a config typo, not one thread.
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(
-                f"device.{field_name} must be an integer >= 1; got {value!r}. "
-                f"HINT: use 1 for a single-threaded, batch-1 measurement."
-            )
-    if profile.precision not in SUPPORTED_PRECISIONS:
-        raise ConfigError(
-            f"device.precision must be one of {', '.join(SUPPORTED_PRECISIONS)}; got "
-            f"{profile.precision!r}. HINT: 'fp32' unless the exported model is quantised."
-        )
+        # check_int refuses bools (True threads is a config typo, not one thread) and returns a plain
+        # int, stored so that a numpy integer never reaches a record or a Ray message.
+        value = check_int(f"device.{field_name}", getattr(profile, field_name), minimum=1,
+                          hint="use 1 for a single-threaded, batch-1 measurement")
+        object.__setattr__(profile, field_name, value)
+    check_choice("device.precision", profile.precision, SUPPORTED_PRECISIONS,
+                 hint="'fp32' unless the exported model is quantised")
     if profile.provider == CUDA_PROVIDER and profile.precision == "fp16":
         # The CUDA provider runs the graph in the precision it was exported in, and hwnas exports
         # fp32: an "fp16" label would record fp32 timings as fp16 ones.
-        raise ConfigError(
-            f"device {profile.name!r}: precision 'fp16' with {CUDA_PROVIDER} would still run the fp32 "
-            f"models hwnas exports. HINT: use provider {TENSORRT_PROVIDER!r} (it builds fp16 kernels from an "
-            f"fp32 model), or precision 'fp32'."
-        )
+        raise invalid(f"device.precision of device {profile.name!r}",
+                      f"must be 'fp32' with {CUDA_PROVIDER}, which would still run the fp32 models hwnas exports",
+                      profile.precision, f"use provider {TENSORRT_PROVIDER!r} (it builds fp16 kernels from an fp32 "
+                      f"model), or precision 'fp32'")
 
 
 def device_from_dict(data: Mapping[str, Any]) -> DeviceProfile:
@@ -131,19 +119,14 @@ def device_from_dict(data: Mapping[str, Any]) -> DeviceProfile:
         ConfigError: A field is missing, unknown, or has an invalid value; the message names it.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"device must be a mapping with at least 'name'; got {type(data).__name__}. "
-            f"HINT: e.g. {{name: pixel4, threads: 1}}."
-        )
+        raise invalid("device", "must be a mapping with at least 'name'", data, "e.g. {name: pixel4, threads: 1}")
     known = [f.name for f in fields(DeviceProfile)]
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(map(str, set(data) - set(known)))
     if unknown:
-        raise ConfigError(
-            f"device has unknown field(s) {', '.join(map(repr, unknown))}; known fields: "
-            f"{', '.join(known)}. HINT: check the spelling."
-        )
+        raise invalid("device", f"must have only the fields {', '.join(known)}", dict(data),
+                      f"check the spelling of {', '.join(map(repr, unknown))}")
     if "name" not in data:
-        raise ConfigError("device.name is required; got none. HINT: e.g. name: pixel4-edgetpu.")
+        raise invalid("device.name", "is required", dict(data), "e.g. name: pixel4-edgetpu")
     return DeviceProfile(**dict(data))
 
 
@@ -216,7 +199,8 @@ def resolve_device(device: DeviceProfile | str) -> DeviceProfile:
         return device
     if isinstance(device, str):
         return get_device(device)
-    raise ConfigError(f"device must be a DeviceProfile or a device name; got {type(device).__name__}.")
+    raise invalid("device", "must be a DeviceProfile or a registered device name", device,
+                  f"pick one of: {', '.join(device_names())}")
 
 
 register_device(DeviceProfile(name=LOCAL_DEVICE))

@@ -13,6 +13,7 @@ from typing import Sequence
 import ray
 
 from core.errors import ConfigError, DeviceError
+from core.validation import check_int, invalid
 
 from .devices import LOCAL_DEVICE, DeviceProfile, is_device_name
 
@@ -56,17 +57,13 @@ def connect(
 
 
 def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
-    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-        raise ConfigError(
-            f"num_cpus must be an integer >= 1 or None; got {num_cpus!r}. HINT: omit it to use all CPUs."
-        )
+    if num_cpus is not None:
+        num_cpus = check_int("num_cpus", num_cpus, minimum=1, hint="omit it (None) to use all CPUs")
     names = list(devices)
-    for name in names:
+    for i, name in enumerate(names):
         if not is_device_name(name):
-            raise ConfigError(
-                f"devices entries must be device names (letters, digits, '.', '_', '-'); got "
-                f"{name!r}. HINT: e.g. devices=('cpu',)."
-            )
+            raise invalid(f"devices[{i}]", "must be a device name (letters, digits, '.', '_', '-')", name,
+                          "e.g. devices=('cpu',)")
     ray.init(
         # "local": always a new embedded Ray, never a cluster that `ray start` happens to run here
         # (joining one is what --address is for).
@@ -83,18 +80,15 @@ def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
 
 def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None:
     if not isinstance(address, str) or not address.strip():
-        raise ConfigError(f"address must be a Ray address such as 'auto' or 'HOST:6379'; got {address!r}.")
+        raise invalid("address", "must be a Ray address such as 'auto' or 'HOST:6379'", address,
+                      "omit it (None) to start a local Ray")
     if num_cpus is not None:
-        raise ConfigError(
-            f"num_cpus={num_cpus!r} applies only to a local Ray, not to address={address!r}. "
-            f"HINT: a cluster's CPUs are set when its nodes start; drop num_cpus."
-        )
+        raise invalid("num_cpus", f"must be None when joining address={address!r} (it sizes a local Ray only)",
+                      num_cpus, "a cluster's CPUs are set when its nodes start; drop num_cpus")
     if tuple(devices) != (LOCAL_DEVICE,):
-        raise ConfigError(
-            f"devices={tuple(devices)!r} applies only to a local Ray, not to address={address!r}. "
-            f"HINT: device nodes join with `ray start --address={address} "
-            f"--resources='{{\"device:NAME\": 1}}'`."
-        )
+        raise invalid("devices", f"must be left at {(LOCAL_DEVICE,)!r} when joining address={address!r} (it sets a "
+                      f"local Ray's devices only)", tuple(devices),
+                      f"device nodes join with `ray start --address={address} --resources='{{\"device:NAME\": 1}}'`")
     _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)

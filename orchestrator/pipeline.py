@@ -172,14 +172,14 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
 
 # ---------------------------------------------------------------------- stage 2: search
 def _eval_context(exp: Experiment, digest: str) -> EvalContext:
-    from cluster.calibration import file_digest
+    from core.digest import SHORT, file_digest
 
     cfg = exp.config
     space = cfg.build_space()
     data, evaluation, cost = cfg.data.generator_settings(), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
     del cost["model"], cost["calibration_samples"]  # the model's content counts, not where it came from
     if cfg.cost.uses_model:
-        cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE)
+        cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE, length=SHORT)
     fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
                                         data=data, evaluation=evaluation, cost=cost)
     if cfg.cost.uses_model:

@@ -58,10 +58,12 @@ def test_sampling_a_too_small_space_is_bounded() -> None:
 
 def test_holdout_is_a_quarter_and_at_least_two() -> None:
     assert [holdout_size(n) for n in (4, 8, 9, 40, 100)] == [2, 2, 3, 10, 25]
-    check_samples(MIN_SAMPLES, flag="--samples")
+    assert check_samples(MIN_SAMPLES, flag="--samples") == MIN_SAMPLES
     for bad in (3, 0, True, "8"):
-        with pytest.raises(ConfigError, match="--samples must be an integer >= 4"):
+        with pytest.raises(ConfigError, match=r"--samples: must be an integer >= 4, got .*HINT: .*2 of them are held"):
             check_samples(bad, flag="--samples")
+    with pytest.raises(ConfigError, match=r"--samples: must be an integer >= 2, got 1\. HINT: e\.g\. --samples 40"):
+        check_samples(1, flag="--samples", minimum=2)
 
 
 def test_structure_digest_ignores_weight_values() -> None:

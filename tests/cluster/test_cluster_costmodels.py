@@ -1,114 +1,25 @@
-"""Cost models: a contract every registered kind passes on real ONNX Runtime measurements, plus unit
-tests of the linear features, the ridge solve and the rank correlations."""
+"""Cost models: the contract every registered kind passes (:mod:`cluster.testing`, imported below), plus
+unit tests of the lookup table's exactness, the linear features, the ridge solve and the rank correlations."""
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from cluster import COST_MODELS, CostModel, LinearCostModel, LookupTableCostModel, fidelity, measure_onnx
+from cluster import CostModel, LinearCostModel, LookupTableCostModel, fidelity
 from cluster.costmodels import block_key, kendall_tau, ridge, spearman_rho
-from spaces import SPACES, HwnasError, MogaSpace, export_onnx, get_space
-
-N_FIT, N_HELD_OUT = 30, 10
-
-
-def _measure(onnx_bytes: bytes, shape: tuple[int, ...]) -> float:
-    return measure_onnx(onnx_bytes, shape, warmup=3, min_runs=15, max_runs=40, min_time_s=0.0, max_rounds=1).median_ms
-
-
-# A factory per registered kind: a new kind without one fails test_every_kind_has_a_factory.
-FACTORIES: dict[str, Callable[[], CostModel]] = {
-    "linear": lambda: LinearCostModel(),
-    "lut": lambda: LookupTableCostModel(measure=_measure),
-}
+from cluster.testing import *  # noqa: F401,F403  (the contract, run for every registered kind)
+from cluster.testing import KnownAnswer, fitted_on_known_answer
+from spaces import SPACES, HwnasError, MogaSpace, get_space
 
 
 @pytest.fixture(scope="module")
 def space() -> MogaSpace:
     return MogaSpace(**MogaSpace.small_settings())
-
-
-@pytest.fixture(scope="module")
-def measured(space: MogaSpace) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """N_FIT + N_HELD_OUT distinct sampled architectures and their measured whole-model latencies."""
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    encodings = list(dict.fromkeys(space.sample(rng) for _ in range(N_FIT + N_HELD_OUT)))
-    latencies = [_measure(export_onnx(space.build(e), space.input_shape), space.input_shape) for e in encodings]
-    return encodings, np.array(latencies)
-
-
-_FITTED: dict[str, CostModel] = {}
-
-
-@pytest.fixture(params=sorted(FACTORIES))
-def fitted(request: Any, space: MogaSpace, measured: tuple[list[tuple[int, ...]], np.ndarray]) -> CostModel:
-    kind = request.param
-    if kind not in _FITTED:  # fit each kind once per session: the lookup table measures ~110 blocks
-        encodings, latencies = measured
-        _FITTED[kind] = FACTORIES[kind]().fit(space, encodings[:N_FIT], latencies[:N_FIT])
-    return _FITTED[kind]
-
-
-# ---------------------------------------------------------------------------------------- contract
-def test_every_kind_has_a_factory() -> None:
-    assert set(COST_MODELS.names()) == set(FACTORIES)
-
-
-@pytest.mark.integration
-def test_predictions_are_finite_and_positive(fitted: CostModel, measured: Any) -> None:
-    encodings, _ = measured
-    predicted = fitted.predict_many(encodings)
-    assert predicted.shape == (len(encodings),)
-    assert np.all(np.isfinite(predicted)) and np.all(predicted > 0)
-    assert fitted.predict(encodings[0]) == fitted.predict(list(encodings[0]))
-
-
-@pytest.mark.integration
-def test_save_load_gives_identical_predictions(fitted: CostModel, measured: Any, space: MogaSpace, tmp_path: Any) -> None:
-    encodings, _ = measured
-    path = tmp_path / "cost.json"
-    fitted.save(path)
-    for loaded in (CostModel.load(path), CostModel.load(path, space=space), type(fitted).load(path)):
-        assert type(loaded) is type(fitted)
-        np.testing.assert_array_equal(loaded.predict_many(encodings), fitted.predict_many(encodings))
-    data = fitted.to_dict()
-    assert data["schema_version"] == 1 and data["kind"] == fitted.kind and data["space"] == space.identity
-
-
-@pytest.mark.integration
-def test_refused_for_another_space(fitted: CostModel, tmp_path: Any) -> None:
-    path = tmp_path / "cost.json"
-    fitted.save(path)
-    other = MogaSpace(**{**MogaSpace.small_settings(), "width_mult": 0.5})
-    with pytest.raises(HwnasError, match="fitted for space"):
-        CostModel.load(path, space=other)
-    with pytest.raises(HwnasError, match="schema_version"):
-        CostModel.from_dict({**fitted.to_dict(), "schema_version": 99})
-    wrong = next(cls for name in COST_MODELS.names() if (cls := COST_MODELS.get(name)) is not type(fitted))
-    with pytest.raises(HwnasError, match="kind"):
-        wrong.from_dict(fitted.to_dict())
-
-
-@pytest.mark.integration
-def test_fidelity_report(fitted: CostModel, measured: Any) -> None:
-    encodings, latencies = measured
-    report = fitted.fidelity(encodings[N_FIT:], latencies[N_FIT:])
-    assert set(report) == {"r2", "rmse_ms", "spearman", "kendall", "n"}
-    assert report["n"] == len(encodings) - N_FIT
-    assert report["r2"] <= 1.0 and report["rmse_ms"] >= 0.0
-    assert -1.0 <= report["spearman"] <= 1.0 and -1.0 <= report["kendall"] <= 1.0
-    print(f"\n{fitted.kind} held-out fidelity: {report}")  # shown with -s: the numbers the report quotes
-
-
-def test_unfitted_model_refuses_to_predict(space: MogaSpace) -> None:
-    for factory in FACTORIES.values():
-        with pytest.raises(HwnasError, match="not fitted"):
-            factory().predict(space.default_encoding())
 
 
 # ---------------------------------------------------------------------------------- linear model
@@ -160,12 +71,36 @@ def test_linear_supports_the_other_spaces(name: str) -> None:
 
 
 def test_linear_rejects_bad_inputs(space: MogaSpace) -> None:
-    with pytest.raises(HwnasError, match="alpha"):
+    with pytest.raises(HwnasError, match=r"'alpha': must be a finite number > 0, got 0\. HINT: leave it None"):
         LinearCostModel(alpha=0)
-    with pytest.raises(HwnasError, match="latencies"):
-        LinearCostModel().fit(space, [space.default_encoding()] * 2, [1.0])
-    with pytest.raises(HwnasError, match="> 0"):
-        LinearCostModel().fit(space, [space.default_encoding()] * 2, [1.0, float("nan")])
+    two = [space.default_encoding()] * 2
+    with pytest.raises(HwnasError, match=r"'latencies_ms': must hold one latency per encoding \(2\), got \[1\.0\]"):
+        LinearCostModel().fit(space, two, [1.0])
+    with pytest.raises(HwnasError, match=r"'latencies_ms': must be finite and > 0, got \[nan\]"):
+        LinearCostModel().fit(space, two, [1.0, float("nan")])
+    with pytest.raises(HwnasError, match=r"'latencies_ms': must be a sequence of numbers"):
+        LinearCostModel().fit(space, two, [1.0, "fast"])
+    with pytest.raises(HwnasError, match=r"'encodings': must hold at least 2 measured architectures"):
+        LinearCostModel().fit(space, two[:1], [1.0])
+    fitted = LinearCostModel().fit(space, two, [1.0, 2.0])
+    with pytest.raises(HwnasError, match=r"'measured_ms': must be a sequence of numbers"):
+        fitted.fidelity(two, ["fast", 1.0])
+    with pytest.raises(HwnasError, match=r"'measured_ms': must be finite, got \[nan, 1\.0\]"):
+        fitted.fidelity(two, [None, 1.0])
+
+
+def test_damaged_model_files_are_hwnas_errors(space: MogaSpace, tmp_path: Any) -> None:
+    model = LinearCostModel().fit(space, [(0,) * 14, (1,) * 14], [1.0, 2.0])
+    torn = tmp_path / "torn.json"
+    torn.write_text('{"kind": "lin')
+    with pytest.raises(HwnasError, match="is not readable JSON"):
+        CostModel.load(torn)
+    data = model.to_dict()
+    del data["state"]["weights_us"]
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(data))
+    with pytest.raises(HwnasError, match=r"damaged cost model of kind 'linear' \(KeyError: 'weights_us'\)"):
+        CostModel.load(damaged)
 
 
 def test_lut_refuses_a_space_without_per_layer_blocks() -> None:
@@ -187,6 +122,21 @@ def test_lut_sums_the_measured_parts_and_fits_a_bias(space: MogaSpace) -> None:
     assert model.bias_ms == pytest.approx(20.0 - 16.0)
     assert model.predict((11,) * 14) == pytest.approx(20.0)
     assert calls[-2][1] == 3 and len(calls) < 14 * 12  # stem input; equal blocks measured once
+
+
+def test_lut_is_exact_on_the_known_answer(known_answer: KnownAnswer) -> None:
+    """The parts' sum plus the fitted bias is the whole model's latency: the synthetic device charges
+    its base latency once per model, the table once per part (stem, 14 blocks, tail), and the bias
+    takes the 15 extra ones back."""
+    model = fitted_on_known_answer("lut")
+    np.testing.assert_allclose(model.predict_many(known_answer.held_encodings), known_answer.held_ms, rtol=1e-9)
+    assert model.bias_ms == pytest.approx(-15 * known_answer.device.base_ms)
+
+
+def test_linear_is_almost_exact_on_the_known_answer(known_answer: KnownAnswer) -> None:
+    """Each MoGA layer's MAdds depend on its own choice only: indicators of 200 architectures pin them down."""
+    report = fitted_on_known_answer("linear").fidelity(known_answer.held_encodings, known_answer.held_ms)
+    assert report["r2"] > 0.999 and report["kendall"] > 0.99
 
 
 # ---------------------------------------------------------------------------------- correlations

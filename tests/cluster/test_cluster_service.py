@@ -1,4 +1,4 @@
-"""LatencyService without Ray: cache keys, persistence, reload, damaged files."""
+"""LatencyService without Ray: cache keys, persistence, reload, damaged files; the client's own checks."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import DeviceProfile, LatencyCache, LatencyService, LatencyStats
-from core.errors import DeviceError, ExperimentError
+from cluster import DeviceProfile, LatencyCache, LatencyClient, LatencyService, LatencyStats
+from core.errors import ConfigError, DeviceError, ExperimentError
 from core.jsonio import read_jsonl
 
 CPU = DeviceProfile(name="cpu")
@@ -64,8 +64,14 @@ def test_malformed_record_is_an_experiment_error(tmp_path: Path) -> None:
 
 
 def test_bad_candidate_id_is_refused(tiny_onnx) -> None:
-    with pytest.raises(DeviceError, match="candidate_id"):
+    with pytest.raises(DeviceError, match=r"^candidate_id: must be a non-empty string, got ''\. HINT:"):
         LatencyService(CPU).measure("", tiny_onnx.data, tiny_onnx.shape)
+
+
+def test_client_refuses_a_timeout_before_looking_for_an_actor() -> None:
+    for bad in (0, -1.0, float("inf"), "60"):
+        with pytest.raises(ConfigError, match=r"'timeout_s': must be a finite number > 0, got .*HINT: e\.g\."):
+            LatencyClient("cpu", timeout_s=bad)
 
 
 def test_lookup_answers_hits_without_a_model(tiny_onnx, fast_options) -> None:

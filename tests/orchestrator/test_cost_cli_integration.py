@@ -108,13 +108,13 @@ def _model(tmp_path: Path, text: str) -> Path:
         (["costmodel", "fit", "--space", "nope", "--kind", "lut", "--samples", "8", "--out", "m.json"],
          "unknown search space 'nope'"),
         (["costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "3", "--out", "m.json"],
-         "--samples must be an integer >= 4"),
+         "--samples: must be an integer >= 4"),
         (["costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "8", "--out", "m.json",
           "--device", "phone"], "unknown device 'phone'"),
         (["costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "8", "--out", "m.json",
           "--input-size", "8"], "input_size"),
         (["costmodel", "eval", "--model", "absent.json", "--samples", "5"], "no such file"),
-        (["costmodel", "eval", "--model", "model.json", "--samples", "1"], "--samples must be an integer >= 2"),
+        (["costmodel", "eval", "--model", "model.json", "--samples", "1"], "--samples: must be an integer >= 2"),
     ],
 )
 def test_bad_arguments_fail_before_anything_runs(tmp_path: Path, args: list[str], pattern: str) -> None:
