@@ -5,14 +5,13 @@ No Ray, no MLflow: these read the space registry, decode, build, count and expor
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from spaces import SPACES, ConfigError, SearchSpace, get_space
 
-__all__ = ["add_arch_commands", "space_listing", "describe_architecture"]
+__all__ = ["add_arch_commands", "describe_architecture", "setting_names", "space_listing"]
 
 
 def space_listing() -> list[dict[str, Any]]:
@@ -70,11 +69,11 @@ def resolve_architecture(args: argparse.Namespace) -> tuple[SearchSpace, tuple[i
             raise ConfigError(f"--space {args.space} needs --arch ENCODING. "
                               f"HINT: e.g. --arch {example.to_string(example.default_encoding())}")
         space_name, settings, text = args.space, {}, args.arch
-    accepted = inspect.signature(SPACES.get(space_name)).parameters
+    accepted = setting_names(space_name)
     task = getattr(args, "task", None)
     if task is not None and "task" not in accepted:
         if task == "detection":
-            with_head = [n for n in SPACES.names() if "task" in inspect.signature(SPACES.get(n)).parameters]
+            with_head = [n for n in SPACES.names() if "task" in setting_names(n)]
             raise ConfigError(f"--task detection: space {space_name} has no SSDLite detection head (no C4/C5 "
                               f"endpoints). HINT: spaces with one: {', '.join(with_head)}; or use --task classification")
         task = None  # every other space is a classifier already
@@ -85,6 +84,11 @@ def resolve_architecture(args: argparse.Namespace) -> tuple[SearchSpace, tuple[i
             settings[key] = value
     space = get_space(space_name, **settings)
     return space, space.parse(text)
+
+
+def setting_names(space_name: str) -> list[str]:
+    """The settings a registered space takes (an unknown name lists the known spaces)."""
+    return [s.name for s in SPACES.get(space_name).SETTINGS]
 
 
 def describe_architecture(space: SearchSpace, encoding: tuple[int, ...]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from spaces import HwnasError
+from core.errors import HwnasError
+
+from ._ray_env import quiet_ray
 
 __all__ = ["main", "build_parser"]
 
@@ -76,7 +78,7 @@ def _check_placement(cfg: Any, address: str | None) -> None:
     """Connect to Ray and make sure the latency device exists, so a bad cluster writes nothing."""
     from cluster import connect, require_device
 
-    _quiet_ray()
+    quiet_ray()
     connect(address)
     if cfg.cost.measures:
         require_device(cfg.cost.device)
@@ -95,7 +97,7 @@ def _run(exp: Any, address: str | None) -> int:
     from .results import format_table
     from .tracking import ui_command
 
-    _quiet_ray()
+    quiet_ray()
     summary = run_experiment(exp, address=address, printer=_out)
     _out("")
     _out(f"Pareto front ({len(summary['pareto'])} of {summary['candidates']} candidates):")
@@ -114,15 +116,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
     status = experiment_status(args.experiment_dir)
     _out(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0
-
-
-def _quiet_ray() -> None:
-    # Tune's own tables would drown hwnas's progress lines; errors are still printed.
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
 COMMANDS = {"search": _cmd_search, "resume": _cmd_resume, "status": _cmd_status}

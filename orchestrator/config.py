@@ -1,8 +1,13 @@
 """The experiment config: YAML in, frozen typed objects out, every rule checked before anything runs.
 
 An invalid config raises :class:`ConfigError` with one message naming the field (dotted path), the
-rule, the value and the fix. ``--set a.b=c`` overrides are applied to the raw mapping first and then
-validated with the file, so they obey exactly the same rules.
+rule, the value and the fix (:mod:`core.validation`). ``--set a.b=c`` overrides are applied to the raw
+mapping first and then validated with the file, so they obey exactly the same rules.
+
+The plugins own their sections: a dataset kind validates ``data``, a space ``space.settings`` and a
+searcher ``search.settings`` (through their ``check_settings``), so a newly registered plugin needs no
+edit here. The validated config holds every setting with its default filled in, and that is what an
+experiment directory stores: a later change of a default never changes an existing experiment.
 """
 from __future__ import annotations
 
@@ -14,43 +19,60 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from spaces import SPACES, ConfigError, HwnasError, get_space
-from spaces.base import SearchSpace
+from cluster.measure import MeasureOptions
+from core.errors import ConfigError, HwnasError
+from core.validation import check_choice, check_int, check_number, invalid
+from searchers import SEARCHERS, Constraint, Objective
+from spaces import SPACES, SearchSpace, get_space
+from trainers import DATASETS
+
+from .metrics import metric_names
 
 __all__ = [
     "ExperimentConfig", "SpaceConfig", "DataConfig", "SupernetConfig", "EvaluationConfig",
     "SearchConfig", "Objective", "Constraint", "CostConfig", "load_config", "config_from_dict",
-    "apply_overrides", "METRICS",
+    "config_from_json", "apply_overrides",
 ]
 
-# The metrics a candidate run carries; objectives and constraints may name any of them.
-METRICS = ("accuracy", "latency_ms", "params", "madds")
 COST_KINDS = ("measured", "linear", "lut", "madds")
 MODEL_KINDS = ("linear", "lut")  # the cost kinds that predict with a fitted cost model
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def _field(path: str) -> str:
+    return f"config field '{path}'"
+
+
 def _fail(path: str, rule: str, value: Any, hint: str) -> ConfigError:
-    return ConfigError(f"config field '{path}': {rule}, got {value!r}. HINT: {hint}")
+    return invalid(_field(path), rule, value, hint)  # type: ignore[return-value]
+
+
+def _where(prefix: str):  # how a plugin's check names one of its settings
+    return lambda name: _field(f"{prefix}.{name}")
 
 
 @dataclass(frozen=True)
 class SpaceConfig:
+    """The search space and its settings (complete: data-fixed settings and defaults filled in)."""
+
     name: str = "moga"
     settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    kind: str = "synthetic"
-    num_classes: int = 10
-    image_size: int = 32
-    train_size: int = 4096
-    val_size: int = 1024
-    noise: float = 0.45
+    """The dataset kind and its settings; written flat in YAML (``data: {kind: synthetic, noise: 0.4}``)."""
 
-    def generator_settings(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("num_classes", "image_size", "train_size", "val_size", "noise")}
+    kind: str = "synthetic"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        """The task the data serves (classification for the synthetic and image-folder kinds)."""
+        return DATASETS.get(self.kind).task
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.settings}
 
 
 @dataclass(frozen=True)
@@ -74,29 +96,20 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
-class Objective:
-    metric: str
-    mode: str
-    weight: float
-
-
-@dataclass(frozen=True)
-class Constraint:
-    metric: str
-    op: str
-    value: float
-
-
-@dataclass(frozen=True)
 class SearchConfig:
     searcher: str = "weighted-nsga2"
-    settings: dict[str, Any] = field(default_factory=lambda: {"population_size": 12, "generations": 4})
+    settings: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[Objective, ...] = (
         Objective("accuracy", "max", 0.4), Objective("latency_ms", "min", 0.4), Objective("params", "max", 0.2),
     )
     constraints: tuple[Constraint, ...] = ()
     max_concurrent: int = 1
     top_k: int = 5
+
+    @property
+    def budget(self) -> int:
+        """How many candidates the search evaluates (the searcher says, from its settings)."""
+        return SEARCHERS.get(self.searcher).budget(self.settings)
 
 
 @dataclass(frozen=True)
@@ -106,17 +119,18 @@ class CostConfig:
     ``measured``: through the latency service on ``device``. ``linear`` / ``lut``: predicted by a cost
     model, either the file ``model`` (from ``hwnas costmodel fit``; stored as an absolute path) or one
     the experiment's calibration stage fits from ``calibration_samples`` measured architectures.
-    ``madds``: a deterministic proxy. warmup .. cv_threshold set the measurement effort.
+    ``madds``: a deterministic proxy. warmup .. cv_threshold set the measurement effort (defaults:
+    :class:`cluster.measure.MeasureOptions`'s).
     """
 
     kind: str = "measured"
     device: str = "cpu"
     model: str = ""
     calibration_samples: int = 0
-    warmup: int = 10
-    min_runs: int = 30
-    max_runs: int = 300
-    cv_threshold: float = 0.05
+    warmup: int = MeasureOptions.warmup
+    min_runs: int = MeasureOptions.min_runs
+    max_runs: int = MeasureOptions.max_runs
+    cv_threshold: float = MeasureOptions.cv_threshold
 
     @property
     def uses_model(self) -> bool:
@@ -127,6 +141,10 @@ class CostConfig:
     def measures(self) -> bool:
         """Whether the experiment needs the latency device (to measure, or to calibrate a model)."""
         return self.kind == "measured" or (self.uses_model and not self.model)
+
+    def measure_options(self) -> MeasureOptions:
+        return MeasureOptions(warmup=self.warmup, min_runs=self.min_runs, max_runs=self.max_runs,
+                              cv_threshold=self.cv_threshold)
 
 
 @dataclass(frozen=True)
@@ -141,42 +159,37 @@ class ExperimentConfig:
     cost: CostConfig = CostConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as the YAML a user could have written (what ``experiment.json`` stores)."""
+        out = dataclasses.asdict(self)
+        out["data"] = self.data.to_dict()
+        return out
 
     def space_settings(self) -> dict[str, Any]:
-        """The space settings with input size and classes taken from the data."""
-        return {**self.space.settings, "input_size": self.data.image_size, "num_classes": self.data.num_classes}
+        return dict(self.space.settings)
 
     def build_space(self) -> SearchSpace:
-        return get_space(self.space.name, **self.space_settings())
+        return get_space(self.space.name, **self.space.settings)
 
     @property
     def total_candidates(self) -> int:
-        s = self.search.settings
-        if self.search.searcher in ("random", "reinforce"):
-            return int(s["num_samples"])
-        return int(s["population_size"]) * int(s["generations"])
+        return self.search.budget
 
 
 # ---------------------------------------------------------------------- generic field checking
+_TYPE_CHECKS = {
+    "int": lambda path, value: check_int(_field(path), value, hint="write a whole number such as 4"),
+    "float": lambda path, value: check_number(_field(path), value, hint="write a finite number such as 0.1"),
+}
+
+
 def _check_type(path: str, value: Any, annotation: str) -> Any:
-    if annotation == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(path, "must be an integer", value, "write a whole number such as 4")
-        return value
-    if annotation == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(path, "must be a number", value, "write a number such as 0.1")
-        return float(value)
-    if annotation == "str":
-        if not isinstance(value, str):
-            raise _fail(path, "must be a string", value, "quote the value")
-        return value
-    if annotation.startswith("dict"):
-        if not isinstance(value, Mapping):
-            raise _fail(path, "must be a mapping", value, "write 'key: value' pairs under it")
-        return dict(value)
-    return value
+    if annotation in _TYPE_CHECKS:
+        return _TYPE_CHECKS[annotation](path, value)
+    if annotation == "str" and not isinstance(value, str):
+        raise _fail(path, "must be a string", value, "quote the value")
+    if annotation.startswith("dict") and not isinstance(value, Mapping):
+        raise _fail(path, "must be a mapping", value, "write 'key: value' pairs under it")
+    return dict(value) if annotation.startswith("dict") else value
 
 
 def _check_keys(path: str, raw: Any, cls: type) -> dict[str, Any]:
@@ -186,10 +199,8 @@ def _check_keys(path: str, raw: Any, cls: type) -> dict[str, Any]:
     known = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in known:
-            raise ConfigError(
-                f"config field '{_join(path, str(key))}': unknown key. HINT: valid keys of {where} are: "
-                f"{', '.join(known)}."
-            )
+            raise ConfigError(f"{_field(_join(path, str(key)))}: unknown key. HINT: valid keys of {where} are: "
+                              f"{', '.join(known)}.")
     return dict(raw)
 
 
@@ -200,49 +211,50 @@ def _join(path: str, key: str) -> str:
 def _build_flat(cls: type, raw: Any, path: str) -> Any:
     """Build a dataclass whose fields are scalars or dicts, checking keys and types."""
     values = _check_keys(path, raw, cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            kwargs[f.name] = _check_type(_join(path, f.name), values[f.name], str(f.type))
+    kwargs = {f.name: _check_type(_join(path, f.name), values[f.name], str(f.type))
+              for f in dataclasses.fields(cls) if f.name in values}
     return cls(**kwargs)
 
 
 def _positive(path: str, value: float, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
-        rule = "must be >= 0" if allow_zero else "must be > 0"
-        raise _fail(path, rule, value, "use a positive budget")
+        raise _fail(path, "must be >= 0" if allow_zero else "must be > 0", value, "use a positive budget")
 
 
-def _choice(path: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise _fail(path, f"must be one of {', '.join(allowed)}", value, f"pick one of: {', '.join(allowed)}")
+def _choice(path: str, value: Any, allowed: Sequence[str]) -> None:
+    check_choice(_field(path), value, allowed)
+
+
+def _registered(path: str, value: Any, registry: Any, what: str) -> None:
+    """``value`` names a registered plugin; the message lists the registered names."""
+    if not isinstance(value, str) or value not in registry:
+        names = ", ".join(registry.names())
+        raise _fail(path, f"unknown {what}; known: {names}", value, f"pick one of: {names}")
 
 
 # ---------------------------------------------------------------------- sections
+def _data(raw: Any) -> DataConfig:
+    if not isinstance(raw, Mapping):
+        raise _fail("data", "must be a mapping of fields", raw, "e.g. data: {kind: synthetic, num_classes: 10}")
+    values = dict(raw)
+    kind = values.pop("kind", DataConfig.kind)
+    _registered("data.kind", kind, DATASETS, "dataset kind")
+    return DataConfig(kind=kind, settings=DATASETS.get(kind).check_settings(values, where=_where("data")))
+
+
 def _space(raw: Any, data: DataConfig) -> SpaceConfig:
     cfg = _build_flat(SpaceConfig, raw, "space")
-    if cfg.name not in SPACES:
-        raise _fail("space.name", "unknown search space", cfg.name, f"known spaces: {', '.join(SPACES.names())}")
-    for key, data_key in (("input_size", "image_size"), ("num_classes", "num_classes")):
-        if key in cfg.settings and cfg.settings[key] != getattr(data, data_key):
-            raise _fail(
-                f"space.settings.{key}", f"must equal data.{data_key} ({getattr(data, data_key)})",
-                cfg.settings[key], f"remove space.settings.{key}: it is taken from data.{data_key}",
-            )
-    return cfg
-
-
-def _data(raw: Any) -> DataConfig:
-    cfg = _build_flat(DataConfig, raw, "data")
-    _choice("data.kind", cfg.kind, ("synthetic",))
-    if cfg.num_classes < 2:
-        raise _fail("data.num_classes", "must be >= 2", cfg.num_classes, "use at least 2 classes")
-    if cfg.image_size < 16:
-        raise _fail("data.image_size", "must be >= 16", cfg.image_size, "use 16 or more pixels")
-    for name in ("train_size", "val_size"):
-        _positive(f"data.{name}", getattr(cfg, name))
-    _positive("data.noise", cfg.noise, allow_zero=True)
-    return cfg
+    _registered("space.name", cfg.name, SPACES, "search space")
+    cls = SPACES.get(cfg.name)
+    fixed = DATASETS.get(data.kind).space_settings(data.settings)
+    if any(s.name == "task" for s in cls.SETTINGS):  # a space with heads for several tasks: the data decides
+        fixed["task"] = data.task
+    for key, value in fixed.items():
+        if key in cfg.settings and cfg.settings[key] != value:
+            raise _fail(f"space.settings.{key}", f"must be {value!r}, which data.kind {data.kind} fixes",
+                        cfg.settings[key], f"remove space.settings.{key}: it is taken from the data")
+    settings = cls.check_settings({**cfg.settings, **fixed}, where=_where("space.settings"))
+    return SpaceConfig(name=cfg.name, settings={k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()})
 
 
 def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
@@ -252,8 +264,9 @@ def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
     for name in ("momentum", "weight_decay", "label_smoothing"):
         _positive(f"supernet.{name}", getattr(cfg, name), allow_zero=True)
     _choice("supernet.sampling", cfg.sampling, ("uniform", "fair"))
-    if cfg.batch_size > data.train_size:
-        raise _fail("supernet.batch_size", f"must be <= data.train_size ({data.train_size})", cfg.batch_size,
+    train_size = data.settings.get("train_size")
+    if train_size is not None and cfg.batch_size > train_size:
+        raise _fail("supernet.batch_size", f"must be <= data.train_size ({train_size})", cfg.batch_size,
                     "lower the batch size or generate more training data")
     if not 0 <= cfg.momentum < 1 or not 0 <= cfg.label_smoothing < 1:
         raise _fail("supernet.momentum", "momentum and label_smoothing must be in [0, 1)",
@@ -265,9 +278,10 @@ def _evaluation(raw: Any, data: DataConfig) -> EvaluationConfig:
     cfg = _build_flat(EvaluationConfig, raw, "evaluation")
     for name in ("bn_batches", "bn_batch_size", "batch_size"):
         _positive(f"evaluation.{name}", getattr(cfg, name))
-    if cfg.bn_batches * cfg.bn_batch_size > data.train_size:
-        raise _fail("evaluation.bn_batches", f"bn_batches x bn_batch_size must be <= data.train_size "
-                    f"({data.train_size})", cfg.bn_batches * cfg.bn_batch_size, "use fewer or smaller batches")
+    train_size = data.settings.get("train_size")
+    if train_size is not None and cfg.bn_batches * cfg.bn_batch_size > train_size:
+        raise _fail("evaluation.bn_batches", f"bn_batches x bn_batch_size must be <= data.train_size ({train_size})",
+                    cfg.bn_batches * cfg.bn_batch_size, "use fewer or smaller batches")
     return cfg
 
 
@@ -278,11 +292,10 @@ def _cost(raw: Any) -> CostConfig:
     _choice("cost.kind", cfg.kind, COST_KINDS)
     _choice("cost.device", cfg.device, device_names())
     _cost_model_fields(cfg)
-    for name in ("min_runs", "max_runs", "cv_threshold"):
-        _positive(f"cost.{name}", getattr(cfg, name))
-    _positive("cost.warmup", cfg.warmup, allow_zero=True)
-    if cfg.max_runs < cfg.min_runs:
-        raise _fail("cost.max_runs", f"must be >= cost.min_runs ({cfg.min_runs})", cfg.max_runs, "raise max_runs")
+    try:
+        cfg.measure_options()
+    except ConfigError as exc:
+        raise ConfigError(f"config section 'cost': {exc}") from None
     return cfg
 
 
@@ -307,7 +320,7 @@ def _cost_model_fields(cfg: CostConfig) -> None:
                     f"report fidelity)", cfg.calibration_samples, "use e.g. 40")
 
 
-def _check_cost_model_file(cfg: "ExperimentConfig") -> "ExperimentConfig":
+def _check_cost_model_file(cfg: ExperimentConfig) -> ExperimentConfig:
     """The named model exists, is of cost.kind and fits the experiment's space; path made absolute."""
     from cluster.calibration import load_cost_model
 
@@ -316,64 +329,51 @@ def _check_cost_model_file(cfg: "ExperimentConfig") -> "ExperimentConfig":
     return dataclasses.replace(cfg, cost=dataclasses.replace(cfg.cost, model=str(path)))
 
 
-def _objectives(raw: Any) -> tuple[Objective, ...]:
+def _objectives(raw: Any, metrics: Sequence[str]) -> tuple[Objective, ...]:
     if not isinstance(raw, list) or not raw:
         raise _fail("search.objectives", "must be a non-empty list", raw,
                     "e.g. [{metric: accuracy, mode: max, weight: 0.5}, {metric: latency_ms, mode: min, weight: 0.5}]")
     out = []
     for i, item in enumerate(raw):
         obj = _build_flat(Objective, item, f"search.objectives[{i}]")
-        _choice(f"search.objectives[{i}].metric", obj.metric, METRICS)
+        _choice(f"search.objectives[{i}].metric", obj.metric, metrics)
         _choice(f"search.objectives[{i}].mode", obj.mode, ("max", "min"))
         _positive(f"search.objectives[{i}].weight", obj.weight, allow_zero=True)
         out.append(obj)
     names = [o.metric for o in out]
     if len(set(names)) != len(names):
         raise _fail("search.objectives", "each metric may appear once", names, "remove the duplicate objective")
-    total = sum(o.weight for o in out)
-    if abs(total - 1.0) > 1e-6:
+    if abs(sum(o.weight for o in out) - 1.0) > 1e-6:
         raise _fail("search.objectives", "weights must sum to 1", [o.weight for o in out],
                     "rescale the weights, e.g. 0.4 / 0.4 / 0.2")
     return tuple(out)
 
 
-def _constraints(raw: Any) -> tuple[Constraint, ...]:
+def _constraints(raw: Any, metrics: Sequence[str]) -> tuple[Constraint, ...]:
     if not isinstance(raw, list):
         raise _fail("search.constraints", "must be a list", raw, "e.g. [{metric: latency_ms, op: '<=', value: 2.0}]")
     out = []
     for i, item in enumerate(raw):
         c = _build_flat(Constraint, item, f"search.constraints[{i}]")
-        _choice(f"search.constraints[{i}].metric", c.metric, METRICS)
+        _choice(f"search.constraints[{i}].metric", c.metric, metrics)
         _choice(f"search.constraints[{i}].op", c.op, ("<=", ">="))
         out.append(c)
     return tuple(out)
 
 
-def _search(raw: Any, seed: int) -> SearchConfig:
+def _search(raw: Any, data: DataConfig) -> SearchConfig:
     values = _check_keys("search", raw, SearchConfig)
-    defaults = SearchConfig()
-    objectives = _objectives(values.pop("objectives")) if "objectives" in values else defaults.objectives
-    constraints = _constraints(values.pop("constraints")) if "constraints" in values else ()
-    flat = _build_flat(SearchConfig, values, "search")
-    cfg = dataclasses.replace(flat, objectives=objectives, constraints=constraints)
-    if "settings" not in values and cfg.searcher == "random":
-        cfg = dataclasses.replace(cfg, settings={"num_samples": 48})
+    metrics = metric_names(data.task)
+    objectives = _objectives(values.pop("objectives"), metrics) if "objectives" in values else SearchConfig.objectives
+    constraints = _constraints(values.pop("constraints"), metrics) if "constraints" in values else ()
+    cfg = dataclasses.replace(_build_flat(SearchConfig, values, "search"), objectives=objectives,
+                              constraints=constraints)
+    _registered("search.searcher", cfg.searcher, SEARCHERS, "searcher")
+    settings = SEARCHERS.get(cfg.searcher).check_settings(
+        cfg.settings, where=_where("search.settings"), objectives=objectives, constraints=constraints)
     _positive("search.max_concurrent", cfg.max_concurrent)
     _positive("search.top_k", cfg.top_k)
-    _check_searcher(cfg, seed)
-    return cfg
-
-
-def _check_searcher(cfg: SearchConfig, seed: int) -> None:
-    """Build the searcher once on a dummy space: its own eager validation covers its settings."""
-    from .search import make_searcher  # late import: searchers pull in Ray
-
-    try:
-        make_searcher(cfg, param_space={"x": [0, 1]}, seed=seed)
-    except ConfigError as exc:
-        raise ConfigError(f"config field 'search.settings' (searcher {cfg.searcher!r}): {exc}") from None
-    except HwnasError as exc:
-        raise _fail("search.searcher", "unknown searcher", cfg.searcher, str(exc)) from None
+    return dataclasses.replace(cfg, settings=settings)
 
 
 # ---------------------------------------------------------------------- entry points
@@ -400,18 +400,13 @@ def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
         space=_space(values.get("space", {}), data),
         supernet=_supernet(values.get("supernet", {}), data),
         evaluation=_evaluation(values.get("evaluation", {}), data),
-        search=_search(values.get("search", {}), seed),
+        search=_search(values.get("search", {}), data),
         cost=_cost(values.get("cost", {})),
     )
     try:
-        space = cfg.build_space()
+        cfg.build_space()  # the space's own cross-setting rules
     except HwnasError as exc:
         raise ConfigError(f"config field 'space.settings': {exc}") from None
-    if space.settings.get("task", "classification") != "classification":
-        # The pipeline trains and scores classifiers; a detector's (boxes, logits) would fail mid-run.
-        raise _fail("space.settings.task", "must be classification: hwnas search trains classification "
-                    "supernets", space.settings["task"], "set space.settings.task: classification (detectors "
-                    "can be described, exported and measured with `hwnas arch` and `hwnas latency`)")
     if check_files and cfg.cost.uses_model and cfg.cost.model:
         cfg = _check_cost_model_file(cfg)
     return cfg
@@ -456,9 +451,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     return config_from_dict(apply_overrides(raw, overrides))
 
 
-def config_from_json(data: Mapping[str, Any]) -> ExperimentConfig:
-    """Rebuild a config saved by :meth:`ExperimentConfig.to_dict` (objectives come back as dicts)."""
+def config_from_json(data: Mapping[str, Any], *, schema_version: int) -> ExperimentConfig:
+    """Rebuild a config an experiment directory stored (see :meth:`ExperimentConfig.to_dict`).
+
+    Experiments of schema version 1 stored the settings as the user wrote them: their searcher ran with
+    the defaults of that time, which are restored here, so that they resume exactly as they started.
+    """
     raw = {k: v for k, v in data.items()}
-    raw["search"] = {**raw["search"], "objectives": list(raw["search"]["objectives"]),
-                     "constraints": list(raw["search"]["constraints"])}
+    search = dict(raw["search"])
+    search["objectives"], search["constraints"] = list(search["objectives"]), list(search["constraints"])
+    if schema_version < 2 and search.get("searcher", SearchConfig.searcher) == "weighted-nsga2":
+        # Before schema 2, MoGA's operators were NSGA-II's defaults (now: uniform, no forced mutation).
+        search["settings"] = {"crossover": "single-point", "force_mutation": True, **search.get("settings", {})}
+    raw["search"] = search
     return config_from_dict(raw, check_files=False)

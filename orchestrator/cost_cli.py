@@ -9,7 +9,6 @@ Progress goes to stderr, so ``--json`` output on stdout stays one JSON document.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -40,7 +39,9 @@ def _progress(line: str) -> None:
 # ---------------------------------------------------------------------------------- argument checks
 def _settings_overrides(items: Sequence[str], space_name: str) -> dict[str, Any]:
     """``--set key=value`` pairs (YAML values) checked against the space's constructor."""
-    accepted = [p for p in inspect.signature(SPACES.get(space_name)).parameters if p not in ("self",)]
+    from .arch_cli import setting_names
+
+    accepted = setting_names(space_name)
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -114,9 +115,9 @@ def _client(args: argparse.Namespace, profile: Any, options: Any) -> Any:
     """Connect to Ray (local by default) and return a client of the device's latency actor."""
     from cluster import LatencyClient, connect, require_device
 
-    from .cli import _quiet_ray
+    from ._ray_env import quiet_ray
 
-    _quiet_ray()
+    quiet_ray()
     connect(args.address)
     require_device(profile)
     return LatencyClient(profile, str(args.cache or default_cache_path()), options=options)

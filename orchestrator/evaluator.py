@@ -5,31 +5,25 @@ client, cache) is built once per worker process and reused across trials (Tune r
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.digest import json_digest
 from spaces import SearchSpace, get_space
-from core.jsonio import canonical_json
 
 from .cache import EvaluationCache
 
-__all__ = ["EvalContext", "evaluator_fingerprint", "candidate_metrics"]
-
-# Which result keys are the candidate's metrics (logged to MLflow as metrics, in this order).
-METRIC_KEYS = ("accuracy", "latency_ms", "params", "madds")
-LATENCY_DETAIL_KEYS = ("latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs")
+__all__ = ["EvalContext", "evaluator_fingerprint", "worker_state"]
 
 
 def evaluator_fingerprint(*, space_identity: dict[str, Any], supernet_digest: str, seed: int,
                           data: dict[str, Any], evaluation: dict[str, Any], cost: dict[str, Any]) -> str:
     """Identifies everything a score depends on; a changed input gives a new fingerprint."""
-    payload = canonical_json({"space": space_identity, "supernet": supernet_digest, "seed": seed,
-                              "data": data, "evaluation": evaluation, "cost": cost})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return json_digest({"space": space_identity, "supernet": supernet_digest, "seed": seed,
+                        "data": data, "evaluation": evaluation, "cost": cost})
 
 
 @dataclass(frozen=True)
@@ -41,6 +35,7 @@ class EvalContext:
     space_settings: dict[str, Any]
     supernet_path: str
     seed: int
+    data_kind: str
     data: dict[str, Any]
     evaluation: dict[str, Any]
     cost: dict[str, Any]
@@ -50,14 +45,9 @@ class EvalContext:
     def space(self) -> SearchSpace:
         return get_space(self.space_name, **self.space_settings)
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        size = int(self.space_settings["input_size"])
-        return (1, 3, size, size)
-
     def evaluate(self, encoding: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Return (metrics, cached) for ``encoding``, scoring it only if no cached score exists."""
-        state = _worker_state(self)
+        state = worker_state(self)
         candidate_id = self.space.candidate_id(encoding)
         hit = state.cache.get(candidate_id, self.fingerprint)
         if hit is not None:
@@ -66,17 +56,23 @@ class EvalContext:
         state.cache.put(candidate_id, self.fingerprint, metrics)
         return metrics, False
 
+    def inherited_model(self, state: "_WorkerState", encoding: Sequence[int]) -> Any:
+        """The candidate's stand-alone model with the supernet's weights, BN recalibrated, in eval mode."""
+        from trainers import inherit_and_calibrate
+
+        return inherit_and_calibrate(
+            space=self.space, supernet=state.supernet, encoding=encoding, dataset=state.dataset,
+            bn_batches=self.evaluation["bn_batches"], bn_batch_size=self.evaluation["bn_batch_size"],
+        )
+
     def _score(self, state: "_WorkerState", encoding: tuple[int, ...], candidate_id: str) -> dict[str, Any]:
-        from trainers import accuracy, inherit_and_calibrate
+        from trainers import score
 
         started = time.perf_counter()
-        model = inherit_and_calibrate(
-            space=self.space, supernet=state.supernet, encoding=encoding, data=state.data,
-            bn_batches=self.evaluation["bn_batches"], bn_batch_size=self.evaluation["bn_batch_size"], seed=self.seed,
-        )
-        acc = accuracy(model, state.data.val_x, state.data.val_y, batch_size=self.evaluation["batch_size"])
+        model = self.inherited_model(state, encoding)
+        metrics: dict[str, Any] = score(state.task, model, state.dataset, batch_size=self.evaluation["batch_size"])
         counts = self.space.count(encoding)
-        metrics: dict[str, Any] = {"accuracy": acc, "params": int(counts["params"]), "madds": int(counts["madds"])}
+        metrics.update(params=int(counts["params"]), madds=int(counts["madds"]))
         metrics.update(self._latency(state, model, encoding, candidate_id, counts["madds"]))
         metrics["eval_seconds"] = time.perf_counter() - started
         return metrics
@@ -91,8 +87,8 @@ class EvalContext:
             return {"latency_ms": state.cost_model.predict(encoding)}
         from spaces import export_onnx
 
-        onnx_bytes = export_onnx(model, self.input_shape)
-        stats = state.latency_client.measure(candidate_id, onnx_bytes, list(self.input_shape))
+        onnx_bytes = export_onnx(model, self.space.input_shape)
+        stats = state.latency_client.measure(candidate_id, onnx_bytes, list(self.space.input_shape))
         return {
             "latency_ms": stats["median_ms"], "latency_min_ms": stats["min_ms"], "latency_p90_ms": stats["p90_ms"],
             "latency_cv": stats["cv"], "latency_runs": stats["runs"],
@@ -105,10 +101,11 @@ class _WorkerState:
     def __init__(self, ctx: EvalContext) -> None:
         import torch
 
-        from trainers import load_supernet, make_synthetic_data
+        from trainers import load_supernet, make_dataset, make_task
 
         torch.set_num_threads(1)  # one core per trial; also keeps accuracy bitwise reproducible
-        self.data = make_synthetic_data(seed=ctx.seed, **ctx.data)
+        self.dataset = make_dataset(ctx.data_kind, seed=ctx.seed, settings=ctx.data)
+        self.task = make_task(self.dataset.task, {})
         self.supernet = load_supernet(ctx.supernet_path, ctx.space)
         self.cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
         self._ctx = ctx
@@ -128,30 +125,29 @@ class _WorkerState:
     @property
     def latency_client(self) -> Any:
         if self._latency_client is None:
-            from cluster import LatencyClient, MeasureOptions
+            from cluster import LatencyClient
 
             self._latency_client = LatencyClient(
                 self._ctx.cost["device"], str(Path(self._ctx.experiment_dir) / "latency_cache.jsonl"),
-                options=MeasureOptions(**measure_options(self._ctx.cost)),
+                options=measure_options(self._ctx.cost),
             )
         return self._latency_client
 
 
-def measure_options(cost: dict[str, Any]) -> dict[str, Any]:
-    return {k: cost[k] for k in ("warmup", "min_runs", "max_runs", "cv_threshold")}
+def measure_options(cost: dict[str, Any]) -> Any:
+    """The :class:`~cluster.measure.MeasureOptions` of a context's cost section."""
+    from cluster import MeasureOptions
+
+    return MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs", "cv_threshold")})
 
 
 _STATES: dict[str, _WorkerState] = {}
 
 
-def _worker_state(ctx: EvalContext) -> _WorkerState:
+def worker_state(ctx: EvalContext) -> _WorkerState:
+    """The heavy objects (dataset, task, supernet, caches) of ``ctx`` in this process, built once."""
     key = ctx.fingerprint + ctx.experiment_dir
     if key not in _STATES:
         _STATES.clear()  # one experiment per worker at a time; drop the old supernet
         _STATES[key] = _WorkerState(ctx)
     return _STATES[key]
-
-
-def candidate_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """The numeric metrics of a candidate record, in the documented names."""
-    return {k: float(record[k]) for k in METRIC_KEYS + LATENCY_DETAIL_KEYS if k in record}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaces import ExperimentError
+from core.errors import ConfigError, ExperimentError
 from core.jsonio import read_json, write_json_atomic
 
 from .config import ExperimentConfig, config_from_json
@@ -30,7 +30,9 @@ from .journal import Journal
 __all__ = ["Experiment", "EXPERIMENT_FILE"]
 
 EXPERIMENT_FILE = "experiment.json"
-SCHEMA_VERSION = 1
+#: 2: the config is stored complete (every plugin setting with its default filled in). 1 is still read.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -82,10 +84,10 @@ class Experiment:
             )
         try:
             meta: dict[str, Any] = read_json(meta_path)
-            if meta.get("schema_version") != SCHEMA_VERSION:
+            if meta.get("schema_version") not in READABLE_VERSIONS:
                 raise ValueError(f"schema_version {meta.get('schema_version')!r}")
-            config = config_from_json(meta["config"])
-        except (ValueError, KeyError, TypeError) as exc:
+            config = config_from_json(meta["config"], schema_version=meta["schema_version"])
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
             raise ExperimentError(
                 f"{meta_path} is damaged or from another hwnas version ({exc}). HINT: start a new experiment"
             ) from None

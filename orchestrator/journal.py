@@ -2,6 +2,10 @@
 
 Stages record their start and completion, the driver records every finished candidate. Replaying the
 journal tells which stages are done and which candidates exist; MLflow is fed from it idempotently.
+
+Every record carries ``schema`` (:data:`SCHEMA_VERSION`); records without one are version 1, the same
+events before the field existed. A record of a newer version than this hwnas reads stops the replay
+with a clear error instead of a guess.
 """
 from __future__ import annotations
 
@@ -10,9 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import ExperimentError
 from core.jsonio import append_jsonl, read_jsonl
 
-__all__ = ["Journal", "JournalState"]
+__all__ = ["Journal", "JournalState", "SCHEMA_VERSION"]
+
+#: Version of the journal's records (1: the same events, before records carried a version).
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -36,7 +44,7 @@ class Journal:
         self.path = Path(path)
 
     def append(self, event: str, **fields: Any) -> None:
-        append_jsonl(self.path, {"event": event, "time": time.time(), **fields})
+        append_jsonl(self.path, {"event": event, "schema": SCHEMA_VERSION, "time": time.time(), **fields})
 
     def stage_started(self, stage: str) -> None:
         self.append("stage_started", stage=stage)
@@ -47,6 +55,12 @@ class Journal:
     def replay(self) -> JournalState:
         state = JournalState()
         for rec in read_jsonl(self.path):
+            version = rec.get("schema", 1)
+            if not isinstance(version, int) or version > SCHEMA_VERSION:
+                raise ExperimentError(
+                    f"{self.path} has a record of journal schema {version!r}; this hwnas reads up to "
+                    f"{SCHEMA_VERSION}. HINT: continue the experiment with the hwnas version that wrote it."
+                )
             kind = rec.get("event")
             if kind == "attempt_started":
                 state.attempts += 1

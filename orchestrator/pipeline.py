@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from core.digest import SHORT, file_digest
 from core.jsonio import write_json_atomic
 
 from .config import ExperimentConfig
-from .evaluator import EvalContext, candidate_metrics, evaluator_fingerprint, measure_options
+from .evaluator import EvalContext, evaluator_fingerprint, measure_options, worker_state
 from .experiment import Experiment
 from .journal import JournalState
+from .metrics import candidate_metrics
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
 from .search import format_seconds, SearchProgress, run_search
 from .tracking import Tracker
@@ -81,7 +83,7 @@ def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
     an interrupted calibration re-measures nothing on resume; the model file is written atomically
     and the stage completed only after it, so a completed stage always has its file.
     """
-    from cluster import LatencyClient, MeasureOptions
+    from cluster import LatencyClient
     from cluster.calibration import ServiceMeasurer, fit_cost_model, load_cost_model, save_cost_model
 
     stage, cfg, path = "calibrate", exp.config, exp.directory / COST_MODEL_FILE
@@ -98,7 +100,7 @@ def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
         printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {cfg.cost.calibration_samples} "
                 f"architectures measured on {cfg.cost.device}")
         client = LatencyClient(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"),
-                               options=MeasureOptions(**measure_options(dict(vars(cfg.cost)))))
+                               options=cfg.cost.measure_options())
         result = fit_cost_model(cfg.cost.kind, cfg.build_space(), samples=cfg.cost.calibration_samples,
                                 seed=cfg.seed, measurer=ServiceMeasurer(client, progress=printer),
                                 device=cfg.cost.device)
@@ -128,7 +130,7 @@ def _calibration_metrics(state: JournalState) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- stage 1: supernet
 def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> str:
-    from trainers import SupernetTrainSettings, file_digest, start_trainer_actor
+    from trainers import SupernetTrainSettings, start_trainer_actor
 
     stage = "train_supernet"
     if state.stage(stage) == "completed":
@@ -140,8 +142,8 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> s
     exp.journal.stage_started(stage)
     cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
     actor = start_trainer_actor(
-        num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(),
-        data_settings=cfg.data.generator_settings(), seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
+        num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
+        data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
         train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}),
     )
     try:
@@ -172,11 +174,9 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
 
 # ---------------------------------------------------------------------- stage 2: search
 def _eval_context(exp: Experiment, digest: str) -> EvalContext:
-    from core.digest import SHORT, file_digest
-
     cfg = exp.config
     space = cfg.build_space()
-    data, evaluation, cost = cfg.data.generator_settings(), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
+    data, evaluation, cost = dict(cfg.data.settings), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
     del cost["model"], cost["calibration_samples"]  # the model's content counts, not where it came from
     if cfg.cost.uses_model:
         cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE, length=SHORT)
@@ -186,7 +186,8 @@ def _eval_context(exp: Experiment, digest: str) -> EvalContext:
         cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(
         experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
-        supernet_path=str(exp.supernet_path), seed=cfg.seed, data=data, evaluation=evaluation, cost=cost,
+        supernet_path=str(exp.supernet_path), seed=cfg.seed, data_kind=cfg.data.kind, data=data,
+        evaluation=evaluation, cost=cost,
         fingerprint=fingerprint,
     )
 
@@ -221,18 +222,25 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     if cfg.cost.kind == "measured":
         _start_latency_service(ctx)
     progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
-                                 on_failure=on_failure, printer=printer)
+                              on_failure=on_failure, printer=printer, score_metric=_score_metric(cfg))
     run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt,
                progress=progress)
     exp.journal.stage_completed(stage, candidates=len(progress.known))
 
 
+def _score_metric(cfg: ExperimentConfig) -> str:
+    """The task's headline metric (accuracy for classification)."""
+    from trainers import TASKS
+
+    return TASKS.get(cfg.data.task).METRICS[0]
+
+
 def _start_latency_service(ctx: EvalContext) -> None:
     """Create the device's measuring actor from the driver, so it lives as long as the job."""
-    from cluster import MeasureOptions, get_latency_actor
+    from cluster import get_latency_actor
 
     get_latency_actor(ctx.cost["device"], str(Path(ctx.experiment_dir) / "latency_cache.jsonl"),
-                      options=MeasureOptions(**measure_options(ctx.cost)))
+                      options=measure_options(ctx.cost))
 
 
 # ---------------------------------------------------------------------- stage 3: finalize
@@ -271,7 +279,6 @@ def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], prin
     import torch
 
     from spaces import export_onnx
-    from trainers import inherit_and_calibrate, load_supernet, make_synthetic_data
 
     # Small models on a busy machine: more threads only add contention (seen here: 50x slower).
     torch.set_num_threads(1)
@@ -280,19 +287,12 @@ def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], prin
     out_dir = exp.directory / "onnx"
     out_dir.mkdir(exist_ok=True)
     paths = []
-    supernet = data = None
     for row in rows:
         path = out_dir / f"{row['candidate_id']}.onnx"
         if not path.exists():
-            if supernet is None:
-                supernet = load_supernet(ctx.supernet_path, ctx.space)
-                data = make_synthetic_data(seed=ctx.seed, **ctx.data)
-            model = inherit_and_calibrate(
-                space=ctx.space, supernet=supernet, encoding=ctx.space.parse(row["encoding"]), data=data,
-                bn_batches=ctx.evaluation["bn_batches"], bn_batch_size=ctx.evaluation["bn_batch_size"], seed=ctx.seed,
-            )
+            model = ctx.inherited_model(worker_state(ctx), ctx.space.parse(row["encoding"]))
             tmp = path.with_suffix(".onnx.tmp")
-            export_onnx(model, ctx.input_shape, tmp)
+            export_onnx(model, ctx.space.input_shape, tmp)
             tmp.replace(path)
             printer(f"[finalize] exported {len(paths) + 1}/{len(rows)} Pareto candidates")
         paths.append(path)

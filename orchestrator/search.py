@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from spaces import ConfigError, SearchSpace
+from searchers import SEARCHERS
+from spaces import SearchSpace
 
 from .config import SearchConfig
 from .evaluator import EvalContext
@@ -19,21 +20,12 @@ __all__ = ["SearchProgress", "format_seconds", "make_searcher", "param_space_of"
 
 
 def make_searcher(cfg: SearchConfig, *, param_space: Mapping[str, Sequence[Any]], seed: int) -> Any:
-    """Build the configured searcher (validation errors surface as ConfigError)."""
-    from searchers import SEARCHERS
-
-    cls = SEARCHERS.get(cfg.searcher)
-    kwargs = dict(
-        param_space=param_space, metric=[o.metric for o in cfg.objectives], mode=[o.mode for o in cfg.objectives],
-        seed=seed, **cfg.settings,
+    """The configured searcher over ``param_space``: the registry's class builds itself from the
+    experiment's objectives, constraints and its (already validated) settings."""
+    return SEARCHERS.get(cfg.searcher).from_objectives(
+        param_space=param_space, objectives=cfg.objectives, constraints=cfg.constraints, seed=seed,
+        settings=cfg.settings, where=lambda n: f"config field 'search.settings.{n}'",
     )
-    kwargs["constraints"] = [(c.metric, c.op, c.value) for c in cfg.constraints]
-    if cfg.searcher == "weighted-nsga2":
-        kwargs["weights"] = [o.weight for o in cfg.objectives]
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{exc}. HINT: check the setting names against `hwnas search --help`") from None
 
 
 def param_space_of(space: SearchSpace) -> dict[str, list[int]]:
@@ -55,12 +47,16 @@ def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     })
 
 
+_SHORT = {"accuracy": "acc"}  # how the progress line names a task's score
+
+
 class SearchProgress:
     """Turns finished trials into journal records (via ``on_candidate``) and progress lines."""
 
     def __init__(self, *, total: int, known: set[str], on_candidate: Callable[[dict[str, Any]], None],
-                 on_failure: Callable[[str, str], None], printer: Callable[[str], None]) -> None:
-        self.total, self.known = total, known
+                 on_failure: Callable[[str, str], None], printer: Callable[[str], None],
+                 score_metric: str = "accuracy") -> None:
+        self.total, self.known, self.score_metric = total, known, score_metric
         self.on_candidate, self.on_failure, self.printer = on_candidate, on_failure, printer
         self.done = 0
         self.fresh = 0
@@ -85,7 +81,8 @@ class SearchProgress:
         tag = " (cached)" if r.get("cached") else ""
         self.printer(
             f"[search] gen {r['generation']} candidates {self.done}/{self.total}  {r['candidate_id']}  "
-            f"acc {r['accuracy']:.3f}  lat {r['latency_ms']:.3f} ms  params {r['params'] / 1e6:.3f}M{tag}  "
+            f"{_SHORT.get(self.score_metric, self.score_metric)} {r[self.score_metric]:.3f}  "
+            f"lat {r['latency_ms']:.3f} ms  params {r['params'] / 1e6:.3f}M{tag}  "
             f"ETA {format_seconds(eta)}"
         )
 

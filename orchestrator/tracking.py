@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .metrics import candidate_metrics
+
 __all__ = ["Tracker", "default_tracking_uri", "ui_command"]
 
 UID_TAG, ROLE_TAG = "hwnas_uid", "hwnas_role"
-_RUN_METRICS = ("accuracy", "latency_ms", "params", "madds", "generation",
-                "latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs")
 
 
 def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
@@ -184,7 +184,8 @@ class Tracker:
             ).info.run_id
             known[cid] = (run_id, "RUNNING")
         ts = int(rec.get("time", 0) * 1000)
-        metrics = [Metric(k, float(rec[k]), ts, 0) for k in _RUN_METRICS if k in rec]
+        values = {**candidate_metrics(rec), "generation": float(rec["generation"])}
+        metrics = [Metric(k, v, ts, 0) for k, v in values.items()]
         params = [Param("candidate_id", cid), Param("encoding", rec["encoding"]), Param("space", rec["space"])]
         self.client.log_batch(run_id, metrics=metrics, params=params)
         self.client.set_terminated(run_id, "FINISHED")

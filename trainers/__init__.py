@@ -1,22 +1,43 @@
-"""Trainers: synthetic data, single-path supernet training (as a Ray actor), BN recalibration, scoring."""
+"""Trainers: the task and dataset plugins, single-path supernet training (as a Ray actor), BN
+recalibration and candidate scoring.
+
+The registries (``TASKS``, ``DATASETS``) import without torch, so a config is validated in a fraction
+of a second; the training and scoring functions import torch on first use.
+"""
 from __future__ import annotations
 
-from .actor import start_trainer_actor
-from .bn import recalibrate_bn
-from .data import SyntheticImageData, make_synthetic_data
-from .evaluate import accuracy, inherit_and_calibrate
-from .supernet import SupernetTrainer, SupernetTrainSettings, build_trainer, file_digest, load_supernet
+import importlib
+from typing import Any
+
+from .datasets import DATASETS, Dataset, SyntheticDataset, make_dataset
+from .tasks import TASKS, ClassificationTask, Task, make_task
+
+# Names whose modules import torch, loaded when first asked for (PEP 562).
+_LAZY = {
+    "start_trainer_actor": "actor",
+    "recalibrate_bn": "bn",
+    "inherit_and_calibrate": "evaluate",
+    "score": "evaluate",
+    "SupernetTrainSettings": "supernet",
+    "SupernetTrainer": "supernet",
+    "build_trainer": "supernet",
+    "load_supernet": "supernet",
+}
 
 __all__ = [
-    "SupernetTrainSettings",
-    "SupernetTrainer",
-    "SyntheticImageData",
-    "accuracy",
-    "build_trainer",
-    "file_digest",
-    "inherit_and_calibrate",
-    "load_supernet",
-    "make_synthetic_data",
-    "recalibrate_bn",
-    "start_trainer_actor",
+    "DATASETS",
+    "TASKS",
+    "ClassificationTask",
+    "Dataset",
+    "SyntheticDataset",
+    "Task",
+    "make_dataset",
+    "make_task",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

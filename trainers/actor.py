@@ -9,14 +9,15 @@ __all__ = ["start_trainer_actor"]
 class _TrainerHost:
     """Holds a SupernetTrainer inside a Ray worker; data and model are built there, not shipped."""
 
-    def __init__(self, *, space_name: str, space_settings: dict[str, Any], data_settings: dict[str, Any],
-                 train: Any, seed: int, checkpoint_path: str) -> None:
+    def __init__(self, *, space_name: str, space_settings: dict[str, Any], data_kind: str,
+                 data_settings: dict[str, Any], train: Any, seed: int, checkpoint_path: str) -> None:
         from spaces import get_space
 
         from .supernet import build_trainer
 
-        self.trainer = build_trainer(space=get_space(space_name, **space_settings), data_settings=data_settings,
-                                     train=train, seed=seed, checkpoint_path=checkpoint_path)
+        self.trainer = build_trainer(space=get_space(space_name, **space_settings), data_kind=data_kind,
+                                     data_settings=data_settings, train=train, seed=seed,
+                                     checkpoint_path=checkpoint_path)
 
     def step(self) -> int:
         return self.trainer.step

@@ -5,7 +5,6 @@ restarts from the checkpoint of step ``s`` continues exactly as if it had never 
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -17,12 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from spaces import SearchSpace
+from core.errors import ExperimentError
 from core.seeding import make_rng, torch_generator
+from core.settings import Setting, choice, resolve_settings
+from spaces import SearchSpace
 
-from .data import SyntheticImageData
+from .datasets import Dataset, make_dataset
+from .tasks import Task, make_task
 
-__all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "file_digest", "load_supernet"]
+__all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "load_supernet"]
 
 CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
 SAMPLINGS = ("uniform", "fair")
@@ -44,20 +46,22 @@ class SupernetTrainSettings:
     sampling: str = "uniform"
 
     def __post_init__(self) -> None:
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        resolve_settings((Setting("sampling", "uniform", choice(*SAMPLINGS)),), {"sampling": self.sampling},
+                         owner="supernet training")
 
 
 class SupernetTrainer:
-    """Trains a space's supernet with single paths, uniform or strictly fair (plain SGD + cosine LR)."""
+    """Trains a space's supernet with single paths, uniform or strictly fair (plain SGD + cosine LR), on a
+    dataset's training split with its task's loss."""
 
     def __init__(
-        self, *, space: SearchSpace, data: SyntheticImageData, settings: SupernetTrainSettings,
+        self, *, space: SearchSpace, task: Task, dataset: Dataset, settings: SupernetTrainSettings,
         seed: int, checkpoint_path: str | os.PathLike[str],
     ) -> None:
         torch.set_num_threads(settings.threads)  # fixed threads: bitwise-reproducible float sums
         self.space = space
-        self.data = data
+        self.task = task
+        self.dataset = dataset
         self.settings = settings
         self.seed = seed
         self.checkpoint_path = Path(checkpoint_path)
@@ -66,7 +70,6 @@ class SupernetTrainer:
             self.model.parameters(), lr=settings.lr, momentum=settings.momentum,
             weight_decay=settings.weight_decay, nesterov=settings.momentum > 0,
         )
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
         self.step = 0
         if self.checkpoint_path.exists():
             self._load()
@@ -109,18 +112,18 @@ class SupernetTrainer:
 
     def _one_step(self, step: int) -> tuple[float, int, int]:
         path = self.path(step)
-        x, y = self.data.train_batch(self._batch_indices(step))
+        x, y = self.dataset.train_batch(self._batch_indices(step))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x, path)
-        loss = self.loss_fn(logits, y)
+        outputs = self.model(x, path)
+        loss = self.task.loss(outputs, y)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), int((logits.argmax(1) == y).sum()), len(y)
+        return (float(loss.detach()), *self.task.batch_correct(outputs, y))
 
     def _batch_indices(self, step: int) -> torch.Tensor:
-        n = len(self.data.train_y)
+        n = self.dataset.train_size
         bs = self.settings.batch_size
         per_epoch = max(1, n // bs)
         epoch, k = divmod(step, per_epoch)
@@ -165,8 +168,6 @@ def _read_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
     # weights_only: a checkpoint is data, never code, even one hwnas wrote itself.
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("version") != CHECKPOINT_VERSION or state.get("space") != space.identity:
-        from core.errors import ExperimentError
-
         raise ExperimentError(
             f"supernet checkpoint {path} does not belong to space {space.identity}. "
             f"HINT: use a fresh experiment directory or remove the stale checkpoint."
@@ -182,20 +183,12 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace) -> nn.Module
     return model.eval()
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_trainer(
-    *, space: SearchSpace, data_settings: dict[str, Any], train: SupernetTrainSettings, seed: int,
+    *, space: SearchSpace, data_kind: str, data_settings: dict[str, Any], train: SupernetTrainSettings, seed: int,
     checkpoint_path: str | os.PathLike[str],
 ) -> SupernetTrainer:
-    """Generate the data from the seed where the trainer runs (a Ray actor), then build the trainer."""
-    from .data import make_synthetic_data
-
-    data = make_synthetic_data(seed=seed, **data_settings)
-    return SupernetTrainer(space=space, data=data, settings=train, seed=seed, checkpoint_path=checkpoint_path)
+    """Load the dataset where the trainer runs (a Ray actor), take its task, then build the trainer."""
+    dataset = make_dataset(data_kind, seed=seed, settings=data_settings)
+    task = make_task(dataset.task, vars(train))
+    return SupernetTrainer(space=space, task=task, dataset=dataset, settings=train, seed=seed,
+                           checkpoint_path=checkpoint_path)

@@ -39,7 +39,33 @@ def test_round_trip_through_json() -> None:
     from orchestrator.config import config_from_json
 
     cfg = load_config(QUICKSTART)
-    assert config_from_json(cfg.to_dict()) == cfg
+    assert config_from_json(cfg.to_dict(), schema_version=2) == cfg
+
+
+def test_the_config_is_stored_complete() -> None:
+    """Every plugin setting is resolved, defaults included: a later default change cannot alter an experiment."""
+    cfg = load_config(QUICKSTART)
+    stored = cfg.to_dict()
+    assert stored["data"] == {"kind": "synthetic", "num_classes": 10, "image_size": 32, "train_size": 4096,
+                              "val_size": 1024, "noise": 0.45}
+    assert stored["space"]["settings"]["input_size"] == 32 and stored["space"]["settings"]["num_classes"] == 10
+    assert stored["search"]["settings"]["crossover"] == "uniform" and stored["search"]["settings"]["force_mutation"] is False
+    assert stored["search"]["settings"]["weights"] == [0.4, 0.4, 0.2]
+
+
+def test_schema_1_experiments_keep_the_operators_they_started_with() -> None:
+    from orchestrator.config import config_from_json
+
+    raw = _raw()
+    old = config_from_json(raw, schema_version=1)  # written before NSGA-II's defaults changed
+    assert (old.search.settings["crossover"], old.search.settings["force_mutation"]) == ("single-point", True)
+    assert config_from_json(raw, schema_version=2).search.settings["crossover"] == "uniform"
+
+
+def test_the_data_fixes_the_task_of_a_space_with_several_heads() -> None:
+    raw = _raw()
+    raw["space"] = {"name": "mobiledet", "settings": {"target": "cpu", "variant": "ibn"}}
+    assert config_from_dict(raw).space.settings["task"] == "classification"
 
 
 @pytest.mark.parametrize(
@@ -49,11 +75,13 @@ def test_round_trip_through_json() -> None:
         (lambda r: r["supernet"].update(stepz=3), r"'supernet.stepz': unknown key.*steps"),
         (lambda r: r["supernet"].update(steps="many"), r"'supernet.steps': must be an integer.*'many'"),
         (lambda r: r["supernet"].update(steps=-5), r"'supernet.steps': must be > 0, got -5"),
-        (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be > 0"),
+        (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be an integer >= 1"),
+        (lambda r: r["data"].update(kind="folders"), r"'data.kind': unknown dataset kind; known: synthetic"),
+        (lambda r: r["data"].update(noise=float("nan")), r"'data.noise': must be a finite number >= 0"),
         (lambda r: r["supernet"].update(sampling="greedy"), r"'supernet.sampling': must be one of uniform, fair"),
         (lambda r: r["space"].update(name="mogaa"), r"'space.name': unknown search space.*moga"),
-        (lambda r: r["space"].update(name="mobiledet", settings={"target": "cpu"}),
-         r"'space.settings.task': must be classification.*got 'detection'.*task: classification"),
+        (lambda r: r["space"].update(name="mobiledet", settings={"target": "cpu", "task": "detection"}),
+         r"'space.settings.task': must be 'classification', which data.kind synthetic fixes, got 'detection'"),
         (lambda r: r["search"].update(searcher="nsga3"), r"'search.searcher'.*unknown.*weighted-nsga2"),
         (lambda r: r["search"]["settings"].update(population_size=1), r"search.settings.*population_size"),
         (lambda r: r["search"]["settings"].update(generations=0), r"search.settings.*generations"),
@@ -62,7 +90,7 @@ def test_round_trip_through_json() -> None:
         (lambda r: r["search"]["objectives"][1].update(mode="down"), r"objectives\[1\].mode.*max, min"),
         (lambda r: r["cost"].update(kind="magic"), r"'cost.kind': must be one of measured, linear, lut, madds"),
         (lambda r: r["space"]["settings"].update(width_mult=-1), r"space.settings.*width_mult"),
-        (lambda r: r["space"]["settings"].update(input_size=64), r"'space.settings.input_size'.*data.image_size"),
+        (lambda r: r["space"]["settings"].update(input_size=64), r"'space.settings.input_size': must be 32, which data.kind synthetic fixes"),
         (lambda r: r.pop("name"), r"'name': is required"),
         (lambda r: r.update(name="../escape"), r"'name': must be"),
         (lambda r: r["search"].update(constraints=[{"metric": "latency_ms", "op": "<", "value": 1}]),

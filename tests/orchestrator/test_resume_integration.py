@@ -66,7 +66,9 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path: Path) -> No
     exp_dir = tmp_path / "runs" / "killed"
     _run_until(["search", str(cfg), "--storage", storage], tmp_path, r"\[train_supernet\] step 20/40")
     out = _run_until(["resume", str(exp_dir)], tmp_path, r"\[search\] gen 0 candidates 2/8")
-    assert "resuming from checkpoint at step 20/40" in out
+    # The trainer actor may finish the chunk in flight (steps 21-30) before Ray reaps it after the driver's
+    # death; either way training continues from a checkpoint, not from scratch.
+    assert re.search(r"resuming from checkpoint at step (20|30)/40", out), out[-2000:]
     out = _run_until(["resume", str(exp_dir)], tmp_path, r"\[search\] gen 1 candidates 6/8")
     assert "[train_supernet] done earlier" in out
     status = run_cli("status", str(exp_dir), "--json", cwd=tmp_path)

@@ -168,7 +168,7 @@ BAD = [
     (dict(batch_size=0), _SETTING + r"'batch_size': must be an integer >= 1.*HINT:"),
     (dict(num_samples=0), _SETTING + r"'num_samples': must be an integer >= 1.*HINT:"),
     (dict(baseline_momentum=1.0),
-     _SETTING + r"'baseline_momentum': must be a finite number >= 0 and < 1.*HINT:"),
+     _SETTING + r"'baseline_momentum': must be a finite number in \[0, 1\).*HINT:"),
     (dict(entropy_weight=-0.1), _SETTING + r"'entropy_weight': must be a finite number >= 0.*HINT:"),
     (dict(quality_metric=""), _SETTING + r"'quality_metric': must be a non-empty metric name.*HINT:"),
     (dict(cost_metric="acc"), _SETTING + r"'cost_metric': must differ from quality_metric.*HINT:"),

@@ -197,9 +197,9 @@ BAD_NSGA = [
     (dict(population_size=1), _SETTING + r"'population_size': must be an integer >= 2, got 1\. HINT:"),
     (dict(generations=0), _SETTING + r"'generations': must be an integer >= 1, got 0\. HINT:"),
     (dict(crossover_prob=1.5),
-     _SETTING + r"'crossover_prob': must be a finite number >= 0 and <= 1, got 1.5\. HINT:"),
+     _SETTING + r"'crossover_prob': must be a finite number in \[0, 1\], got 1.5\. HINT:"),
     (dict(mutation_layer_prob=-0.1),
-     _SETTING + r"'mutation_layer_prob': must be a finite number >= 0 and <= 1.*HINT:"),
+     _SETTING + r"'mutation_layer_prob': must be a finite number in \[0, 1\].*HINT:"),
 ]
 
 

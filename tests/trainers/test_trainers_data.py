@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.data import SyntheticImageData, make_synthetic_data
+from trainers._synthetic import SyntheticImageData, make_synthetic_data
 
 SETTINGS = {"num_classes": 10, "image_size": 32, "train_size": 512, "val_size": 256, "noise": 0.6}
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from spaces import get_space
-from trainers import SupernetTrainer, SupernetTrainSettings, make_synthetic_data, recalibrate_bn
+from core.errors import ConfigError
+from trainers import ClassificationTask, SupernetTrainer, SupernetTrainSettings, SyntheticDataset, recalibrate_bn
 from trainers.supernet import load_supernet
 
 SETTINGS = SupernetTrainSettings(steps=8, batch_size=16, lr=0.1, momentum=0.9, weight_decay=4e-5,
@@ -17,12 +18,13 @@ SETTINGS = SupernetTrainSettings(steps=8, batch_size=16, lr=0.1, momentum=0.9, w
 @pytest.fixture(scope="module")
 def space_and_data():
     space = get_space("moga", width_mult=0.25, input_size=32, num_classes=4, stem_stride=2, dropout=0.0)
-    data = make_synthetic_data(seed=3, num_classes=4, image_size=32, train_size=64, val_size=32, noise=0.5)
+    data = SyntheticDataset(seed=3, num_classes=4, image_size=32, train_size=64, val_size=32, noise=0.5)
     return space, data
 
 
 def _trainer(space, data, path: Path) -> SupernetTrainer:
-    return SupernetTrainer(space=space, data=data, settings=SETTINGS, seed=11, checkpoint_path=path)
+    return SupernetTrainer(space=space, task=ClassificationTask(label_smoothing=0.1), dataset=data, settings=SETTINGS,
+                           seed=11, checkpoint_path=path)
 
 
 def test_resumed_training_equals_uninterrupted(tmp_path: Path, space_and_data) -> None:
@@ -54,7 +56,7 @@ def test_checkpoint_of_another_space_is_refused(tmp_path: Path, space_and_data) 
 def test_bn_recalibration_is_independent_of_batch_order(space_and_data) -> None:
     space, data = space_and_data
     model = space.build((3,) * 14)
-    batches = [data.train_x[i * 16 : (i + 1) * 16] for i in range(4)]
+    batches = data.calibration_images(4, 16)
     recalibrate_bn(model, batches)
     first = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     recalibrate_bn(model, list(reversed(batches)))
@@ -65,7 +67,8 @@ def test_bn_recalibration_is_independent_of_batch_order(space_and_data) -> None:
 
 def _fair_trainer(space, data, path: Path, seed: int = 11) -> SupernetTrainer:
     settings = SupernetTrainSettings(**{**vars(SETTINGS), "sampling": "fair"})
-    return SupernetTrainer(space=space, data=data, settings=settings, seed=seed, checkpoint_path=path)
+    return SupernetTrainer(space=space, task=ClassificationTask(label_smoothing=0.1), dataset=data, settings=settings,
+                           seed=seed, checkpoint_path=path)
 
 
 def test_fair_sampling_trains_every_choice_equally_often(tmp_path: Path, space_and_data) -> None:
@@ -95,7 +98,7 @@ def test_uniform_sampling_is_the_default_and_unchanged(tmp_path: Path, space_and
 
 
 def test_unknown_sampling_is_refused() -> None:
-    with pytest.raises(ValueError, match="sampling"):
+    with pytest.raises(ConfigError, match="sampling"):
         SupernetTrainSettings(**{**vars(SETTINGS), "sampling": "greedy"})
 
 

@@ -1,0 +1,141 @@
+"""The dataset plugin: where training and validation images come from, as batches of the task's form.
+
+A dataset is built where it is used (inside a Ray actor or trial worker) from its kind, its settings
+and the experiment seed, so only those small values travel. Synthetic data is here; image folders and
+COCO register the same way.
+"""
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
+
+from core.registry import Registry
+from core.seeding import torch_generator
+from core.settings import Setting, integer, number, resolve_settings
+
+if TYPE_CHECKING:  # torch is imported when data is loaded: configs validate without it
+    import torch
+
+__all__ = ["DATASETS", "Dataset", "SyntheticDataset", "make_dataset"]
+
+
+class Dataset(abc.ABC):
+    """Base class of every registered dataset.
+
+    A subclass sets :attr:`kind` (its ``data.kind`` in configs), :attr:`task` (the task it serves, a
+    name in :data:`trainers.tasks.TASKS`) and :attr:`SETTINGS`, and implements the abstract members.
+    Batches are ``(images, targets)``: float32 NCHW images, normalised, of ``image_size``.
+
+    Args:
+        seed: The experiment seed; every random choice of the dataset derives from it.
+        **settings: The kind's settings (see :attr:`SETTINGS`).
+    """
+
+    kind: ClassVar[str]
+    task: ClassVar[str]
+    SETTINGS: ClassVar[tuple[Setting, ...]] = ()
+    #: Small settings for tests and examples (see :meth:`example_settings`).
+    SMALL_SETTINGS: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, *, seed: int, **settings: Any) -> None:
+        self.seed = seed
+        self.settings = self.check_settings(settings)
+
+    @classmethod
+    def example_settings(cls, directory: Any) -> dict[str, Any]:
+        """Small settings for tests and examples; a kind that reads files writes a small example into
+        ``directory`` (a :class:`pathlib.Path`) and points its settings there."""
+        return dict(cls.SMALL_SETTINGS)
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """The settings validated, defaults filled in, without loading anything."""
+        return resolve_settings(cls.SETTINGS, settings, owner=f"dataset {cls.kind}", where=where)
+
+    @classmethod
+    @abc.abstractmethod
+    def space_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The space settings the data fixes, ``input_size`` and ``num_classes``, from validated settings
+        (cheap: a config is checked with it before anything is loaded)."""
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model predicts."""
+        return int(self.space_settings(self.settings)["num_classes"])
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images of every batch."""
+        return int(self.space_settings(self.settings)["input_size"])
+
+    @property
+    @abc.abstractmethod
+    def train_size(self) -> int:
+        """Images in the training split; batches index ``0 .. train_size - 1``."""
+
+    @abc.abstractmethod
+    def train_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The training images and targets at ``indices`` (an int64 tensor)."""
+
+    @abc.abstractmethod
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, Any]]:
+        """The validation split in order, ``batch_size`` images at a time (the last batch may be smaller)."""
+
+    def calibration_images(self, batches: int, batch_size: int) -> list[torch.Tensor]:
+        """Training images for BN recalibration: the same for every candidate (drawn from the seed alone),
+        so candidates are compared on equal terms."""
+        import torch
+
+        perm = torch.randperm(self.train_size, generator=torch_generator(self.seed, "bn-calibration"))
+        return [self.train_batch(perm[i * batch_size : (i + 1) * batch_size])[0] for i in range(batches)]
+
+
+DATASETS: Registry[type[Dataset]] = Registry("dataset kind")
+
+
+def make_dataset(kind: str, *, seed: int, settings: Mapping[str, Any]) -> Dataset:
+    """The dataset of ``kind`` with ``settings`` for experiment ``seed``."""
+    return DATASETS.get(kind)(seed=seed, **settings)
+
+
+@DATASETS.register("synthetic")
+class SyntheticDataset(Dataset):
+    """A learnable synthetic image-classification task generated from the seed (see
+    :mod:`trainers._synthetic`): oriented textures in class-specific layouts with distractors and noise.
+
+    Settings: ``num_classes`` (>= 2), ``image_size`` (>= 16), ``train_size`` and ``val_size`` (>= 1)
+    and ``noise`` (>= 0, pixel noise relative to the clean image; 0.3-0.6 are sensible).
+    """
+
+    kind = "synthetic"
+    task = "classification"
+    SETTINGS = (
+        Setting("num_classes", 10, integer(minimum=2)),
+        Setting("image_size", 32, integer(minimum=16)),
+        Setting("train_size", 4096, integer(minimum=1)),
+        Setting("val_size", 1024, integer(minimum=1)),
+        Setting("noise", 0.45, number(low=0.0)),
+    )
+    SMALL_SETTINGS = {"num_classes": 4, "image_size": 32, "train_size": 64, "val_size": 32, "noise": 0.45}
+
+    def __init__(self, *, seed: int, **settings: Any) -> None:
+        from ._synthetic import make_synthetic_data
+
+        super().__init__(seed=seed, **settings)
+        self.tensors = make_synthetic_data(seed=seed, **self.settings)
+
+    @classmethod
+    def space_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {"input_size": settings["image_size"], "num_classes": settings["num_classes"]}
+
+    @property
+    def train_size(self) -> int:
+        return len(self.tensors.train_y)
+
+    def train_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tensors.train_x[indices], self.tensors.train_y[indices]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x, y = self.tensors.val_x, self.tensors.val_y
+        for i in range(0, len(y), batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
