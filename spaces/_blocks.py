@@ -59,19 +59,26 @@ class ConvBNAct(nn.Sequential):
 
 
 class SqueezeExcite(nn.Module):
-    """MoGA's squeeze-excite: mean -> 1x1 reduce (bias) -> act -> 1x1 expand (bias) -> hard-sigmoid -> scale.
+    """Squeeze-excite: mean -> 1x1 reduce (bias) -> act -> 1x1 expand (bias) -> gate -> scale.
 
-    The caller picks the squeeze width (MoGA: ``channels // 4``, unrounded, see
-    :attr:`MBBlockArgs.se_squeeze`); the inner activation is the enclosing block's own (ReLU or h-swish).
+    Every space's SE is this block with its own widths, activation and gate: MoGA's squeezes to
+    ``channels // 4`` with the block's own activation and a hard sigmoid; MobileNetV3's to
+    ``make_divisible(channels / 4, 8)`` with ReLU and a hard sigmoid; MobileDet's uses the block's
+    activation and a sigmoid; MobileOne's ReLU and a sigmoid. The caller passes the squeeze width.
+
+    Args:
+        channels: Channels scaled.
+        squeeze: Channels of the bottleneck.
+        act: The inner activation (see :func:`make_activation`).
+        gate: ``hardsigmoid`` (``relu6(x + 3) / 6``, one ONNX HardSigmoid node) or ``sigmoid``.
     """
 
-    def __init__(self, channels: int, squeeze: int, *, act: str) -> None:
+    def __init__(self, channels: int, squeeze: int, *, act: str, gate: str = "hardsigmoid") -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, squeeze, 1, bias=True)
         self.act = make_activation(act)
         self.expand = nn.Conv2d(squeeze, channels, 1, bias=True)
-        # nn.Hardsigmoid is exactly relu6(x + 3) / 6, and exports as one ONNX HardSigmoid node.
-        self.gate = nn.Hardsigmoid()
+        self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)

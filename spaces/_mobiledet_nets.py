@@ -23,27 +23,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._blocks import ConvBNAct, chain_outputs, check_supernet_path, make_activation
+from ._blocks import ConvBNAct, SqueezeExcite, chain_outputs, check_supernet_path
 from ._ssdlite_nets import SSDLiteHead
 
 if TYPE_CHECKING:
     from .mobiledet import MobileDetArchArgs, MobileDetLayerArgs, MobileDetSpace
 
-__all__ = ["MobileDetLayer", "MobileDetNet", "MobileDetSupernet", "SqueezeExciteSigmoid"]
-
-
-class SqueezeExciteSigmoid(nn.Module):
-    """MobileDet's SE: mean -> 1x1 reduce (bias) -> act -> 1x1 expand (bias) -> sigmoid -> scale."""
-
-    def __init__(self, channels: int, squeeze: int, *, act: str) -> None:
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, squeeze, 1, bias=True)
-        self.act = make_activation(act)
-        self.expand = nn.Conv2d(squeeze, channels, 1, bias=True)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+__all__ = ["MobileDetLayer", "MobileDetNet", "MobileDetSupernet"]
 
 
 class MobileDetLayer(nn.Module):
@@ -63,7 +49,7 @@ class MobileDetLayer(nn.Module):
         )
         groups = args.conv_in if args.depthwise else 1
         self.conv = ConvBNAct(args.conv_in, args.hidden, kernel=args.kernel, stride=args.stride, groups=groups, act=args.act)
-        self.se: nn.Module = SqueezeExciteSigmoid(args.hidden, args.squeeze, act=args.act) if args.se else nn.Identity()
+        self.se: nn.Module = SqueezeExcite(args.hidden, args.squeeze, act=args.act, gate="sigmoid") if args.se else nn.Identity()
         self.project = ConvBNAct(args.hidden, args.out_ch, kernel=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,28 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._blocks import ConvBNAct, chain_outputs
+from ._blocks import ConvBNAct, SqueezeExcite, chain_outputs
 from ._elastic import sliced_batch_norm
 
 if TYPE_CHECKING:
     from .mobileone import MobileOneArchArgs, MobileOneBlockArgs, MobileOneSpace
 
-__all__ = ["ElasticMobileOneBlock", "MobileOneBlock", "MobileOneNet", "MobileOneSE", "MobileOneSupernet"]
+__all__ = ["ElasticMobileOneBlock", "MobileOneBlock", "MobileOneNet", "MobileOneSupernet"]
 
 _BN_STATE = ("weight", "bias", "running_mean", "running_var")
-
-
-class MobileOneSE(nn.Module):
-    """MobileOne's squeeze-excite: mean -> 1x1 reduce (bias) -> ReLU -> 1x1 expand (bias) -> sigmoid -> scale."""
-
-    def __init__(self, channels: int, squeeze: int) -> None:
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, squeeze, 1, bias=True)
-        self.expand = nn.Conv2d(squeeze, channels, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = F.relu(self.reduce(x.mean((2, 3), keepdim=True)))
-        return x * torch.sigmoid(self.expand(scale))
 
 
 class MobileOneBlock(nn.Module):
@@ -60,7 +47,7 @@ class MobileOneBlock(nn.Module):
         if args.has_scale:
             self.scale = ConvBNAct(args.in_ch, args.out_ch, kernel=1, stride=args.stride, groups=args.groups)
         self.skip: nn.Module | None = nn.BatchNorm2d(args.out_ch) if args.has_skip else None
-        self.se: nn.Module = MobileOneSE(args.out_ch, args.se_squeeze) if args.se else nn.Identity()
+        self.se: nn.Module = SqueezeExcite(args.out_ch, args.se_squeeze, act="relu", gate="sigmoid") if args.se else nn.Identity()
         self.act = nn.ReLU()
         self.reparam: nn.Conv2d | None = None
 

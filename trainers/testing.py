@@ -87,6 +87,12 @@ def test_calibration_images_are_fixed_by_the_seed(kind: str, tmp_path: Path) -> 
 
 
 # ------------------------------------------------------------------------------------------ tasks
+def _task_setup(task_name: str, kind: str, directory: Path) -> tuple[Task, Dataset, torch.nn.Module]:
+    torch.set_num_threads(1)
+    dataset = make_dataset_for_test(kind, directory)
+    return TASKS.get(task_name)(), dataset, _small_model(dataset).train()
+
+
 def _task_dataset_pairs() -> list[Any]:
     return [pytest.param(task, kind, id=f"{task}-{kind}") for task in TASKS.names() for kind in DATASETS.names()
             if DATASETS.get(kind).task == task]
@@ -100,10 +106,7 @@ def test_every_task_has_a_dataset(task: str) -> None:
 
 @pytest.mark.parametrize("task_name, kind", _task_dataset_pairs())
 def test_task_loss_trains_the_model(task_name: str, kind: str, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    task: Task = TASKS.get(task_name)()
-    dataset = make_dataset_for_test(kind, tmp_path)
-    model = _small_model(dataset).train()
+    task, dataset, model = _task_setup(task_name, kind, tmp_path)
     x, y = dataset.train_batch(torch.arange(min(16, dataset.train_size)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     losses = []
@@ -122,10 +125,7 @@ def test_task_loss_trains_the_model(task_name: str, kind: str, tmp_path: Path) -
 
 @pytest.mark.parametrize("task_name, kind", _task_dataset_pairs())
 def test_task_evaluate_is_deterministic_and_complete(task_name: str, kind: str, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    task: Task = TASKS.get(task_name)()
-    dataset = make_dataset_for_test(kind, tmp_path)
-    model = _small_model(dataset).train()
+    task, dataset, model = _task_setup(task_name, kind, tmp_path)
     scores = task.evaluate(model, dataset.val_batches(7))
     assert not model.training  # evaluated in eval mode
     assert list(scores) == list(task.METRICS) and all(0.0 <= v <= 1.0 for v in scores.values())
