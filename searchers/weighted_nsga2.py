@@ -152,6 +152,12 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
 
             engine.load(parsed, member)
 
+    @property
+    def algorithm(self) -> Any:
+        """The pymoo NSGA-II behind the search (its mating operators and weighted survival), for
+        inspection; ``None`` before the first :meth:`suggest` builds it."""
+        return None if self._engine is None else self._engine.algorithm
+
     # ------------------------------------------------------------------ internals
     def _new_engine(self) -> NSGA2Engine:
         space, objectives, config = self._require_configured(), self._require_objectives(), self._config

@@ -50,7 +50,7 @@ def test_mogas_operators_remain_a_setting(toy) -> None:
 
 def _engine(searcher: WeightedNSGA2Searcher) -> tuple:
     searcher.suggest("t0")  # the engine is built at the first suggest
-    algorithm = searcher._engine.algorithm
+    algorithm = searcher.algorithm
     return algorithm.mating.crossover, algorithm.mating.mutation
 
 
@@ -135,7 +135,7 @@ def test_from_objectives_passes_the_weights_to_nsga2() -> None:
     state = searcher.get_state()["settings"]
     assert state["weights"] == [0.7, 0.3] and state["constraints"] == [["lat", "<=", 3.0]]
     searcher.suggest("t0")
-    assert list(searcher._engine.algorithm.survival.crowding_func.function.weights) == [0.7, 0.3]
+    assert list(searcher.algorithm.survival.crowding_func.function.weights) == [0.7, 0.3]
 
 
 @pytest.mark.parametrize("with_objectives", [False, True])

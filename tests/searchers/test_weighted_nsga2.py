@@ -119,7 +119,7 @@ def test_engine_uses_rank_and_crowding_tournament_and_weighted_survival() -> Non
     searcher = WeightedNSGA2Searcher(param_space=SPACE, metric=METRICS, mode=MODES,
                                      weights=[0.7, 0.3], population_size=4, generations=2, seed=0)
     searcher.suggest("t0")
-    algorithm = searcher._engine.algorithm
+    algorithm = searcher.algorithm
     assert algorithm.tournament_type == "comp_by_rank_and_crowding"
     assert list(algorithm.survival.crowding_func.function.weights) == [0.7, 0.3]
 
