@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from spaces.mobiledet import MobileDetSpace
-from trainers.data import make_synthetic_data
+from trainers import SyntheticDataset
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     space = MobileDetSpace(**{**MobileDetSpace.small_settings(), "dropout": 0.0})
-    data = make_synthetic_data(seed=0, num_classes=10, image_size=32, train_size=4096, val_size=1024, noise=0.45)
+    data = SyntheticDataset(seed=0, num_classes=10, image_size=32, train_size=4096, val_size=1024, noise=0.45)
     fixed = space.sample(np.random.default_rng(0))
     widths = space.num_width_dims
 
@@ -56,7 +56,7 @@ def main() -> None:
         rng, losses, start = np.random.default_rng(1), [], time.perf_counter()
         model.train()
         for _ in range(args.steps):
-            x, y = data.train_batch(torch.from_numpy(rng.choice(len(data.train_y), 64, replace=False)))
+            x, y = data.train_batch(torch.from_numpy(rng.choice(data.train_size, 64, replace=False)))
             loss = torch.nn.functional.cross_entropy(model(x, sample(rng)), y)
             opt.zero_grad()
             loss.backward()

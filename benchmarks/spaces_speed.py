@@ -1,13 +1,16 @@
 """Per registered space: a supernet training step on a random path against the same architecture's
-stand-alone training step (same batch, one run, ratio), and the time to decode + build + count a
-candidate. Small settings (each space's ``small_settings()``), one thread, CPU.
+stand-alone training step (same batch, one run, ratio), the time to decode + build + count a
+candidate, and the time to extract a candidate from the supernet (``space.extract``: the stand-alone
+model with the supernet's weights, what every search trial does first; median over
+``--extract-paths`` random paths). Small settings (each space's ``small_settings()``), one thread, CPU.
 
-Usage: python benchmarks/spaces_speed.py [--batch 32] [--steps 20] [--candidates 20]
+Usage: python benchmarks/spaces_speed.py [--batch 32] [--steps 20] [--candidates 20] [--extract-paths 10]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -28,7 +31,7 @@ def _step_time(model: torch.nn.Module, forward, x: torch.Tensor, y: torch.Tensor
     return (time.perf_counter() - start) / steps
 
 
-def measure_space(name: str, *, batch: int, steps: int, candidates: int) -> dict:
+def measure_space(name: str, *, batch: int, steps: int, candidates: int, extract_paths: int) -> dict:
     cls = SPACES.get(name)
     space = get_space(name, **cls.small_settings())
     size = space.settings["input_size"]
@@ -52,9 +55,15 @@ def measure_space(name: str, *, batch: int, steps: int, candidates: int) -> dict
     for e in encodings:
         space.count(e)
     count_only = (time.perf_counter() - start) / candidates
+    extract_times = []
+    for e in (space.sample(rng) for _ in range(extract_paths)):
+        start = time.perf_counter()
+        space.extract(supernet, e)
+        extract_times.append(time.perf_counter() - start)
     return {"space": name, "settings": space.settings, "supernet_step_ms": t_super * 1e3,
             "standalone_step_ms": t_alone * 1e3, "ratio": t_super / t_alone,
-            "decode_build_count_ms": per_candidate * 1e3, "count_ms": count_only * 1e3}
+            "decode_build_count_ms": per_candidate * 1e3, "count_ms": count_only * 1e3,
+            "extract_ms": statistics.median(extract_times) * 1e3}
 
 
 def main() -> None:
@@ -62,13 +71,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--extract-paths", type=int, default=10, help="random paths extracted per space (median)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure_space(n, batch=args.batch, steps=args.steps, candidates=args.candidates) for n in SPACES.names()]
-    print(f"{'space':<10} {'supernet step':>14} {'stand-alone':>12} {'ratio':>6} {'decode+build+count':>19} {'count':>9}")
+    rows = [measure_space(n, batch=args.batch, steps=args.steps, candidates=args.candidates,
+                          extract_paths=args.extract_paths) for n in SPACES.names()]
+    print(f"{'space':<10} {'supernet step':>14} {'stand-alone':>12} {'ratio':>6} {'decode+build+count':>19} "
+          f"{'count':>9} {'extract':>10}")
     for r in rows:
         print(f"{r['space']:<10} {r['supernet_step_ms']:>11.1f} ms {r['standalone_step_ms']:>9.1f} ms "
-              f"{r['ratio']:>6.2f} {r['decode_build_count_ms']:>16.1f} ms {r['count_ms']:>6.2f} ms")
+              f"{r['ratio']:>6.2f} {r['decode_build_count_ms']:>16.1f} ms {r['count_ms']:>6.2f} ms "
+              f"{r['extract_ms']:>7.1f} ms")
     print(json.dumps(rows))
 
 

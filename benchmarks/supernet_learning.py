@@ -43,9 +43,10 @@ def train(
         steps=steps, batch_size=64, lr=0.1, momentum=0.9, weight_decay=4e-5, label_smoothing=0.1,
         checkpoint_every=100, threads=1,
     )  # fmt: skip
-    data = trainers.make_synthetic_data(seed=SEED, **{**DATA_SETTINGS, "noise": noise})
+    dataset = trainers.SyntheticDataset(seed=SEED, **{**DATA_SETTINGS, "noise": noise})
+    task = trainers.make_task(dataset.task, vars(settings))  # the task takes label_smoothing from the settings
     trainer = trainers.SupernetTrainer(
-        space=MogaSpace(**SPACE_SETTINGS), data=data, settings=settings, seed=supernet_seed,
+        space=MogaSpace(**SPACE_SETTINGS), task=task, dataset=dataset, settings=settings, seed=supernet_seed,
         checkpoint_path=checkpoint,
     )  # fmt: skip
     curve, evaluations = [], []
@@ -67,16 +68,17 @@ def train(
 
 def score(trainer: trainers.SupernetTrainer, encoding: Sequence[int]) -> tuple[float, float]:
     """Validation accuracy and mean cross-entropy (which keeps ranking once accuracy saturates)."""
-    model = trainers.inherit_and_calibrate(
-        space=trainer.space, supernet=trainer.model, encoding=encoding, data=trainer.data,
-        bn_batches=4, bn_batch_size=128, seed=SEED,
+    model = trainers.inherit_and_calibrate(  # BN batches drawn from the dataset's seed (SEED), as before
+        space=trainer.space, supernet=trainer.model, encoding=encoding, dataset=trainer.dataset,
+        bn_batches=4, bn_batch_size=128,
     )  # fmt: skip
-    x, y = trainer.data.val_x, trainer.data.val_y
-    acc = trainers.accuracy(model, x, y, batch_size=256)
+    acc = trainers.score(trainer.task, model, trainer.dataset, batch_size=256)["accuracy"]
+    total = seen = 0.0
     with torch.no_grad():
-        loss = sum(float(torch.nn.functional.cross_entropy(model(x[i : i + 256]), y[i : i + 256], reduction="sum"))
-                   for i in range(0, len(y), 256)) / len(y)  # fmt: skip
-    return acc, loss
+        for x, y in trainer.dataset.val_batches(256):
+            total += float(torch.nn.functional.cross_entropy(model(x), y, reduction="sum"))
+            seen += len(y)
+    return acc, total / seen
 
 
 def evaluate(trainer: trainers.SupernetTrainer) -> dict[str, Any]:

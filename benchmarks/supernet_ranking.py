@@ -38,6 +38,7 @@ from core.seeding import make_rng, torch_generator  # noqa: E402
 
 SEED = 0  # the data, the random architectures, the stand-alone initialisations
 RECIPE = {"batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 4e-5, "label_smoothing": 0.1}
+TASK = trainers.ClassificationTask()  # scores validation accuracy (label smoothing only affects the training loss)
 
 
 # Rank statistics are the ones the cost models report (tested against scipy there).
@@ -59,26 +60,25 @@ def lr_at(step: int, steps: int, lr: float) -> float:  # the supernet trainer's 
     return 0.5 * lr * (1 + np.cos(np.pi * progress))
 
 
-@torch.no_grad()
-def val_scores(model: nn.Module, data: trainers.SyntheticImageData, batch_size: int = 512) -> tuple[float, float]:
-    model.eval()
-    correct, loss = 0, 0.0
-    x, y = data.val_x, data.val_y
-    for i in range(0, len(y), batch_size):
-        logits = model(x[i : i + batch_size])
-        correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
-        loss += float(nn.functional.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
-    return correct / len(y), loss / len(y)
+def val_scores(model: nn.Module, dataset: trainers.Dataset, batch_size: int = 512) -> tuple[float, float]:
+    """Validation accuracy (the task's metric, as the search scores it) and mean cross-entropy."""
+    acc = trainers.score(TASK, model, dataset, batch_size=batch_size)["accuracy"]  # puts the model in eval mode
+    loss, seen = 0.0, 0
+    with torch.no_grad():
+        for x, y in dataset.val_batches(batch_size):
+            loss += float(nn.functional.cross_entropy(model(x), y, reduction="sum"))
+            seen += len(y)
+    return acc, loss / seen
 
 
-def train_standalone(space: MogaSpace, encoding: Sequence[int], data: trainers.SyntheticImageData,
+def train_standalone(space: MogaSpace, encoding: Sequence[int], data: trainers.Dataset,
                      steps: int) -> dict[str, Any]:
     tag = space.to_string(encoding)
     model = space.build(encoding, generator=torch_generator(SEED, "benchmark", "standalone", tag))
     opt = torch.optim.SGD(model.parameters(), lr=RECIPE["lr"], momentum=RECIPE["momentum"],
                           weight_decay=RECIPE["weight_decay"], nesterov=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    n, bs = len(data.train_y), RECIPE["batch_size"]
+    n, bs = data.train_size, RECIPE["batch_size"]
     per_epoch = n // bs
     started = time.perf_counter()
     model.train()
@@ -98,7 +98,7 @@ def train_standalone(space: MogaSpace, encoding: Sequence[int], data: trainers.S
             "seconds_per_step": seconds / steps, **space.count(encoding)}
 
 
-def ground_truth(space: MogaSpace, encodings: list[tuple[int, ...]], data: trainers.SyntheticImageData,
+def ground_truth(space: MogaSpace, encodings: list[tuple[int, ...]], data: trainers.Dataset,
                  data_settings: dict[str, Any], steps: int, cache: Path) -> list[dict[str, Any]]:
     key = json.dumps({"space": space.settings, "data": data_settings, "steps": steps, "seed": SEED,
                       "recipe": RECIPE}, sort_keys=True)
@@ -122,25 +122,27 @@ def ground_truth(space: MogaSpace, encodings: list[tuple[int, ...]], data: train
     return out
 
 
-def train_supernet(space: MogaSpace, data: trainers.SyntheticImageData, args: argparse.Namespace,
+def train_supernet(space: MogaSpace, data: trainers.Dataset, args: argparse.Namespace,
                    seed: int) -> trainers.SupernetTrainer:
     checkpoint = args.checkpoint_dir / f"supernet_ranking_{seed}.pt"
     checkpoint.unlink(missing_ok=True)
     settings = trainers.SupernetTrainSettings(
         steps=args.steps, checkpoint_every=args.steps, threads=1, sampling=args.sampling, **RECIPE,
     )  # fmt: skip
-    return trainers.SupernetTrainer(space=space, data=data, settings=settings, seed=seed, checkpoint_path=checkpoint)
+    task = trainers.make_task(data.task, vars(settings))  # its training loss smooths labels by the recipe
+    return trainers.SupernetTrainer(space=space, task=task, dataset=data, settings=settings, seed=seed,
+                                    checkpoint_path=checkpoint)
 
 
 def supernet_scores(trainer: trainers.SupernetTrainer, encodings: list[tuple[int, ...]],
                     bn_batches: int, bn_batch_size: int) -> tuple[list[dict[str, Any]], float]:
     rows, started = [], time.perf_counter()
     for enc in encodings:
-        model = trainers.inherit_and_calibrate(
-            space=trainer.space, supernet=trainer.model, encoding=enc, data=trainer.data,
-            bn_batches=bn_batches, bn_batch_size=bn_batch_size, seed=SEED,
+        model = trainers.inherit_and_calibrate(  # BN batches drawn from the dataset's seed, SEED
+            space=trainer.space, supernet=trainer.model, encoding=enc, dataset=trainer.dataset,
+            bn_batches=bn_batches, bn_batch_size=bn_batch_size,
         )  # fmt: skip
-        acc, loss = val_scores(model, trainer.data)
+        acc, loss = val_scores(model, trainer.dataset)
         rows.append({"encoding": trainer.space.to_string(enc), "accuracy": acc, "val_loss": loss})
     return rows, (time.perf_counter() - started) / len(encodings)
 
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     data_settings = {"num_classes": args.num_classes, "image_size": args.image_size, "train_size": args.train_size,
                      "val_size": args.val_size, "noise": args.noise}
     space = MogaSpace(**space_settings)
-    data = trainers.make_synthetic_data(seed=SEED, **data_settings)
+    data = trainers.SyntheticDataset(seed=SEED, **data_settings)
     encodings = architectures(space, args.random_archs)
     print(f"setting: {space_settings} {data_settings}", flush=True)
 
