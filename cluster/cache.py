@@ -45,6 +45,8 @@ class LatencyCache:
     def _load(self, path: Path) -> None:
         try:
             for record in read_jsonl(path):
+                if not isinstance(record, dict):
+                    raise TypeError(f"a {type(record).__name__}, not an object")
                 if record.get("schema") == CACHE_SCHEMA:
                     self._records[self.key(record["candidate_id"], record["device"], record["runtime"],
                                            record["input_shape"])] = record

@@ -134,16 +134,19 @@ class MeasureOptions:
     def __post_init__(self) -> None:
         # Normalised values (a numpy int becomes an int) so records and Ray messages hold plain types.
         checked = {
-            "warmup": check_int(_where("warmup"), self.warmup, minimum=0, hint=_example("warmup")),
-            "min_runs": check_int(_where("min_runs"), self.min_runs, minimum=1, hint=_example("min_runs")),
-            "max_rounds": check_int(_where("max_rounds"), self.max_rounds, minimum=1, hint=_example("max_rounds")),
+            "warmup": check_int(_where("warmup"), self.warmup, minimum=0, maximum=100_000, hint=_example("warmup")),
+            "min_runs": check_int(_where("min_runs"), self.min_runs, minimum=1, maximum=1_000_000,
+                                  hint=_example("min_runs")),
+            "max_rounds": check_int(_where("max_rounds"), self.max_rounds, minimum=1, maximum=100,
+                                    hint=_example("max_rounds")),
             "seed": check_int(_where("seed"), self.seed, minimum=0, hint=_example("seed")),
-            "min_time_s": check_number(_where("min_time_s"), self.min_time_s, low=0.0, hint=_example("min_time_s")),
+            "min_time_s": check_number(_where("min_time_s"), self.min_time_s, low=0.0, high=3600.0, hint=_example("min_time_s")),
             "cv_threshold": check_number(_where("cv_threshold"), self.cv_threshold, low=0.0, low_open=True,
                                          hint=_example("cv_threshold")),
         }
-        checked["max_runs"] = check_int(_where("max_runs"), self.max_runs, minimum=checked["min_runs"],
-                                        hint="max_runs must be at least min_runs; raise it or lower min_runs")
+        checked["max_runs"] = check_int(
+            _where("max_runs"), self.max_runs, minimum=checked["min_runs"], maximum=10_000_000,
+            hint="max_runs must be at least min_runs (and at most 10,000,000); raise it or lower min_runs")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

@@ -13,6 +13,7 @@ from typing import Sequence
 import ray
 
 from core.errors import ConfigError, DeviceError
+from core.reaper import start_reaper
 from core.validation import check_int, invalid
 
 from .devices import LOCAL_DEVICE, DeviceProfile, is_device_name
@@ -76,6 +77,7 @@ def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
         configure_logging=True,
         logging_level=logging.WARNING,
     )
+    start_reaper()  # this Ray's processes are stopped by pid if this process is killed
 
 
 def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None:

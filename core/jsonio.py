@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["write_json_atomic", "read_json", "append_jsonl", "read_jsonl", "canonical_json"]
+__all__ = ["write_json_atomic", "read_json", "append_jsonl", "read_jsonl", "canonical_json", "repair_jsonl_tail"]
 
 
 def canonical_json(obj: Any) -> str:
@@ -72,6 +72,35 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn record (power loss) followed by a later append: skip, keep the rest
+
+
+def repair_jsonl_tail(path: str | os.PathLike[str]) -> int:
+    """Cut a torn last line (a write cut short) off a JSON-lines file; return how many bytes were cut.
+
+    Call it before a single writer appends again: an append onto a torn line would glue the new record
+    to the torn one, and both would be unreadable. The cut bytes are kept in ``PATH.torn`` for a look.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, "r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        fh.seek(0)
+        data = fh.read()
+        keep = data.rfind(b"\n") + 1
+        with open(path.with_name(path.name + ".torn"), "ab") as torn:
+            torn.write(data[keep:] + b"\n")
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -40,14 +40,19 @@ def invalid(where: str, rule: str, value: Any, hint: str, *, error: type[HwnasEr
     return error(f"{where}: {rule}, got {show(value)}. HINT: {hint}")
 
 
+def _num(x: float) -> str:
+    """A bound as written: whole numbers in full (10000000, not 1e+07), others compactly."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
 def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     parts = []
     if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
+        parts.append(f"{'>' if low_open else '>='} {_num(low)}")
     if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
+        parts.append(f"{'<' if high_open else '<='} {_num(high)}")
     return " and ".join(parts)
 
 

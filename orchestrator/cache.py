@@ -49,6 +49,8 @@ class EvaluationCache:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # torn record: that evaluation is simply redone
-            if isinstance(rec, dict) and "candidate_id" in rec:
+            # Anything but a well-formed entry is ignored: a cache miss only means the candidate is scored again.
+            if (isinstance(rec, dict) and isinstance(rec.get("candidate_id"), str)
+                    and isinstance(rec.get("fingerprint"), str) and isinstance(rec.get("metrics"), dict)):
                 self._entries.setdefault((rec["candidate_id"], rec["fingerprint"]), rec["metrics"])
         self._offset += len(complete)

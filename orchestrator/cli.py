@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from core.errors import HwnasError
 
@@ -25,8 +25,15 @@ def _out(line: str) -> None:
     print(line, flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where help is), exit code 2."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(EXIT_USAGE, f"hwnas: error: {self.prog}: {message}. HINT: see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwnas", description="Hardware-aware neural architecture search on Ray, tracked in MLflow.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -68,6 +75,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .tracking import default_tracking_uri
 
     cfg = load_config(args.config, args.overrides)
+    Experiment.new_directory(cfg, Path(args.storage))  # refuse an existing experiment before Ray starts
     _check_placement(cfg, args.address)  # before anything is written
     exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
     _out(f"hwnas: experiment {cfg.name} in {exp.directory}")
@@ -127,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except HwnasError as exc:
-        print(f"hwnas: error: {exc}", file=sys.stderr, flush=True)
+        # An error raised in a Ray actor arrives wrapped (RayTaskError, traceback in its text): show the
+        # error itself.
+        cause = getattr(exc, "cause", None)
+        print(f"hwnas: error: {cause if isinstance(cause, HwnasError) else exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except BrokenPipeError:  # `hwnas status DIR | head`: the reader left; not an error
         sys.stdout = open(os.devnull, "w")

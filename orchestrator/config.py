@@ -176,10 +176,41 @@ class ExperimentConfig:
 
 
 # ---------------------------------------------------------------------- generic field checking
-_TYPE_CHECKS = {
-    "int": lambda path, value: check_int(_field(path), value, hint="write a whole number such as 4"),
-    "float": lambda path, value: check_number(_field(path), value, hint="write a finite number such as 0.1"),
+# Every number's range, checked before anything runs: a value past a limit would train "forever" or
+# exhaust memory long after start-up. (low, high, high_open); the limits are far beyond real use.
+_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "seed": (0, 2**32 - 1, False),
+    "supernet.steps": (1, 10_000_000, False),
+    "supernet.batch_size": (1, 65_536, False),
+    "supernet.checkpoint_every": (1, 10_000_000, False),
+    "supernet.threads": (1, 1024, False),
+    "supernet.lr": (1e-9, 10.0, False),
+    "supernet.momentum": (0.0, 1.0, True),
+    "supernet.weight_decay": (0.0, 1.0, False),
+    "supernet.label_smoothing": (0.0, 1.0, True),
+    "evaluation.bn_batches": (1, 10_000, False),
+    "evaluation.bn_batch_size": (1, 65_536, False),
+    "evaluation.batch_size": (1, 65_536, False),
+    "search.max_concurrent": (1, 1024, False),
+    "search.top_k": (1, 10_000, False),
+    "cost.calibration_samples": (0, 100_000, False),
 }
+#: The most candidates one search may ask for.
+MAX_CANDIDATES = 1_000_000
+
+
+def _check_int_field(path: str, value: Any) -> int:
+    low, high, _ = _LIMITS.get(path, (None, None, False))
+    return check_int(_field(path), value, minimum=low, maximum=high, hint="write a whole number such as 4")
+
+
+def _check_float_field(path: str, value: Any) -> float:
+    low, high, high_open = _LIMITS.get(path, (None, None, False))
+    hint = "write a finite number such as 0.1"
+    return check_number(_field(path), value, low=low, high=high, high_open=high_open, hint=hint)
+
+
+_TYPE_CHECKS = {"int": _check_int_field, "float": _check_float_field}
 
 
 def _check_type(path: str, value: Any, annotation: str) -> Any:
@@ -259,25 +290,16 @@ def _space(raw: Any, data: DataConfig) -> SpaceConfig:
 
 def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
     cfg = _build_flat(SupernetConfig, raw, "supernet")
-    for name in ("steps", "batch_size", "lr", "checkpoint_every", "threads"):
-        _positive(f"supernet.{name}", getattr(cfg, name))
-    for name in ("momentum", "weight_decay", "label_smoothing"):
-        _positive(f"supernet.{name}", getattr(cfg, name), allow_zero=True)
     _choice("supernet.sampling", cfg.sampling, ("uniform", "fair"))
     train_size = data.settings.get("train_size")
     if train_size is not None and cfg.batch_size > train_size:
         raise _fail("supernet.batch_size", f"must be <= data.train_size ({train_size})", cfg.batch_size,
                     "lower the batch size or generate more training data")
-    if not 0 <= cfg.momentum < 1 or not 0 <= cfg.label_smoothing < 1:
-        raise _fail("supernet.momentum", "momentum and label_smoothing must be in [0, 1)",
-                    (cfg.momentum, cfg.label_smoothing), "use e.g. momentum 0.9, label_smoothing 0.1")
     return cfg
 
 
 def _evaluation(raw: Any, data: DataConfig) -> EvaluationConfig:
     cfg = _build_flat(EvaluationConfig, raw, "evaluation")
-    for name in ("bn_batches", "bn_batch_size", "batch_size"):
-        _positive(f"evaluation.{name}", getattr(cfg, name))
     train_size = data.settings.get("train_size")
     if train_size is not None and cfg.bn_batches * cfg.bn_batch_size > train_size:
         raise _fail("evaluation.bn_batches", f"bn_batches x bn_batch_size must be <= data.train_size ({train_size})",
@@ -371,9 +393,11 @@ def _search(raw: Any, data: DataConfig) -> SearchConfig:
     _registered("search.searcher", cfg.searcher, SEARCHERS, "searcher")
     settings = SEARCHERS.get(cfg.searcher).check_settings(
         cfg.settings, where=_where("search.settings"), objectives=objectives, constraints=constraints)
-    _positive("search.max_concurrent", cfg.max_concurrent)
-    _positive("search.top_k", cfg.top_k)
-    return dataclasses.replace(cfg, settings=settings)
+    cfg = dataclasses.replace(cfg, settings=settings)
+    if cfg.budget > MAX_CANDIDATES:
+        raise _fail("search.settings", f"asks {cfg.searcher} for {cfg.budget:,} candidates, over the limit of "
+                    f"{MAX_CANDIDATES:,}", settings, "lower the search budget")
+    return cfg
 
 
 # ---------------------------------------------------------------------- entry points
@@ -437,18 +461,41 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read, override and validate a YAML experiment config."""
+    return config_from_dict(apply_overrides(read_config_file(path), overrides))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file; any unreadable file is one :class:`ConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist. HINT: try examples/quickstart.yaml")
+    name = repr(str(path))
+    hint = "HINT: give a YAML config file such as examples/quickstart.yaml"
+    if path.is_dir():
+        raise ConfigError(f"config file {name} is a directory, not a file. {hint}")
+    if not path.exists():
+        raise ConfigError(f"config file {name} does not exist. {hint}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {name} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}). {hint}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}. HINT: check the indentation") from None
+        raise ConfigError(f"config file {name} is not valid YAML: {_yaml_problem(exc)}. "
+                          f"HINT: check the indentation and quoting there") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {name} cannot be read: {exc.strerror}. {hint}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of fields. HINT: see examples/quickstart.yaml")
-    return config_from_dict(apply_overrides(raw, overrides))
+        raise ConfigError(f"config file {name} must hold a mapping of fields, got a {type(raw).__name__}. {hint}")
+    return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from PyYAML's multi-line message: the problem and where it is (1-based line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def config_from_json(data: Mapping[str, Any], *, schema_version: int) -> ExperimentConfig:

@@ -34,6 +34,7 @@ class EvalContext:
     space_name: str
     space_settings: dict[str, Any]
     supernet_path: str
+    supernet_digest: str
     seed: int
     data_kind: str
     data: dict[str, Any]
@@ -106,7 +107,9 @@ class _WorkerState:
         torch.set_num_threads(1)  # one core per trial; also keeps accuracy bitwise reproducible
         self.dataset = make_dataset(ctx.data_kind, seed=ctx.seed, settings=ctx.data)
         self.task = make_task(self.dataset.task, {})
-        self.supernet = load_supernet(ctx.supernet_path, ctx.space)
+        # Checked against the digest recorded when training finished: no candidate is ever scored
+        # with a damaged or replaced checkpoint.
+        self.supernet = load_supernet(ctx.supernet_path, ctx.space, digest=ctx.supernet_digest)
         self.cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
         self._ctx = ctx
         self._latency_client = None

@@ -54,7 +54,8 @@ class Journal:
 
     def replay(self) -> JournalState:
         state = JournalState()
-        for rec in read_jsonl(self.path):
+        for number, rec in enumerate(read_jsonl(self.path), start=1):
+            self._check(number, rec)
             version = rec.get("schema", 1)
             if not isinstance(version, int) or version > SCHEMA_VERSION:
                 raise ExperimentError(
@@ -73,3 +74,23 @@ class Journal:
             elif kind == "candidate_failed":
                 state.failures.append(rec)
         return state
+
+    def _check(self, number: int, rec: Any) -> None:
+        """A record has the fields its event needs; anything else was written by something other than
+        hwnas, and guessing at it could resume into a wrong result."""
+        needs = {"stage_started": ("stage", str), "stage_completed": ("stage", str),
+                 "candidate": ("candidate_id", str)}
+        problem = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("event"), str):
+            problem = "it is not an object with an 'event'"
+        elif rec["event"] in needs:
+            key, kind = needs[rec["event"]]
+            if not isinstance(rec.get(key), kind):
+                problem = f"its '{rec['event']}' event has no {key}"
+            elif rec["event"] == "stage_completed" and not isinstance(rec.get("result", {}), dict):
+                problem = "its 'result' is not an object"
+        if problem:
+            raise ExperimentError(
+                f"{self.path}: record {number} is not a journal record ({problem}). HINT: the file was edited or "
+                f"damaged; put back a good copy, or start a new experiment."
+            )

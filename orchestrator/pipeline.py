@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.digest import SHORT, file_digest
-from core.jsonio import write_json_atomic
+from core.errors import ExperimentError
+from core.jsonio import repair_jsonl_tail, write_json_atomic
 
 from .config import ExperimentConfig
 from .evaluator import EvalContext, evaluator_fingerprint, measure_options, worker_state
@@ -19,7 +20,7 @@ from .experiment import Experiment
 from .journal import JournalState
 from .metrics import candidate_metrics
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
-from .search import format_seconds, SearchProgress, run_search
+from .search import SearchProgress, SearchStopped, format_seconds, run_search
 from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES", "stages_for"]
@@ -36,11 +37,50 @@ def stages_for(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = print) -> dict[str, Any]:
     """Run every stage not yet completed; return the summary written to summary.json."""
+    with exp.lock():
+        state = exp.journal.replay()
+        _preflight(exp, state)  # a damaged file is one clear error before anything is written or started
+        exp.record_holder()
+        _repair_tails(exp, printer)
+        return _run_stages(exp, state, address=address, printer=printer)
+
+
+def _preflight(exp: Experiment, state: JournalState) -> None:
+    """Check the experiment's state files that a later stage would trip over."""
+    from trainers import check_checkpoint
+
+    cfg, path = exp.config, exp.supernet_path
+    if cfg.cost.uses_model and state.stage("calibrate") == "completed":
+        from cluster.calibration import load_cost_model
+
+        load_cost_model(exp.directory / COST_MODEL_FILE, kind=cfg.cost.kind, space=cfg.build_space(),
+                        what="the experiment's cost model")
+    if path.exists():
+        digest = state.completed["train_supernet"]["digest"] if state.stage("train_supernet") == "completed" else None
+        check_checkpoint(path, cfg.build_space(), digest=digest)
+    if cfg.cost.kind == "measured":
+        from cluster.cache import LatencyCache
+
+        LatencyCache(exp.directory / "latency_cache.jsonl")
+
+
+#: The append-only files of an experiment; a torn last line (a write cut short) is cut before appending.
+APPEND_ONLY = ("journal.jsonl", "evaluations.jsonl", "latency_cache.jsonl")
+
+
+def _repair_tails(exp: Experiment, printer: Printer) -> None:
+    for name in APPEND_ONLY:
+        cut = repair_jsonl_tail(exp.directory / name)
+        if cut:
+            printer(f"hwnas: {name} ended in a torn record ({cut} bytes, kept in {name}.torn); cut it before "
+                    f"appending")
+
+
+def _run_stages(exp: Experiment, state: JournalState, *, address: str | None, printer: Printer) -> dict[str, Any]:
     from cluster import connect, require_device
 
     cfg = exp.config
     journal = exp.journal
-    state = journal.replay()
     journal.append("attempt_started", attempt=state.attempts + 1)
     connect(address, num_cpus=None)
     if cfg.cost.measures:
@@ -130,16 +170,40 @@ def _calibration_metrics(state: JournalState) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- stage 1: supernet
 def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> str:
-    from trainers import SupernetTrainSettings, start_trainer_actor
+    """Train the supernet (or finish training it); return the sha256 of its final checkpoint.
 
-    stage = "train_supernet"
+    A completed stage's checkpoint must still be the file its digest was taken of: every score depends
+    on it. A deleted one is trained again from the seed and must come out bit-identical.
+    """
+    stage, path = "train_supernet", exp.supernet_path
     if state.stage(stage) == "completed":
-        printer(f"[{stage}] done earlier (step {state.completed[stage]['steps']}); skipped")
-        return state.completed[stage]["digest"]
+        digest = state.completed[stage]["digest"]
+        if path.exists():  # checked against the digest before anything started (_preflight)
+            printer(f"[{stage}] done earlier (step {state.completed[stage]['steps']}); skipped")
+            return digest
+        printer(f"[{stage}] {path} is missing: training it again from the seed (it must match the recorded digest)")
+        _run_trainer(exp, printer)
+        if file_digest(path) != digest:
+            raise ExperimentError(
+                f"the supernet trained again into {path} differs from the one recorded ({digest[:12]}...), so the "
+                f"scores already in this experiment came from other weights. HINT: resume on the machine and "
+                f"hwnas/torch versions that trained it, or start a new experiment."
+            )
+        return digest
+    exp.journal.stage_started(stage)
+    _run_trainer(exp, printer)
+    digest = file_digest(path)
+    exp.journal.stage_completed(stage, steps=exp.config.supernet.steps, digest=digest)
+    return digest
+
+
+def _run_trainer(exp: Experiment, printer: Printer) -> None:
+    """Train in a Ray actor up to the configured step, from the checkpoint if there is one."""
     import ray
 
+    from trainers import SupernetTrainSettings, start_trainer_actor
+
     cfg = exp.config
-    exp.journal.stage_started(stage)
     cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
     actor = start_trainer_actor(
         num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
@@ -150,9 +214,6 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> s
         _train_loop(actor, cfg, printer)
     finally:
         ray.kill(actor)  # free its CPUs for the search trials
-    digest = file_digest(exp.supernet_path)
-    exp.journal.stage_completed(stage, steps=cfg.supernet.steps, digest=digest)
-    return digest
 
 
 def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
@@ -186,7 +247,7 @@ def _eval_context(exp: Experiment, digest: str) -> EvalContext:
         cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(
         experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
-        supernet_path=str(exp.supernet_path), seed=cfg.seed, data_kind=cfg.data.kind, data=data,
+        supernet_path=str(exp.supernet_path), supernet_digest=digest, seed=cfg.seed, data_kind=cfg.data.kind, data=data,
         evaluation=evaluation, cost=cost,
         fingerprint=fingerprint,
     )
@@ -222,10 +283,23 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     if cfg.cost.kind == "measured":
         _start_latency_service(ctx)
     progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
-                              on_failure=on_failure, printer=printer, score_metric=_score_metric(cfg))
-    run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt,
-               progress=progress)
+                              on_failure=on_failure, printer=printer, score_metric=_score_metric(cfg),
+                              candidate_of=lambda config: space.candidate_id(_encoding_of(space, config)))
+    try:
+        run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt, progress=progress)
+    except SearchStopped as exc:
+        hint = "" if "HINT:" in str(exc) else (
+            f" HINT: see the traceback under {exp.directory / 'tune'}; fix the cause, then "
+            f"`hwnas resume {exp.directory}`.")
+        raise SearchStopped(
+            f"the search stopped, not completed ({len(progress.known)} candidates scored are kept): "
+            f"{str(exc).rstrip('.')}.{hint}"
+        ) from None
     exp.journal.stage_completed(stage, candidates=len(progress.known))
+
+
+def _encoding_of(space: Any, config: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(config[d.name]) for d in space.dims)
 
 
 def _score_metric(cfg: ExperimentConfig) -> str:
@@ -238,6 +312,9 @@ def _score_metric(cfg: ExperimentConfig) -> str:
 def _start_latency_service(ctx: EvalContext) -> None:
     """Create the device's measuring actor from the driver, so it lives as long as the job."""
     from cluster import get_latency_actor
+    from cluster.cache import LatencyCache
+
+    LatencyCache(Path(ctx.experiment_dir) / "latency_cache.jsonl")  # a damaged file: one line here, not in the actor
 
     get_latency_actor(ctx.cost["device"], str(Path(ctx.experiment_dir) / "latency_cache.jsonl"),
                       options=measure_options(ctx.cost))

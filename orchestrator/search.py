@@ -10,13 +10,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from core.errors import ExperimentError, HwnasError
 from searchers import SEARCHERS
 from spaces import SearchSpace
 
 from .config import SearchConfig
 from .evaluator import EvalContext
 
-__all__ = ["SearchProgress", "format_seconds", "make_searcher", "param_space_of", "run_search"]
+__all__ = ["SearchProgress", "SearchStopped", "TRIAL_RETRIES", "format_seconds", "make_searcher", "param_space_of",
+           "run_search"]
+
+
+class SearchStopped(ExperimentError):
+    """The search stopped before its end for a reason that is not a candidate's: nothing is completed."""
 
 
 def make_searcher(cfg: SearchConfig, *, param_space: Mapping[str, Sequence[Any]], seed: int) -> Any:
@@ -32,15 +38,31 @@ def param_space_of(space: SearchSpace) -> dict[str, list[int]]:
     return {d.name: list(range(d.size)) for d in space.dims}
 
 
+#: Tries of a trial after the first whose worker died or raised (Tune's FailureConfig.max_failures):
+#: a machine fault is retried, so it never changes which candidates the search sees.
+TRIAL_RETRIES = 3
+
+FATAL_KEY = "hwnas_fatal"  # a trial reports this instead of metrics when the experiment itself is broken
+
+
 def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
-    """The Tune function trainable: score one candidate and report it."""
+    """The Tune function trainable: score one candidate and report it.
+
+    An :class:`HwnasError` (a damaged checkpoint, a missing cost model) is the experiment's fault, not the
+    candidate's: it is reported as fatal, and the search stops instead of retrying every trial into it.
+    Any other error propagates: Tune retries the trial (:data:`TRIAL_RETRIES`).
+    """
     from ray import tune
 
     from searchers import GENERATION_KEY
 
     space = ctx.space
     encoding = tuple(int(config[d.name]) for d in space.dims)
-    metrics, cached = ctx.evaluate(encoding)
+    try:
+        metrics, cached = ctx.evaluate(encoding)
+    except HwnasError as exc:
+        tune.report({FATAL_KEY: str(exc)})
+        return
     tune.report({
         **metrics, "candidate_id": space.candidate_id(encoding), "encoding": space.to_string(encoding),
         "generation": int(config.get(GENERATION_KEY, 0)), "cached": cached,
@@ -51,18 +73,26 @@ _SHORT = {"accuracy": "acc"}  # how the progress line names a task's score
 
 
 class SearchProgress:
-    """Turns finished trials into journal records (via ``on_candidate``) and progress lines."""
+    """Turns finished trials into journal records (via ``on_candidate``) and progress lines, and decides
+    when the search must stop: a fatal report, or a trial that failed for infrastructure reasons after
+    its retries. ``abort_reason`` then says why; the stage is not completed."""
 
     def __init__(self, *, total: int, known: set[str], on_candidate: Callable[[dict[str, Any]], None],
                  on_failure: Callable[[str, str], None], printer: Callable[[str], None],
-                 score_metric: str = "accuracy") -> None:
+                 score_metric: str = "accuracy", candidate_of: Callable[[dict[str, Any]], str] = str) -> None:
         self.total, self.known, self.score_metric = total, known, score_metric
         self.on_candidate, self.on_failure, self.printer = on_candidate, on_failure, printer
+        self.candidate_of = candidate_of
         self.done = 0
         self.fresh = 0
+        self.failed = 0
+        self.abort_reason: str | None = None
         self.started = time.perf_counter()
 
     def trial_complete(self, result: dict[str, Any]) -> None:
+        if FATAL_KEY in result:
+            self.abort(str(result[FATAL_KEY]))
+            return
         self.done += 1
         if not result.get("cached"):
             self.fresh += 1
@@ -71,9 +101,28 @@ class SearchProgress:
             self.on_candidate(result)
         self._print(result)
 
-    def trial_error(self, trial_id: str, reason: str) -> None:
+    def trial_retried(self, config: dict[str, Any], reason: str, failures: int) -> None:
+        self.printer(f"[search] candidate {self.candidate_of(config)}: {reason}; "
+                     f"retrying ({failures} of {TRIAL_RETRIES} retries)")
+
+    def trial_error(self, trial_id: str, config: dict[str, Any], reason: str, *, infrastructure: bool) -> None:
+        """A trial failed for good. A machine fault stops the search; a candidate whose evaluation raised
+        on every try is recorded as failed, and counts as infeasible to the searcher."""
+        candidate = self.candidate_of(config)
+        if infrastructure:
+            self.abort(f"the trial of candidate {candidate} failed {TRIAL_RETRIES + 1} times for a reason outside "
+                       f"the candidate ({reason})")
+            return
         self.done += 1
-        self.on_failure(trial_id, reason)
+        self.failed += 1
+        self.on_failure(trial_id, f"candidate {candidate}: {reason}")
+        if self.failed >= 3 and self.failed == self.done:
+            self.abort(f"the first {self.failed} candidates all failed, the last with: {reason}; that is not "
+                       f"the candidates' fault")
+
+    def abort(self, reason: str) -> None:
+        if self.abort_reason is None:
+            self.abort_reason = reason
 
     def _print(self, r: dict[str, Any]) -> None:
         elapsed = time.perf_counter() - self.started
@@ -92,13 +141,35 @@ def format_seconds(s: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def _error_line(trial: Any) -> str:
-    """The last line of a failed trial's traceback: the part that says what went wrong."""
-    try:
-        lines = [ln for ln in str(trial.get_error()).splitlines() if ln.strip()]
-        return lines[-1].strip()[:400] if lines else "unknown error"
-    except Exception:  # noqa: BLE001 - the reason is a courtesy; the full traceback is in Tune's dir
-        return "unknown error"
+def _failure(trial: Any) -> tuple[str, bool]:
+    """(the reason in one line, whether it is an infrastructure failure) of a trial's last error.
+
+    A Python exception the evaluation raised is the candidate's; a dead worker, a lost node or an
+    out-of-memory kill is the machine's.
+    """
+    from ray.exceptions import RayError, RayTaskError
+
+    error = _last_error(trial)
+    if isinstance(error, RayTaskError) and not isinstance(error.cause, RayError):
+        cause = error.cause
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ''}", False
+    text = str(error).strip().splitlines()[0][:300] if error is not None and str(error).strip() else "unknown error"
+    return f"{type(error).__name__ if error is not None else 'error'}: {text}", True
+
+
+def _last_error(trial: Any) -> BaseException | None:
+    """The exception of the trial's last failure, from the pickle Tune writes next to the trial (its
+    local copy: the one in the storage path is synced later)."""
+    import cloudpickle
+
+    for read in (lambda: cloudpickle.loads(Path(trial.pickled_error_file).read_bytes()), trial.get_pickled_error):
+        try:
+            error = read()
+        except Exception:  # noqa: BLE001 - missing or unreadable: try the next place
+            continue
+        if error is not None:
+            return error
+    return None
 
 
 def _tune_callback(progress: SearchProgress) -> Any:
@@ -107,15 +178,33 @@ def _tune_callback(progress: SearchProgress) -> Any:
     class HwnasTuneCallback(Callback):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             result = trial.last_result or {}
-            if "candidate_id" in result:
+            if "candidate_id" in result or FATAL_KEY in result:
                 progress.trial_complete(result)
             else:
-                progress.trial_error(trial.trial_id, "it reported no result")
+                progress.trial_error(trial.trial_id, trial.config, "it reported no result", infrastructure=True)
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            reason, _ = _failure(trial)
+            progress.trial_retried(trial.config, reason, trial.num_failures)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            progress.trial_error(trial.trial_id, _error_line(trial))
+            reason, infrastructure = _failure(trial)
+            progress.trial_error(trial.trial_id, trial.config, reason, infrastructure=infrastructure)
 
     return HwnasTuneCallback()
+
+
+def _abort_stopper(progress: SearchProgress) -> Any:
+    from ray.tune import Stopper
+
+    class AbortStopper(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return progress.abort_reason is not None
+
+    return AbortStopper()
 
 
 def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed: int, attempt: int,
@@ -131,6 +220,9 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     # hwnas keeps its records in the journal, not in Tune's result files; Tune's end-of-run analysis
     # would warn about every trial that it found none.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # A failed trial is reported by hwnas in one line (retried, or why the search stopped); Tune's own
+    # log of it is a page of traceback, kept in the trial's error file under tune/.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
     trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), {"cpu": 1})
     tuner = tune.Tuner(
@@ -143,9 +235,13 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
             name=f"search-attempt-{attempt}", storage_path=str(Path(ctx.experiment_dir) / "tune"),
             callbacks=[_tune_callback(progress)], verbose=0, log_to_file=False,
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+            stop=_abort_stopper(progress),
         ),
     )
     tuner.fit()
+    if progress.abort_reason is not None:
+        raise SearchStopped(progress.abort_reason)
     if not searcher.finished:
         # Tune stops early on SIGINT/SIGTERM and returns normally; the search is not done.
         raise KeyboardInterrupt("the search stopped before its last generation")

@@ -31,7 +31,7 @@ class RandomSearcher(GenerationalSearcher):
     name = "random"
     SETTINGS = (
         # 48: what hwnas's orchestrator ran when a config named no budget (its former default).
-        Setting("num_samples", 48, integer(minimum=1), "ask for at least one configuration"),
+        Setting("num_samples", 48, integer(minimum=1, maximum=1_000_000), "ask for at least one configuration"),
     )
 
     @classmethod

@@ -75,7 +75,7 @@ class ReinforceSearcher(GenerationalSearcher):
     SETTINGS = (
         # 2000: NSGA-II's default budget, so switching searchers keeps the cost. REINFORCE needs
         # thousands: in BENCHMARKS.md its first hits of the best architecture came at 1124-2463.
-        Setting("num_samples", 2000, integer(minimum=1), "ask for at least one evaluation"),
+        Setting("num_samples", 2000, integer(minimum=1, maximum=1_000_000), "ask for at least one evaluation"),
         # No defaults: a searcher for any Tune experiment cannot guess the metric names or the budget.
         Setting("quality_metric", REQUIRED, _metric_name,
                 "name a metric your trainable reports, e.g. 'accuracy'"),
@@ -87,7 +87,7 @@ class ReinforceSearcher(GenerationalSearcher):
                 "'absolute' is TuNAS's reward, 'mnas' MnasNet's"),
         Setting("tau", -0.5, number(high=0.0, high_open=True), "TuNAS's tau is negative, e.g. -0.5"),
         Setting("w", -0.07, number(high=0.0), "MnasNet uses w=-0.07"),
-        Setting("batch_size", 10, integer(minimum=1), "draws per controller update; e.g. 10"),
+        Setting("batch_size", 10, integer(minimum=1, maximum=10_000), "draws per controller update; e.g. 10"),
         *ReinforceController.SETTINGS,
     )
 

@@ -74,9 +74,9 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
         # Optuna's NSGAIISampler uses 50 (pymoo's NSGA2 100). 40 generations make the default budget
         # 2000 evaluations, the budget at which BENCHMARKS.md measured these defaults at or above
         # Optuna's NSGA-II; MoGA itself evolved 70 x 120.
-        Setting("population_size", 50, integer(minimum=2),
+        Setting("population_size", 50, integer(minimum=2, maximum=10_000),
                 "NSGA-II needs at least two candidates per generation; MoGA used 70"),
-        Setting("generations", 40, integer(minimum=1),
+        Setting("generations", 40, integer(minimum=1, maximum=100_000),
                 "generation 0 is the initial population; MoGA evolved 120"),
         Setting("weights", None, optional(_weights), _WEIGHTS_HINT),
         Setting("crossover", "uniform", choice(*CROSSOVERS),

@@ -16,6 +16,7 @@ This module never imports torch: searchers and the CLI decode, validate and coun
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 Encoding = tuple[int, ...]
+
+_ENCODING_TEXT = re.compile(r"[0-9]+(-[0-9]+)*")  # the canonical text form of an encoding
 
 
 @dataclass(frozen=True)
@@ -242,15 +245,14 @@ class SearchSpace(abc.ABC):
     def parse(self, text: str | Sequence[int]) -> Encoding:
         """Accept the canonical string form or a list of ints; validate."""
         if isinstance(text, str):
-            parts = [p for p in text.replace(",", "-").replace(" ", "").split("-") if p != ""]
-            try:
-                values = [int(p) for p in parts]
-            except ValueError:
+            # Strict: a stray '-' (as in '-1-0-...') must not silently become another architecture.
+            compact = text.replace(",", "-").replace(" ", "")
+            if not _ENCODING_TEXT.fullmatch(compact):
                 raise InvalidEncodingError(
-                    f"{self.name}: cannot read architecture {text!r}: expected {len(self.dims)} integers "
-                    f"joined by '-'. HINT: e.g. {self.to_string(self.default_encoding())!r}."
-                ) from None
-            return self.validate(values)
+                    f"{self.name}: cannot read architecture {text!r}: expected {len(self.dims)} non-negative "
+                    f"integers joined by '-'. HINT: e.g. {self.to_string(self.default_encoding())!r}."
+                )
+            return self.validate([int(p) for p in compact.split("-")])
         return self.validate(text)
 
     def candidate_id(self, encoding: Sequence[int]) -> str:

@@ -21,6 +21,7 @@ _LAZY = {
     "SupernetTrainSettings": "supernet",
     "SupernetTrainer": "supernet",
     "build_trainer": "supernet",
+    "check_checkpoint": "supernet",
     "load_supernet": "supernet",
 }
 

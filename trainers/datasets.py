@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
+from core.errors import ConfigError
 from core.registry import Registry
 from core.seeding import torch_generator
 from core.settings import Setting, integer, number, resolve_settings
@@ -110,13 +111,30 @@ class SyntheticDataset(Dataset):
     kind = "synthetic"
     task = "classification"
     SETTINGS = (
-        Setting("num_classes", 10, integer(minimum=2)),
-        Setting("image_size", 32, integer(minimum=16)),
-        Setting("train_size", 4096, integer(minimum=1)),
-        Setting("val_size", 1024, integer(minimum=1)),
+        Setting("num_classes", 10, integer(minimum=2, maximum=100_000)),
+        Setting("image_size", 32, integer(minimum=16, maximum=1024)),
+        Setting("train_size", 4096, integer(minimum=1, maximum=10_000_000)),
+        Setting("val_size", 1024, integer(minimum=1, maximum=10_000_000)),
         Setting("noise", 0.45, number(low=0.0)),
     )
     SMALL_SETTINGS = {"num_classes": 4, "image_size": 32, "train_size": 64, "val_size": 32, "noise": 0.45}
+
+    #: The generated images live in memory (float32); more than this is refused before anything runs.
+    MAX_BYTES = 8 * 2**30
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:
+        checked = super().check_settings(settings, where=where)
+        size, images = checked["image_size"], checked["train_size"] + checked["val_size"]
+        need = images * 3 * size * size * 4
+        if need > cls.MAX_BYTES:
+            name = (where or (lambda n: f"dataset synthetic setting '{n}'"))("train_size")
+            raise ConfigError(
+                f"{name}: train_size + val_size = {images:,} images of 3x{size}x{size} would take "
+                f"{need / 2**30:.1f} GiB of memory, over the synthetic data limit of {cls.MAX_BYTES // 2**30} GiB. "
+                f"HINT: generate fewer or smaller images, or bring your own data from disk."
+            )
+        return checked
 
     def __init__(self, *, seed: int, **settings: Any) -> None:
         from ._synthetic import make_synthetic_data

@@ -5,17 +5,19 @@ restarts from the checkpoint of step ``s`` continues exactly as if it had never 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
+from core.digest import file_digest
 from core.errors import ExperimentError
 from core.seeding import make_rng, torch_generator
 from core.settings import Setting, choice, resolve_settings
@@ -24,7 +26,7 @@ from spaces import SearchSpace
 from .datasets import Dataset, make_dataset
 from .tasks import Task, make_task
 
-__all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "load_supernet"]
+__all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "check_checkpoint", "load_supernet"]
 
 CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
 SAMPLINGS = ("uniform", "fair")
@@ -159,14 +161,45 @@ class SupernetTrainer:
 
     def _load(self) -> None:
         state = _read_checkpoint(self.checkpoint_path, self.space)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
+        with _corrupt_if_raises(self.checkpoint_path):
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
 
 
-def _read_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
-    # weights_only: a checkpoint is data, never code, even one hwnas wrote itself.
-    state = torch.load(path, map_location="cpu", weights_only=True)
+_RETRAIN_HINT = "HINT: delete it and resume the experiment: the supernet is trained again from step 0."
+
+
+@contextlib.contextmanager
+def _corrupt_if_raises(path: Path) -> Iterator[None]:
+    """Any error reading a checkpoint's content means the file is damaged: say so in one line."""
+    try:
+        yield
+    except ExperimentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch.load and load_state_dict raise anything on garbage
+        # Only the error's type: torch's own text about garbage is long and beside the point.
+        raise ExperimentError(
+            f"supernet checkpoint {path} is corrupt: it cannot be read ({type(exc).__name__}). {_RETRAIN_HINT}"
+        ) from None
+
+
+def _read_checkpoint(path: Path, space: SearchSpace, digest: str | None = None) -> dict[str, Any]:
+    """The checkpoint's content; with ``digest``, the file must be the one that digest was taken of."""
+    if digest is not None:
+        actual = file_digest(path) if path.is_file() else None
+        if actual != digest:
+            found = "is missing" if actual is None else f"has sha256 {actual[:12]}..."
+            raise ExperimentError(
+                f"supernet checkpoint {path} {found}, not the {digest[:12]}... recorded when its training "
+                f"finished: it is corrupt or was replaced. HINT: put the original file back, or delete it and "
+                f"resume the experiment to train it again (checked against the same digest)."
+            )
+    with _corrupt_if_raises(path):
+        # weights_only: a checkpoint is data, never code, even one hwnas wrote itself.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "model" not in state:
+            raise ValueError("not an hwnas supernet checkpoint")
     if state.get("version") != CHECKPOINT_VERSION or state.get("space") != space.identity:
         raise ExperimentError(
             f"supernet checkpoint {path} does not belong to space {space.identity}. "
@@ -175,11 +208,24 @@ def _read_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
     return state
 
 
-def load_supernet(path: str | os.PathLike[str], space: SearchSpace) -> nn.Module:
-    """The trained supernet of a checkpoint, in eval mode."""
-    state = _read_checkpoint(Path(path), space)
+def check_checkpoint(path: str | os.PathLike[str], space: SearchSpace, *, digest: str | None = None) -> int:
+    """Raise :class:`ExperimentError` unless ``path`` is a readable checkpoint of ``space`` (and, with
+    ``digest``, that very file); return its step. Cheap enough for a driver to call before it starts
+    the actor or the trials that would otherwise each fail on the file."""
+    return int(_read_checkpoint(Path(path), space, digest)["step"])
+
+
+def load_supernet(path: str | os.PathLike[str], space: SearchSpace, *, digest: str | None = None) -> nn.Module:
+    """The trained supernet of a checkpoint, in eval mode.
+
+    Args:
+        digest: The sha256 recorded when training finished; a file that differs is refused, so that no
+            candidate is ever scored with other weights than the experiment's.
+    """
+    state = _read_checkpoint(Path(path), space, digest)
     model = space.build_supernet()
-    model.load_state_dict(state["model"])
+    with _corrupt_if_raises(Path(path)):
+        model.load_state_dict(state["model"])
     return model.eval()
 
 

@@ -20,7 +20,7 @@ def _assert_clean_failure(proc, pattern: str) -> None:
 @pytest.mark.parametrize(
     "overrides, pattern",
     [
-        (["--set", "supernet.steps=0"], "'supernet.steps': must be > 0"),
+        (["--set", "supernet.steps=0"], "'supernet.steps': must be an integer in [1, 10000000]"),
         (["--set", "bogus=1"], "'bogus': unknown key"),
         (["--set", "space.name=nope"], "'space.name': unknown search space"),
         (["--set", "search.searcher=nope"], "unknown searcher"),
