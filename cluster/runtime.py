@@ -65,6 +65,7 @@ def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
         if not is_device_name(name):
             raise invalid(f"devices[{i}]", "must be a device name (letters, digits, '.', '_', '-')", name,
                           "e.g. devices=('cpu',)")
+    start_reaper()  # before Ray starts: a kill during its start-up must not leave its processes behind
     ray.init(
         # "local": always a new embedded Ray, never a cluster that `ray start` happens to run here
         # (joining one is what --address is for).
@@ -77,7 +78,6 @@ def _start_local(*, num_cpus: int | None, devices: Sequence[str]) -> None:
         configure_logging=True,
         logging_level=logging.WARNING,
     )
-    start_reaper()  # this Ray's processes are stopped by pid if this process is killed
 
 
 def _join(address: str, *, num_cpus: int | None, devices: Sequence[str]) -> None:

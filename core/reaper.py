@@ -23,7 +23,7 @@ from pathlib import Path
 
 __all__ = ["descendants", "start_reaper"]
 
-POLL_S = 0.5
+POLL_S = 0.2
 GRACE_S = 3.0
 _PROC = Path("/proc")
 
@@ -51,13 +51,13 @@ def _processes() -> dict[int, tuple[str, int, int]]:
     return out
 
 
-def descendants(pid: int) -> set[Process]:
-    """Every living process below ``pid`` in the process tree, as (pid, start time)."""
+def descendants(*pids: int) -> set[Process]:
+    """Every living process below ``pids`` in the process tree, as (pid, start time)."""
     table = _processes()
     children: dict[int, list[int]] = {}
     for child, (_, parent, _) in table.items():
         children.setdefault(parent, []).append(child)
-    found, todo = set(), list(children.get(pid, []))
+    found, todo = set(), [c for pid in pids for c in children.get(pid, [])]
     while todo:
         child = todo.pop()
         if child in table and (child, table[child][2]) not in found:
@@ -87,7 +87,10 @@ def reap_after(driver: Process) -> None:
     while _alive(driver):
         known = {p for p in known if _alive(p)} | {p for p in descendants(driver[0]) if p[0] != me}
         time.sleep(POLL_S)
+    # Processes started since the last look are children of ones known (the raylet's agents at start-up):
+    # look once more below those still there, before their parents die and they are orphaned.
     left = {p for p in known if _alive(p)}
+    left |= {p for p in descendants(*(pid for pid, _ in left)) if p[0] != me}
     _signal(left, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     while time.monotonic() < deadline and any(_alive(p) for p in left):

@@ -17,6 +17,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_number",
+    "check_out_file",
     "check_probability",
     "check_str",
     "invalid",
@@ -107,3 +108,21 @@ def check_str(where: str, value: Any, *, hint: str) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(where, "must be a non-empty string", value, hint)
     return value
+
+
+def check_out_file(where: str, path: str, *, force: bool = True, example: str = "out.json") -> "Path":
+    """A file path a command may write: not a directory, under directories (not files), and, unless
+    ``force``, not an existing file. Nothing is created here."""
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{where} {path!r} is a directory. HINT: name a file, e.g. {where} {out / example}.")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{where} {path!r} lies under {str(parent)!r}, which is a file. HINT: name a file in a "
+                          f"directory.")
+    if out.exists() and not force:
+        raise ConfigError(f"{where} {path!r} exists; nothing was changed. HINT: pass --force to replace it, "
+                          f"or choose another file.")
+    return out

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
+from core.validation import check_out_file
 from spaces import SPACES, ConfigError, SearchSpace, get_space
 
 __all__ = ["add_arch_commands", "describe_architecture", "setting_names", "space_listing"]
@@ -125,11 +125,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from spaces import export_onnx, onnx_parity
 
+    out = check_out_file("--out", args.out, example="model.onnx")
     space, encoding = resolve_architecture(args)
     torch.set_num_threads(1)
     model = space.build(encoding).eval()
     shape = space.input_shape
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = export_onnx(model, shape, out)
     parity = onnx_parity(model, data, shape, seed=0)

@@ -396,7 +396,7 @@ def _search(raw: Any, data: DataConfig) -> SearchConfig:
     cfg = dataclasses.replace(cfg, settings=settings)
     if cfg.budget > MAX_CANDIDATES:
         raise _fail("search.settings", f"asks {cfg.searcher} for {cfg.budget:,} candidates, over the limit of "
-                    f"{MAX_CANDIDATES:,}", settings, "lower the search budget")
+                    f"{MAX_CANDIDATES:,}", cfg.budget, "lower the search budget")
     return cfg
 
 

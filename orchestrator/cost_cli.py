@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from core.validation import check_out_file
 from spaces import SPACES, ConfigError, SearchSpace, get_space
 
 __all__ = ["add_cost_commands", "default_cache_path"]
@@ -85,13 +86,7 @@ def _fit_space(args: argparse.Namespace) -> SearchSpace:
 
 
 def _check_out(path: str, force: bool) -> Path:
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"--out {path!r} is a directory. HINT: name a file, e.g. --out {out / 'costmodel.json'}")
-    if out.exists() and not force:
-        raise ConfigError(f"--out {path!r} exists; nothing was changed. HINT: pass --force to replace it, "
-                          f"or choose another file.")
-    return out
+    return check_out_file("--out", path, force=force, example="costmodel.json")
 
 
 def _device(name: str, address: str | None) -> Any:

@@ -8,6 +8,7 @@
   latency_cache.jsonl   latency measurements keyed by (candidate_id, device, runtime, input shape)
   cost_model.json       the cost model predicting latency (cost.kind linear / lut; calibrate stage)
   supernet/supernet.pt  the supernet checkpoint
+  .lock                 flock'd by the driver that runs the experiment (its pid inside)
   onnx/<id>.onnx        exported Pareto candidates
   pareto.csv pareto.png summary.json
   tune/                 Ray Tune's own files

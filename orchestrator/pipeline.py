@@ -20,7 +20,7 @@ from .experiment import Experiment
 from .journal import JournalState
 from .metrics import candidate_metrics
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
-from .search import SearchProgress, SearchStopped, format_seconds, run_search
+from .search import TRIAL_RETRIES, SearchProgress, SearchStopped, format_seconds, run_search
 from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES", "stages_for"]
@@ -198,22 +198,38 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> s
 
 
 def _run_trainer(exp: Experiment, printer: Printer) -> None:
-    """Train in a Ray actor up to the configured step, from the checkpoint if there is one."""
+    """Train in a Ray actor up to the configured step, from the checkpoint if there is one.
+
+    A trainer that dies (its process killed, its node lost) is started again from the last checkpoint,
+    up to :data:`TRIAL_RETRIES` times: training resumes bit for bit, so the fault changes nothing.
+    """
     import ray
+    from ray.exceptions import RayActorError
 
     from trainers import SupernetTrainSettings, start_trainer_actor
 
     cfg = exp.config
     cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
-    actor = start_trainer_actor(
-        num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
-        data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
-        train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}),
-    )
-    try:
-        _train_loop(actor, cfg, printer)
-    finally:
-        ray.kill(actor)  # free its CPUs for the search trials
+    for attempt in range(TRIAL_RETRIES + 1):
+        actor = start_trainer_actor(
+            num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
+            data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
+            train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}),
+        )
+        try:
+            _train_loop(actor, cfg, printer)
+            return
+        except RayActorError as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if attempt == TRIAL_RETRIES:
+                raise ExperimentError(
+                    f"the supernet trainer died {TRIAL_RETRIES + 1} times ({reason}); training stopped at its last "
+                    f"checkpoint. HINT: check the machine (memory, processes), then `hwnas resume {exp.directory}`."
+                ) from None
+            printer(f"[train_supernet] the trainer died ({reason}); restarting it from the last checkpoint "
+                    f"({attempt + 1} of {TRIAL_RETRIES} retries)")
+        finally:
+            ray.kill(actor)  # free its CPUs for the search trials
 
 
 def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:

@@ -6,6 +6,7 @@ cache in milliseconds. Work since Tune's last experiment-state save is therefore
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -61,7 +62,12 @@ def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     try:
         metrics, cached = ctx.evaluate(encoding)
     except HwnasError as exc:
-        tune.report({FATAL_KEY: str(exc)})
+        # Tune insists on the searcher's metrics in every result: NaN (infeasible) for each, unread anyway.
+        from trainers import DATASETS
+
+        from .metrics import metric_names
+
+        tune.report({FATAL_KEY: str(exc), **dict.fromkeys(metric_names(DATASETS.get(ctx.data_kind).task), math.nan)})
         return
     tune.report({
         **metrics, "candidate_id": space.candidate_id(encoding), "encoding": space.to_string(encoding),

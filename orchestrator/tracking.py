@@ -47,6 +47,31 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _create_sqlite_store(path: Path) -> None:
+    """Create a missing MLflow SQLite store all at once: built (tables, migrations) in a temporary file,
+    then linked into place. MLflow creating it in place would leave a half-migrated database, unusable
+    for good, when the driver is killed during those seconds (seen in the chaos test)."""
+    if path.exists():
+        return
+    import tempfile
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)  # SQLite creates it
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", str(path.parent / "mlartifacts"))
+        store.engine.dispose()
+        try:
+            os.link(tmp, path)  # create-if-absent: a store another driver made meanwhile is kept
+        except FileExistsError:
+            pass
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 class Tracker:
     """Idempotent MLflow logging for one experiment directory."""
 
@@ -84,6 +109,8 @@ class Tracker:
             _quiet_mlflow()
             from mlflow.tracking import MlflowClient
 
+            if self.tracking_uri.startswith("sqlite:///"):
+                _create_sqlite_store(Path(self.tracking_uri[len("sqlite:///"):]))
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 

@@ -129,3 +129,28 @@ def test_a_torn_journal_line_is_cut_before_resume_appends(tmp_path: Path, refere
         json.loads(line)  # every record readable, the resume's own included
     assert (exp_dir / "journal.jsonl.torn").read_bytes().startswith(b'{"event": "candidate", "candidate_id": "0123')
     assert_same_result(exp_dir, reference_run)
+
+
+def test_a_killed_supernet_trainer_restarts_from_its_checkpoint(tmp_path: Path, reference_run: Path) -> None:
+    from core.reaper import descendants
+
+    cfg = tiny_config(tmp_path, name="trainer-killed")
+    proc = start_cli("search", str(cfg), "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    lines, killed = [], False
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if line.startswith("[train_supernet] step 10/40"):
+            for pid, _ in descendants(proc.pid):
+                try:
+                    title = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if title.startswith(b"ray::_TrainerHost"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed = True
+            break
+    out = "".join(lines) + proc.stdout.read()  # type: ignore[union-attr]
+    assert proc.wait(timeout=300) == 0, out[-3000:]
+    assert killed, "no trainer process was found"
+    assert "restarting it from the last checkpoint (1 of 3 retries)" in out, out[-3000:]
+    assert_same_result(tmp_path / "runs" / "trainer-killed", reference_run)

@@ -1,8 +1,7 @@
 """Each searcher inside a real ``ray.tune.Tuner`` on a local 2-CPU Ray."""
 from __future__ import annotations
 
-import os
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,22 +15,6 @@ from searchers.testing import METRICS, MODES, SPACE, make  # noqa: E402
 pytestmark = pytest.mark.integration
 
 POPULATION, GENERATIONS = 4, 3
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    saved = os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS")
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # no CSV/TensorBoard files: faster
-    started = not ray.is_initialized()  # another module's Ray may still be up: reuse it then
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-    if saved is None:
-        os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
-    else:
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = saved
 
 
 def _make_trainable() -> Any:
@@ -52,7 +35,7 @@ def _make_trainable() -> Any:
     ("random", False, False),
     ("reinforce", False, False),
 ])
-def test_searcher_drives_a_real_tuner(local_ray, tmp_path, name: str, batch: bool,
+def test_searcher_drives_a_real_tuner(tune_ray, tmp_path, name: str, batch: bool,
                                       space_from_tuner: bool) -> None:
     budget = POPULATION * GENERATIONS
     overrides = {

@@ -1,0 +1,318 @@
+"""Hostile input, through the real CLI: config files, `--set` values, every command's arguments and the
+files of an experiment directory. Each case must give one line on stderr naming what is wrong
+(`hwnas: error: ...`), exit code 2, no traceback, and leave its directory byte for byte as it was.
+
+The cases run as subprocesses, a few at a time, in one module fixture (the CLI's start-up dominates);
+each case is then its own test.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from cli_helpers import QUICKSTART, run_cli, tiny_config
+
+MOGA_ARCH = "8-10-6-7-1-7-6-10-5-10-6-6-9-9"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    pattern: str  # a substring of the one error line
+    setup: Callable[[Path], object] | None = None  # prepares files in the case's directory
+    holds_lock: bool = False  # run while this test process holds the experiment's lock
+
+
+def _search(*overrides: str) -> tuple[str, ...]:
+    args: list[str] = ["search", "config.yaml", "--storage", "runs"]
+    for item in overrides:
+        args += ["--set", item]
+    return tuple(args)
+
+
+def _tiny(case_dir: Path, **changes: object) -> None:
+    """config.yaml: the tiny config with ``changes`` (dotted keys) applied as written."""
+    raw = yaml.safe_load(tiny_config(case_dir, name="case").read_text())
+    (case_dir / "case.yaml").unlink()
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    (case_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _file(name: str, content: bytes) -> Callable[[Path], None]:
+    return lambda d: (d / name).write_bytes(content)
+
+
+def _experiment(case_dir: Path) -> Path:
+    """A fresh experiment directory `exp` (created, never run) of the tiny config."""
+    from orchestrator.config import load_config
+    from orchestrator.experiment import Experiment
+
+    exp = Experiment.create(load_config(tiny_config(case_dir, name="exp")), case_dir, "sqlite:///unused.db")
+    (case_dir / "exp.yaml").unlink()
+    return exp.directory
+
+
+def _damaged(name: str, content: bytes | Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def setup(case_dir: Path) -> None:
+        path = _experiment(case_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content(path.read_bytes()) if callable(content) else content)
+    return setup
+
+
+def _journal(*records: object) -> Callable[[Path], None]:
+    return _damaged("journal.jsonl", b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+
+def _completed_training(case_dir: Path) -> None:
+    """A journal whose training finished with a digest, and a checkpoint that is not that file."""
+    exp = _experiment(case_dir)
+    (exp / "journal.jsonl").write_text(
+        json.dumps({"event": "stage_completed", "stage": "train_supernet", "schema": 2, "time": 0,
+                    "result": {"steps": 40, "digest": "0" * 64}}) + "\n")
+    (exp / "supernet").mkdir()
+    (exp / "supernet" / "supernet.pt").write_bytes(b"not the recorded file")
+
+
+def _set_config(**changes: object) -> Callable[[bytes], bytes]:
+    def edit(data: bytes) -> bytes:
+        meta = json.loads(data)
+        for dotted, value in changes.items():
+            node = meta
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        return json.dumps(meta).encode()
+    return edit
+
+
+CONFIG_FILE_CASES = [
+    Case("config-missing", ("search", "missing.yaml"), "does not exist"),
+    Case("config-is-a-directory", ("search", "."), "is a directory, not a file"),
+    Case("config-random-bytes", ("search", "config.yaml"), "is not UTF-8 text",
+         _file("config.yaml", b"\xe4\x00\xff" + os.urandom(200))),
+    Case("config-yaml-syntax", ("search", "config.yaml"), "is not valid YAML",
+         _file("config.yaml", b"name: x\nspace:\n  name: moga\n settings: {}\n")),
+    Case("config-a-list", ("search", "config.yaml"), "must hold a mapping of fields",
+         _file("config.yaml", b"- a\n- b\n")),
+    Case("config-a-scalar", ("search", "config.yaml"), "must hold a mapping of fields", _file("config.yaml", b"42\n")),
+    Case("config-empty", ("search", "config.yaml"), "'name': is required", _file("config.yaml", b"")),
+    Case("config-unknown-key", _search(), "'colour': unknown key", lambda d: _tiny(d, colour="red")),
+    Case("config-bad-name", _search(), "'name': must be 1-64 letters", lambda d: _tiny(d, name="a/b")),
+    Case("config-negative-seed", _search(), "'seed': must be an integer in [0,", lambda d: _tiny(d, seed=-1)),
+    Case("config-data-not-mapping", _search(), "'data': must be a mapping", lambda d: _tiny(d, data=5)),
+    Case("config-unknown-data-kind", _search(), "unknown dataset kind", lambda d: _tiny(d, **{"data.kind": "nope"})),
+    Case("config-unknown-space", _search(), "unknown search space", lambda d: _tiny(d, **{"space.name": "nope"})),
+    Case("config-unknown-space-setting", _search(), "unknown setting for space moga",
+         lambda d: _tiny(d, **{"space.settings.depth": 3})),
+    Case("config-width-mult-huge", _search(), "'space.settings.width_mult': must be a finite number in (0, 8]",
+         lambda d: _tiny(d, **{"space.settings.width_mult": 1e6})),
+    Case("config-input-size-conflict", _search(), "which data.kind synthetic fixes",
+         lambda d: _tiny(d, **{"space.settings.input_size": 64})),
+    Case("config-objectives-empty", _search(), "'search.objectives': must be a non-empty list",
+         lambda d: _tiny(d, **{"search.objectives": []})),
+    Case("config-objective-metric", _search(), "'search.objectives[0].metric': must be one of",
+         lambda d: _tiny(d, **{"search.objectives": [{"metric": "speed", "mode": "max", "weight": 1.0}]})),
+    Case("config-objective-mode", _search(), "'search.objectives[0].mode': must be one of",
+         lambda d: _tiny(d, **{"search.objectives": [{"metric": "accuracy", "mode": "up", "weight": 1.0}]})),
+    Case("config-objective-weight", _search(), "'search.objectives[0].weight'",
+         lambda d: _tiny(d, **{"search.objectives": [{"metric": "accuracy", "mode": "max", "weight": -1.0}]})),
+    Case("config-constraint-op", _search(), "search.constraints[0]",
+         lambda d: _tiny(d, **{"search.constraints": [{"metric": "latency_ms", "op": "~", "value": 1.0}]})),
+    Case("config-cost-kind", _search(), "'cost.kind': must be one of", lambda d: _tiny(d, **{"cost.kind": "guess"})),
+    Case("config-cost-device", _search(), "'cost.device': must be one of",
+         lambda d: _tiny(d, **{"cost.kind": "measured", "cost.device": "tpu9"})),
+    Case("config-cost-model-missing", _search(), "cost.model",
+         lambda d: _tiny(d, **{"cost.kind": "linear", "cost.model": "missing.json"})),
+    Case("config-cost-model-garbage", _search(), "cost.model",
+         lambda d: (_tiny(d, **{"cost.kind": "linear", "cost.model": "model.json"}),
+                    (d / "model.json").write_bytes(os.urandom(100)))),
+]
+
+SET_CASES = [
+    Case("set-no-equals", _search("supernet.steps"), "expected KEY=VALUE", lambda d: _tiny(d)),
+    Case("set-unknown-key", _search("bogus=1"), "'bogus': unknown key", lambda d: _tiny(d)),
+    Case("set-not-a-section", _search("supernet.steps.x=1"), "'steps' is not a section", lambda d: _tiny(d)),
+    Case("set-steps-zero", _search("supernet.steps=0"), "'supernet.steps': must be an integer in [1, 10000000]",
+         lambda d: _tiny(d)),
+    Case("set-steps-1e20", _search("supernet.steps=1e20"), "'supernet.steps': must be an integer", lambda d: _tiny(d)),
+    Case("set-steps-huge", _search("supernet.steps=100000000000"), "in [1, 10000000], got 100000000000",
+         lambda d: _tiny(d)),
+    Case("set-steps-bool", _search("supernet.steps=true"), "'supernet.steps': must be an integer", lambda d: _tiny(d)),
+    Case("set-lr-inf", _search("supernet.lr=.inf"), "'supernet.lr': must be a finite number", lambda d: _tiny(d)),
+    Case("set-lr-nan", _search("supernet.lr=.nan"), "'supernet.lr': must be a finite number", lambda d: _tiny(d)),
+    Case("set-lr-negative", _search("supernet.lr=-0.1"), "'supernet.lr': must be a finite number in",
+         lambda d: _tiny(d)),
+    Case("set-momentum-one", _search("supernet.momentum=1"), "'supernet.momentum': must be a finite number in [0, 1)",
+         lambda d: _tiny(d)),
+    Case("set-sampling", _search("supernet.sampling=greedy"), "'supernet.sampling': must be one of",
+         lambda d: _tiny(d)),
+    Case("set-noise-nan", _search("data.noise=.nan"), "'data.noise': must be a finite number", lambda d: _tiny(d)),
+    Case("set-train-size-1e15", _search("data.train_size=1e15"), "'data.train_size': must be an integer",
+         lambda d: _tiny(d)),
+    Case("set-train-size-memory", _search("data.train_size=9000000", "data.image_size=256"),
+         "over the synthetic data limit of 8 GiB", lambda d: _tiny(d)),
+    Case("set-image-size-huge", _search("data.image_size=100000"), "'data.image_size': must be an integer in [16, 1024]",
+         lambda d: _tiny(d)),
+    Case("set-population-1e20", _search("search.settings.population_size=1e20"),
+         "'search.settings.population_size': must be an integer", lambda d: _tiny(d)),
+    Case("set-population-huge", _search("search.settings.population_size=100000"), "in [2, 10000], got 100000",
+         lambda d: _tiny(d)),
+    Case("set-budget-huge", _search("search.settings.population_size=1000", "search.settings.generations=10000"),
+         "over the limit of 1,000,000", lambda d: _tiny(d)),
+    Case("set-unknown-searcher-setting", _search("search.settings.mutation_rate=0.5"),
+         "unknown setting for searcher weighted-nsga2", lambda d: _tiny(d)),
+    Case("set-unknown-searcher", _search("search.searcher=annealing"), "unknown searcher", lambda d: _tiny(d)),
+    Case("set-max-concurrent-zero", _search("search.max_concurrent=0"), "'search.max_concurrent': must be an integer",
+         lambda d: _tiny(d)),
+    Case("set-bn-batches-huge", _search("evaluation.bn_batches=100000"), "'evaluation.bn_batches': must be an integer",
+         lambda d: _tiny(d)),
+    Case("set-stem-stride", _search("space.settings.stem_stride=3"), "'space.settings.stem_stride'",
+         lambda d: _tiny(d)),
+    Case("set-empty-name", _search("name="), "'name'", lambda d: _tiny(d)),
+    Case("set-min-runs-zero", _search("cost.kind=measured", "cost.min_runs=0"), "'min_runs'", lambda d: _tiny(d)),
+]
+
+COMMAND_CASES = [
+    Case("no-command", (), "the following arguments are required: COMMAND"),
+    Case("unknown-command", ("frobnicate",), "invalid choice: 'frobnicate'"),
+    Case("search-no-config", ("search",), "the following arguments are required: config"),
+    Case("search-set-no-value", ("search", "x.yaml", "--set"), "argument --set: expected one argument"),
+    Case("search-storage-is-a-file", ("search", "config.yaml", "--storage", "taken"), "is a file, not a directory",
+         lambda d: (_tiny(d), (d / "taken").write_text("x"))),
+    Case("search-onto-existing", ("search", "config.yaml", "--storage", "."), "already holds an experiment",
+         lambda d: (_tiny(d, name="exp"), _experiment(d))),
+    Case("resume-no-dir", ("resume",), "the following arguments are required: EXPERIMENT_DIR"),
+    Case("resume-missing", ("resume", "absent"), "does not exist"),
+    Case("resume-a-file", ("resume", "plain.txt"), "is a file, not an experiment directory",
+         _file("plain.txt", b"x")),
+    Case("resume-not-an-experiment", ("resume", "."), "is not an hwnas experiment directory"),
+    Case("status-missing", ("status", "absent"), "does not exist"),
+    Case("status-a-file", ("status", "plain.txt"), "is a file, not an experiment directory", _file("plain.txt", b"x")),
+    Case("status-bad-flag", ("status", ".", "--yaml"), "unrecognized arguments: --yaml"),
+    Case("spaces-bad-flag", ("spaces", "--all"), "unrecognized arguments: --all"),
+    Case("arch-no-action", ("arch",), "the following arguments are required: ACTION"),
+    Case("arch-negative-index", ("arch", "describe", "--space", "moga", "--arch=-1-0-0-0-0-0-0-0-0-0-0-0-0-0"),
+         "non-negative integers joined by '-'"),
+    Case("arch-index-out-of-range", ("arch", "describe", "--space", "moga", "--arch", "99" + MOGA_ARCH[1:]),
+         "outside 0..11"),
+    Case("arch-too-few-choices", ("arch", "describe", "--space", "moga", "--arch", "1-2"), "14 searched layers"),
+    Case("arch-unknown-preset", ("arch", "describe", "--preset", "nope"), "nope"),
+    Case("arch-unknown-space", ("arch", "describe", "--space", "nope", "--arch", "1"), "unknown search space"),
+    Case("arch-input-size-zero", ("arch", "describe", "--space", "moga", "--arch", MOGA_ARCH, "--input-size", "0"),
+         "input_size"),
+    Case("arch-input-size-text", ("arch", "describe", "--space", "moga", "--input-size", "big"),
+         "argument --input-size: invalid int value: 'big'"),
+    Case("arch-export-out-is-a-directory", ("arch", "export", "--space", "moga", "--arch", MOGA_ARCH, "--out", "."),
+         "--out"),
+    Case("arch-export-out-under-a-file",
+         ("arch", "export", "--space", "moga", "--arch", MOGA_ARCH, "--out", "plain.txt/m.onnx"), "--out",
+         _file("plain.txt", b"x")),
+    Case("latency-negative-warmup",
+         ("latency", "measure", "--space", "moga", "--arch", MOGA_ARCH, "--warmup", "-1"), "'warmup'"),
+    Case("latency-unknown-device", ("latency", "measure", "--space", "moga", "--arch", MOGA_ARCH, "--device", "tpu9"),
+         "tpu9"),
+    Case("costmodel-fit-too-few", ("costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "1",
+                                   "--out", "m.json"), "--samples"),
+    Case("costmodel-fit-bad-kind", ("costmodel", "fit", "--space", "moga", "--kind", "cubic", "--samples", "8",
+                                    "--out", "m.json"), "argument --kind: invalid choice: 'cubic'"),
+    Case("costmodel-fit-out-exists", ("costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "8",
+                                      "--out", "m.json"), "exists; nothing was changed", _file("m.json", b"{}")),
+    Case("costmodel-eval-missing", ("costmodel", "eval", "--model", "missing.json", "--samples", "4"), "missing.json"),
+    Case("costmodel-eval-garbage", ("costmodel", "eval", "--model", "m.json", "--samples", "4"), "m.json",
+         _file("m.json", os.urandom(64))),
+]
+
+EXPERIMENT_FILE_CASES = [
+    Case("experiment-json-random", ("resume", "exp"), "is damaged", _damaged("experiment.json", os.urandom(64))),
+    Case("experiment-json-a-list", ("status", "exp"), "is damaged", _damaged("experiment.json", b"[1, 2]")),
+    Case("experiment-json-newer", ("resume", "exp"), "is damaged",
+         _damaged("experiment.json", _set_config(schema_version=99))),
+    Case("experiment-json-bad-config", ("resume", "exp"), "supernet.steps",
+         _damaged("experiment.json", _set_config(**{"config.supernet.steps": -1}))),
+    Case("experiment-json-no-uid", ("status", "exp"), "is damaged", _damaged("experiment.json", _set_config(uid=5))),
+    Case("journal-stage-without-name", ("status", "exp"), "record 1 is not a journal record",
+         _journal({"event": "stage_completed", "schema": 2})),
+    Case("journal-array-record", ("resume", "exp"), "record 2 is not a journal record",
+         _journal({"event": "attempt_started", "schema": 2}, [1, 2])),
+    Case("journal-newer-schema", ("resume", "exp"), "journal schema 9",
+         _journal({"event": "attempt_started", "schema": 9})),
+    Case("checkpoint-garbage", ("resume", "exp"), "is corrupt", _damaged("supernet/supernet.pt", os.urandom(512))),
+    Case("checkpoint-not-recorded", ("resume", "exp"), "recorded when its training finished", _completed_training),
+    Case("experiment-locked", ("resume", "exp"), "is being run by another hwnas process", _experiment,
+         holds_lock=True),
+]
+
+CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stderr: str
+    stdout: str
+    changed: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    from orchestrator.experiment import Experiment
+
+    root = tmp_path_factory.mktemp("bad-input")
+    dirs, before = {}, {}
+    for case in CASES:
+        d = dirs[case.id] = root / case.id
+        d.mkdir()
+        if case.setup:
+            case.setup(d)
+        before[case.id] = _snapshot(d)
+
+    def run(case: Case) -> Outcome:
+        proc = run_cli(*case.argv, cwd=dirs[case.id], timeout=300)
+        after = _snapshot(dirs[case.id])
+        old = before[case.id]
+        changed = sorted(k for k in set(old) | set(after) if old.get(k) != after.get(k))
+        return Outcome(proc.returncode, proc.stderr, proc.stdout, changed)
+
+    with ExitStack() as held:
+        for case in CASES:
+            if case.holds_lock:
+                exp = Experiment.open(dirs[case.id] / "exp")
+                held.enter_context(exp.lock())
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            return dict(zip((c.id for c in CASES), pool.map(run, CASES)))
+
+
+def test_there_are_at_least_sixty_cases() -> None:
+    assert len({c.id for c in CASES}) == len(CASES) >= 60
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(case: Case, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes[case.id]
+    assert out.returncode == 2, f"exit {out.returncode}\nstdout: {out.stdout[-1500:]}\nstderr: {out.stderr[-3000:]}"
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr[-3000:]
+    assert lines[0].startswith("hwnas: error: ") and "HINT:" in lines[0], lines[0]
+    assert case.pattern in lines[0], lines[0]
+    assert not out.changed, f"written or changed: {out.changed}"

@@ -1,0 +1,103 @@
+"""How the search stage tells a candidate's failure from the experiment's, on a real Ray Tune run:
+a candidate whose evaluation raises on every try is recorded as failed (infeasible to the searcher)
+and the search goes on; a broken experiment (a checkpoint that is not the recorded one), or failures
+that cannot be the candidates' fault, stop the search, which then never completes."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+
+from orchestrator.config import SearchConfig
+from orchestrator.search import TRIAL_RETRIES, SearchProgress, SearchStopped, make_searcher, param_space_of, run_search
+from spaces import get_space
+
+pytestmark = pytest.mark.integration
+
+SPACE_SETTINGS = {"width_mult": 0.25, "input_size": 32, "num_classes": 4, "stem_stride": 2}
+CFG = SearchConfig(settings={"population_size": 4, "generations": 2})
+
+
+def _first_suggestions(n: int) -> list[str]:
+    """The candidate ids the searcher suggests first (it is deterministic for the seed)."""
+    space = get_space("moga", **SPACE_SETTINGS)
+    searcher = make_searcher(CFG, param_space=param_space_of(space), seed=0)
+    out = []
+    for i in range(n):
+        config = searcher.suggest(f"t{i}")
+        out.append(space.candidate_id(tuple(int(config[d.name]) for d in space.dims)))
+    return out
+
+
+def _trial_raising_for(broken: set[str]) -> Callable[..., None]:
+    # Defined in a function so that Ray ships it by value: workers cannot import test modules.
+    def trial(config: dict[str, Any], ctx: Any) -> None:
+        from ray import tune
+
+        from searchers import GENERATION_KEY
+        from spaces import get_space
+
+        space = get_space("moga", **ctx.space_settings)
+        encoding = tuple(int(config[d.name]) for d in space.dims)
+        cid = space.candidate_id(encoding)
+        if cid in broken:
+            raise ValueError(f"candidate {cid} cannot be built on this device")
+        counts = space.count(encoding)
+        tune.report({"accuracy": 1.0 / (1.0 + counts["madds"] / 1e6), "latency_ms": counts["madds"] / 1e6,
+                     "params": counts["params"], "madds": counts["madds"], "candidate_id": cid,
+                     "encoding": space.to_string(encoding), "generation": int(config.get(GENERATION_KEY, 0)),
+                     "cached": False})
+    return trial
+
+
+def _run(tmp_path: Path, trial_fn: Callable[..., None] | None, ctx: Any,
+         lines: list[str] | None = None) -> tuple[SearchProgress, list, list, list]:
+    lines = [] if lines is None else lines
+    scored: list[dict] = []
+    failed: list[str] = []
+    progress = SearchProgress(total=CFG.budget, known=set(), on_candidate=scored.append,
+                              on_failure=lambda trial_id, reason: failed.append(reason), printer=lines.append,
+                              candidate_of=lambda config: get_space("moga", **SPACE_SETTINGS).candidate_id(
+                                  tuple(int(config[d.name]) for d in get_space("moga", **SPACE_SETTINGS).dims)))
+    run_search(cfg=CFG, space=get_space("moga", **SPACE_SETTINGS), ctx=ctx, seed=0, attempt=1, progress=progress,
+               trial_fn=trial_fn)
+    return progress, lines, scored, failed
+
+
+def test_a_candidate_failing_on_every_try_is_recorded_and_the_search_goes_on(tmp_path: Path, tune_ray: None) -> None:
+    broken = _first_suggestions(2)[1]
+    ctx = SimpleNamespace(experiment_dir=str(tmp_path), space_settings=SPACE_SETTINGS)
+    progress, lines, scored, failed = _run(tmp_path, _trial_raising_for({broken}), ctx)
+    assert progress.abort_reason is None
+    assert progress.done == CFG.budget and progress.failed == 1
+    assert len(failed) == 1 and broken in failed[0] and "ValueError: candidate" in failed[0]
+    assert broken not in {r["candidate_id"] for r in scored}
+    assert sum(f"candidate {broken}: ValueError" in ln and "retrying" in ln for ln in lines) == TRIAL_RETRIES
+
+
+def test_failures_that_cannot_be_the_candidates_stop_the_search(tmp_path: Path, tune_ray: None) -> None:
+    ctx = SimpleNamespace(experiment_dir=str(tmp_path), space_settings=SPACE_SETTINGS)
+    with pytest.raises(SearchStopped, match="the first 3 candidates all failed"):
+        _run(tmp_path, _trial_raising_for(set(_first_suggestions(4))), ctx)
+
+
+def test_a_checkpoint_that_is_not_the_recorded_one_stops_the_search_at_once(tmp_path: Path, tune_ray: None) -> None:
+    from orchestrator.evaluator import EvalContext
+
+    checkpoint = tmp_path / "supernet.pt"
+    checkpoint.write_bytes(os.urandom(1024))
+    ctx = EvalContext(
+        experiment_dir=str(tmp_path), space_name="moga", space_settings=SPACE_SETTINGS,
+        supernet_path=str(checkpoint), supernet_digest="0" * 64, seed=0, data_kind="synthetic",
+        data={"num_classes": 4, "image_size": 32, "train_size": 64, "val_size": 32, "noise": 0.45},
+        evaluation={"bn_batches": 1, "bn_batch_size": 16, "batch_size": 32}, cost={"kind": "madds"},
+        fingerprint="test",
+    )
+    lines: list[str] = []
+    with pytest.raises(SearchStopped, match=r"supernet checkpoint .* recorded when its training finished"):
+        _run(tmp_path, None, ctx, lines)
+    assert not any("retrying" in ln for ln in lines)  # the experiment's fault: never retried
+    assert not any(ln.startswith("[search] gen") for ln in lines)  # and no candidate scored
