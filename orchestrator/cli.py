@@ -74,8 +74,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .experiment import Experiment
     from .tracking import default_tracking_uri
 
+    from trainers import DATASETS
+
     cfg = load_config(args.config, args.overrides)
     Experiment.new_directory(cfg, Path(args.storage))  # refuse an existing experiment before Ray starts
+    DATASETS.get(cfg.data.kind).prepare(cfg.data.settings, printer=_out)  # a bad image: one line, nothing written
     _check_placement(cfg, args.address)  # before anything is written
     exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
     _out(f"hwnas: experiment {cfg.name} in {exp.directory}")

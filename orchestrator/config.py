@@ -264,12 +264,15 @@ def _registered(path: str, value: Any, registry: Any, what: str) -> None:
 
 
 # ---------------------------------------------------------------------- sections
-def _data(raw: Any) -> DataConfig:
+def _data(raw: Any, base_dir: Path) -> DataConfig:
     if not isinstance(raw, Mapping):
         raise _fail("data", "must be a mapping of fields", raw, "e.g. data: {kind: synthetic, num_classes: 10}")
     values = dict(raw)
     kind = values.pop("kind", DataConfig.kind)
     _registered("data.kind", kind, DATASETS, "dataset kind")
+    for name in DATASETS.get(kind).PATH_SETTINGS:  # stored absolute: the experiment must not depend on cwd
+        if isinstance(values.get(name), str) and values[name]:
+            values[name] = str((base_dir / Path(values[name]).expanduser()).resolve())
     return DataConfig(kind=kind, settings=DATASETS.get(kind).check_settings(values, where=_where("data")))
 
 
@@ -342,11 +345,12 @@ def _cost_model_fields(cfg: CostConfig) -> None:
                     f"report fidelity)", cfg.calibration_samples, "use e.g. 40")
 
 
-def _check_cost_model_file(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The named model exists, is of cost.kind and fits the experiment's space; path made absolute."""
+def _check_cost_model_file(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
+    """The named model exists, is of cost.kind and fits the experiment's space; path made absolute
+    (a relative one is relative to the config file)."""
     from cluster.calibration import load_cost_model
 
-    path = Path(cfg.cost.model).expanduser().resolve()
+    path = (base_dir / Path(cfg.cost.model).expanduser()).resolve()
     load_cost_model(path, kind=cfg.cost.kind, space=cfg.build_space(), what="config field 'cost.model'")
     return dataclasses.replace(cfg, cost=dataclasses.replace(cfg.cost, model=str(path)))
 
@@ -401,14 +405,15 @@ def _search(raw: Any, data: DataConfig) -> SearchConfig:
 
 
 # ---------------------------------------------------------------------- entry points
-def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
+def config_from_dict(raw: Any, *, check_files: bool = True, base_dir: str | Path | None = None) -> ExperimentConfig:
     """Validate a raw mapping (parsed YAML plus overrides) into an :class:`ExperimentConfig`.
 
     Args:
         raw: The mapping.
-        check_files: Also check the files the config names (``cost.model``, relative to the working
-            directory) and store their absolute paths. Off when reopening an experiment, which uses
-            its own copy of the model.
+        check_files: Also check the files the config names (``cost.model``) and store their absolute
+            paths. Off when reopening an experiment, which uses its own copy of the model.
+        base_dir: What relative paths (``cost.model``, a dataset's folders) are relative to: the config
+            file's directory (:func:`load_config`); default the working directory.
     """
     values = _check_keys("", raw, ExperimentConfig)
     if "name" not in values:
@@ -418,7 +423,8 @@ def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
         raise _fail("name", "must be 1-64 letters, digits, '_', '-' or '.' starting with a letter or digit",
                     name, "it names the experiment directory; e.g. 'quickstart'")
     seed = _check_type("seed", values.get("seed", 0), "int")
-    data = _data(values.get("data", {}))
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    data = _data(values.get("data", {}), base)
     cfg = ExperimentConfig(
         name=name, seed=seed, data=data,
         space=_space(values.get("space", {}), data),
@@ -432,7 +438,7 @@ def config_from_dict(raw: Any, *, check_files: bool = True) -> ExperimentConfig:
     except HwnasError as exc:
         raise ConfigError(f"config field 'space.settings': {exc}") from None
     if check_files and cfg.cost.uses_model and cfg.cost.model:
-        cfg = _check_cost_model_file(cfg)
+        cfg = _check_cost_model_file(cfg, base)
     return cfg
 
 
@@ -461,7 +467,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read, override and validate a YAML experiment config."""
-    return config_from_dict(apply_overrides(read_config_file(path), overrides))
+    # Relative paths in a config (data folders, cost.model) are relative to the config file, also when
+    # given with --set: the config means the same wherever hwnas is started.
+    return config_from_dict(apply_overrides(read_config_file(path), overrides), base_dir=Path(path).resolve().parent)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

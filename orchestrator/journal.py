@@ -32,6 +32,7 @@ class JournalState:
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)  # candidate_id -> record, first wins
     failures: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
+    data: dict[str, Any] | None = None  # the data's identity, recorded when the experiment first ran
 
     def stage(self, name: str) -> str:
         if name in self.completed:
@@ -73,6 +74,8 @@ class Journal:
                 state.candidates.setdefault(rec["candidate_id"], rec)
             elif kind == "candidate_failed":
                 state.failures.append(rec)
+            elif kind == "data" and state.data is None:
+                state.data = rec.get("identity")
         return state
 
     def _check(self, number: int, rec: Any) -> None:

@@ -40,9 +40,26 @@ def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = p
     with exp.lock():
         state = exp.journal.replay()
         _preflight(exp, state)  # a damaged file is one clear error before anything is written or started
+        identity = _check_data(exp, state, printer)
         exp.record_holder()
         _repair_tails(exp, printer)
-        return _run_stages(exp, state, address=address, printer=printer)
+        if state.data is None:
+            exp.journal.append("data", identity=identity)
+        return _run_stages(exp, state, identity, address=address, printer=printer)
+
+
+def _check_data(exp: Experiment, state: JournalState, printer: Printer) -> dict[str, Any]:
+    """Prepare the data (decode caches) and make sure it is the data the experiment started with."""
+    from trainers import DATASETS
+
+    identity = DATASETS.get(exp.config.data.kind).prepare(exp.config.data.settings, printer=printer)
+    if state.data is not None and state.data != identity:
+        changed = sorted(k for k in set(state.data) | set(identity) if state.data.get(k) != identity.get(k))
+        raise ExperimentError(
+            f"the data changed since experiment {exp.directory} started ({', '.join(changed)} differ): its scores "
+            f"would mix two datasets. HINT: put the original data back, or start a new experiment on the new data."
+        )
+    return identity
 
 
 def _preflight(exp: Experiment, state: JournalState) -> None:
@@ -76,7 +93,8 @@ def _repair_tails(exp: Experiment, printer: Printer) -> None:
                     f"appending")
 
 
-def _run_stages(exp: Experiment, state: JournalState, *, address: str | None, printer: Printer) -> dict[str, Any]:
+def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], *, address: str | None,
+                printer: Printer) -> dict[str, Any]:
     from cluster import connect, require_device
 
     cfg = exp.config
@@ -88,6 +106,8 @@ def _run_stages(exp: Experiment, state: JournalState, *, address: str | None, pr
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer)
     tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
                                                    "note": f"hwnas experiment {exp.directory}"})
+    tracker.log_dataset(name=cfg.data.kind, identity=identity,
+                        source=str(cfg.data.settings.get("train") or exp.directory))
     try:
         if cfg.cost.uses_model:
             _calibrate(exp, state, printer)

@@ -174,6 +174,21 @@ class Tracker:
         self.client.log_batch(self._parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                               tags=[RunTag("mlflow.note.content", tags.get("note", ""))])
 
+    def log_dataset(self, *, name: str, identity: dict[str, Any], source: str) -> None:
+        """Record the data as the search run's input (MLflow dedups a dataset logged again on resume)."""
+        self._call("logging the dataset", lambda: self._log_dataset(name, identity, source), wait=False)
+
+    def _log_dataset(self, name: str, identity: dict[str, Any], source: str) -> None:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        from core.digest import json_digest
+
+        dataset = MetaDataset(resolve_dataset_source(source), name=name, digest=json_digest(identity))
+        self.client.log_inputs(self._parent_id, datasets=[
+            DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])])
+
     @property
     def parent_run_id(self) -> str | None:
         return self._parent_id

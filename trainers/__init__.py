@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from .datasets import DATASETS, Dataset, SyntheticDataset, make_dataset
+from .imagefolder import ImageFolderDataset
 from .tasks import TASKS, ClassificationTask, Task, make_task
 
 # Names whose modules import torch, loaded when first asked for (PEP 562).
@@ -30,6 +31,7 @@ __all__ = [
     "TASKS",
     "ClassificationTask",
     "Dataset",
+    "ImageFolderDataset",
     "SyntheticDataset",
     "Task",
     "make_dataset",

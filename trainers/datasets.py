@@ -48,10 +48,20 @@ class Dataset(abc.ABC):
         ``directory`` (a :class:`pathlib.Path`) and points its settings there."""
         return dict(cls.SMALL_SETTINGS)
 
+    #: Settings that name files or folders: a config's relative paths are taken relative to the config file.
+    PATH_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:
         """The settings validated, defaults filled in, without loading anything."""
         return resolve_settings(cls.SETTINGS, settings, owner=f"dataset {cls.kind}", where=where)
+
+    @classmethod
+    def prepare(cls, settings: Mapping[str, Any], *, printer: Callable[[str], None] = print) -> dict[str, Any]:
+        """Do the one-time work on the data (read every file, decode it into a cache) where the driver
+        runs, before an experiment starts, so a bad file is one clear error before anything is written;
+        return the data's identity (what its scores depend on). Generated data has nothing to do."""
+        return {"kind": cls.kind, **dict(settings)}
 
     @classmethod
     @abc.abstractmethod

@@ -258,7 +258,49 @@ EXPERIMENT_FILE_CASES = [
          holds_lock=True),
 ]
 
-CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES
+# ---------------------------------------------------------------------- image folders
+def _folders(case_dir: Path, **data: object) -> None:
+    """config.yaml on an image folder ``images`` (3 classes); ``data`` changes the data section."""
+    from trainers.imagefolder import write_example_folder
+
+    write_example_folder(case_dir / "images", classes=3, per_class=2, size=24, seed=0)
+    _tiny(case_dir, data={"kind": "imagefolder", "train": "images", "val_fraction": 0.5, "image_size": 16,
+                          "cache_dir": "cache", **data})
+    raw = yaml.safe_load((case_dir / "config.yaml").read_text())
+    raw["supernet"]["batch_size"] = 2
+    raw["evaluation"].update(bn_batches=1, bn_batch_size=2)
+    (case_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _corrupt_image(case_dir: Path) -> None:
+    _folders(case_dir)
+    (case_dir / "images" / "class_1" / "img_001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(40))
+
+
+def _empty_class(case_dir: Path) -> None:
+    _folders(case_dir)
+    (case_dir / "images" / "class_9").mkdir()
+
+
+def _unknown_val_class(case_dir: Path) -> None:
+    from trainers.imagefolder import write_example_folder
+
+    write_example_folder(case_dir / "val", classes=4, per_class=1, size=24, seed=1)
+    _folders(case_dir, val="val", val_fraction=None)
+
+
+IMAGEFOLDER_CASES = [
+    Case("folder-missing", _search(), "the image folder", lambda d: _folders(d, train="absent")),
+    Case("folder-is-a-file", _search(), "is a file", lambda d: (_folders(d, train="config.yaml"))),
+    Case("folder-empty-class", _search(), "holds no images", _empty_class),
+    Case("folder-corrupt-image", _search(), "img_001.png' cannot be read", _corrupt_image),
+    Case("folder-val-and-fraction", _search(), "give exactly one of val", lambda d: _folders(d, val="images")),
+    Case("folder-unknown-val-class", _search(), "class 'class_3' is not among the training classes",
+         _unknown_val_class),
+]
+
+
+CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -316,3 +358,4 @@ def test_bad_input_gives_one_line_exit_2_and_writes_nothing(case: Case, outcomes
     assert lines[0].startswith("hwnas: error: ") and "HINT:" in lines[0], lines[0]
     assert case.pattern in lines[0], lines[0]
     assert not out.changed, f"written or changed: {out.changed}"
+

@@ -28,7 +28,8 @@ def fitted_model_file(config: Path, out: Path, *, kind_input_size: int | None = 
 def test_a_model_file_is_checked_and_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny_config(tmp_path)
     fitted_model_file(config, tmp_path / "linear.json")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a relative cost.model is relative to the config file, not cwd
     cfg = load_config(config, ["cost.kind=linear", "cost.model=linear.json"])
     assert cfg.cost.model == str((tmp_path / "linear.json").resolve())
     assert cfg.cost.uses_model and not cfg.cost.measures

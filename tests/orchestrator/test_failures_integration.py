@@ -54,26 +54,48 @@ def _kill_one_trial_worker(driver_pid: int, timeout: float) -> int | None:
     return None
 
 
-def test_a_killed_trial_worker_is_retried_and_changes_nothing(tmp_path: Path, reference_run: Path) -> None:
-    cfg = tiny_config(tmp_path, name="worker-killed")
+def _kill_trainer_at(proc, lines: list[str], step_line: str) -> bool:
+    """Read the driver's lines until ``step_line``; then SIGKILL the supernet trainer's process."""
+    from core.reaper import descendants
+
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(step_line):
+            for pid, _ in descendants(proc.pid):
+                try:
+                    title = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if title.startswith(b"ray::_TrainerHost"):
+                    os.kill(pid, signal.SIGKILL)
+                    return True
+            return False
+    return False
+
+
+def test_killed_trainer_and_trial_worker_are_retried_and_change_nothing(tmp_path: Path, reference_run: Path) -> None:
+    cfg = tiny_config(tmp_path, name="workers-killed")
     proc = start_cli("search", str(cfg), "--storage", str(tmp_path / "runs"), cwd=tmp_path)
-    lines = []
+    lines: list[str] = []
+    trainer_killed = _kill_trainer_at(proc, lines, "[train_supernet] step 10/40")
     for line in proc.stdout:  # type: ignore[union-attr]
         lines.append(line)
         if line.startswith("[search] gen 0 candidates 1/"):
             break
-    killed = _kill_one_trial_worker(proc.pid, timeout=60)
+    worker_killed = _kill_one_trial_worker(proc.pid, timeout=60)
     out = "".join(lines) + proc.stdout.read()  # type: ignore[union-attr]
     assert proc.wait(timeout=300) == 0, out[-3000:]
-    assert killed is not None, "no trial worker was seen evaluating"
+    assert trainer_killed and worker_killed is not None, out[-3000:]
+    assert "[train_supernet] the trainer died" in out and "restarting it from the last checkpoint (1 of 3" in out
     assert "retrying (1 of 3 retries)" in out, out[-3000:]
-    exp_dir = tmp_path / "runs" / "worker-killed"
+    exp_dir = tmp_path / "runs" / "workers-killed"
     events = [json.loads(ln)["event"] for ln in (exp_dir / "journal.jsonl").read_text().splitlines()]
     assert "candidate_failed" not in events
     assert_same_result(exp_dir, reference_run)
 
 
-def test_a_corrupt_checkpoint_in_training_is_named_then_retrained(tmp_path: Path, reference_run: Path) -> None:
+def test_a_corrupt_checkpoint_in_training_is_named_then_retrained_and_a_torn_journal_cut(
+        tmp_path: Path, reference_run: Path) -> None:
     cfg = tiny_config(tmp_path, name="corrupt-training")
     exp_dir = tmp_path / "runs" / "corrupt-training"
     _, below = run_until(["search", str(cfg), "--storage", str(tmp_path / "runs")], tmp_path,
@@ -87,9 +109,19 @@ def test_a_corrupt_checkpoint_in_training_is_named_then_retrained(tmp_path: Path
     assert _snapshot(exp_dir) == before, "a refused resume writes nothing"
 
     checkpoint.unlink()
+    out, _ = run_until(["resume", str(exp_dir)], tmp_path, r"\[search\] gen 0 candidates 2/8")
+    assert "resuming from checkpoint" not in out  # trained again from step 0
+
+    # Killed again, with a record cut short at the end of the journal (a write torn by a power loss).
+    journal = exp_dir / "journal.jsonl"
+    with open(journal, "ab") as fh:
+        fh.write(b'{"event": "candidate", "candidate_id": "0123')
     final = run_cli("resume", str(exp_dir), cwd=tmp_path)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
-    assert "resuming from checkpoint" not in final.stdout  # trained again from step 0
+    assert "journal.jsonl ended in a torn record" in final.stdout
+    for line in journal.read_text().splitlines():
+        json.loads(line)  # every record readable, the resume's own included
+    assert (exp_dir / "journal.jsonl.torn").read_bytes().startswith(b'{"event": "candidate", "candidate_id": "0123')
     assert_same_result(exp_dir, reference_run)
 
 
@@ -113,44 +145,3 @@ def test_a_corrupt_checkpoint_after_training_never_scores_a_candidate(tmp_path: 
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     assert "training it again from the seed" in final.stdout
     assert_same_result(exp_dir, reference_run)
-
-
-def test_a_torn_journal_line_is_cut_before_resume_appends(tmp_path: Path, reference_run: Path) -> None:
-    cfg = tiny_config(tmp_path, name="torn")
-    exp_dir = tmp_path / "runs" / "torn"
-    run_until(["search", str(cfg), "--storage", str(tmp_path / "runs")], tmp_path, r"\[search\] gen 0 candidates 2/8")
-    journal = exp_dir / "journal.jsonl"
-    with open(journal, "ab") as fh:
-        fh.write(b'{"event": "candidate", "candidate_id": "0123')  # a write cut short
-    final = run_cli("resume", str(exp_dir), cwd=tmp_path)
-    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
-    assert "journal.jsonl ended in a torn record" in final.stdout
-    for number, line in enumerate(journal.read_text().splitlines(), start=1):
-        json.loads(line)  # every record readable, the resume's own included
-    assert (exp_dir / "journal.jsonl.torn").read_bytes().startswith(b'{"event": "candidate", "candidate_id": "0123')
-    assert_same_result(exp_dir, reference_run)
-
-
-def test_a_killed_supernet_trainer_restarts_from_its_checkpoint(tmp_path: Path, reference_run: Path) -> None:
-    from core.reaper import descendants
-
-    cfg = tiny_config(tmp_path, name="trainer-killed")
-    proc = start_cli("search", str(cfg), "--storage", str(tmp_path / "runs"), cwd=tmp_path)
-    lines, killed = [], False
-    for line in proc.stdout:  # type: ignore[union-attr]
-        lines.append(line)
-        if line.startswith("[train_supernet] step 10/40"):
-            for pid, _ in descendants(proc.pid):
-                try:
-                    title = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if title.startswith(b"ray::_TrainerHost"):
-                    os.kill(pid, signal.SIGKILL)
-                    killed = True
-            break
-    out = "".join(lines) + proc.stdout.read()  # type: ignore[union-attr]
-    assert proc.wait(timeout=300) == 0, out[-3000:]
-    assert killed, "no trainer process was found"
-    assert "restarting it from the last checkpoint (1 of 3 retries)" in out, out[-3000:]
-    assert_same_result(tmp_path / "runs" / "trainer-killed", reference_run)

@@ -242,10 +242,10 @@ def test_encode_refuses_foreign_block_arguments() -> None:
         ({"variant": "ibn+tucker"}, r"setting 'variant': must be one of ibn, ibn\+fused, ibn\+fused\+tucker"),
         ({"target": "tpu"}, r"setting 'target': must be one of cpu, edgetpu, dsp, gpu, got 'tpu'"),
         ({"task": "segmentation"}, r"setting 'task': must be one of detection, classification"),
-        ({"input_size": 16}, r"setting 'input_size': must be an integer >= 32"),
+        ({"input_size": 16}, r"setting 'input_size': must be an integer in \[32, 4096\]"),
         ({"head_depths": [512, 255]}, r"head_depths': must hold even integers"),
         ({"head_depths": []}, r"head_depths': must be a non-empty list"),
-        ({"width_mult": 0}, r"setting 'width_mult': must be a finite number > 0"),
+        ({"width_mult": 0}, r"setting 'width_mult': must be a finite number in \(0, 8\]"),
     ],
 )
 def test_bad_settings_are_refused_clearly(settings: dict, pattern: str) -> None:
