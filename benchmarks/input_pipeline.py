@@ -1,6 +1,7 @@
 """Training input pipeline: hwnas's image-folder dataset (decoded once into a memory-mapped cache,
 augmented in torch) against a plain ``torch.utils.data.DataLoader`` that decodes the same JPEG files
-with Pillow on every read (worker processes), in one run. Reports images/s of each and the ratio.
+with Pillow on every read, in one run, on the same cores (``--workers`` torch threads for hwnas,
+``--workers`` loader processes for the DataLoader). Reports images/s of each and the ratio.
 
     .venv/bin/python benchmarks/input_pipeline.py --images 1024 --size 224 --batch 64 --workers 2
 """
@@ -48,7 +49,7 @@ class PlainFolder(torch.utils.data.Dataset):
         from PIL import Image
 
         with Image.open(self.files[i]) as img:
-            x = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).float()
+            x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float()
         _, h, w = x.shape
         area = np.random.uniform(0.25, 1.0) * h * w
         ratio = math.exp(np.random.uniform(math.log(3 / 4), math.log(4 / 3)))
@@ -103,10 +104,12 @@ def main() -> None:
         started = time.perf_counter()
         ImageFolderDataset.prepare(ImageFolderDataset.check_settings(settings), printer=lambda s: None)
         decode_s = time.perf_counter() - started
+        torch.set_num_threads(max(1, args.workers))  # the same cores for both: threads here, processes there
         hwnas = time_hwnas(settings, args.batch, args.batches)
+        torch.set_num_threads(1)
         plain = time_plain(root, args.size, args.batch, args.batches, args.workers)
     print(f"one-time decode into the cache: {args.images} images in {decode_s:.1f} s")
-    print(f"hwnas imagefolder (1 thread, cache):     {hwnas:8.1f} images/s")
+    print(f"hwnas imagefolder ({args.workers} threads, cache):    {hwnas:8.1f} images/s")
     print(f"DataLoader + Pillow ({args.workers} workers, per read): {plain:8.1f} images/s")
     print(f"ratio hwnas / DataLoader: {hwnas / plain:.2f}")
 
