@@ -20,7 +20,8 @@ from .experiment import Experiment
 from .journal import JournalState
 from .metrics import candidate_metrics
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
-from .search import TRIAL_RETRIES, SearchProgress, SearchStopped, format_seconds, run_search
+from .search import (TRIAL_RETRIES, SearchProgress, SearchStopped, encoding_of, first_line, format_seconds,
+                     run_search)
 from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES", "stages_for"]
@@ -66,16 +67,16 @@ def _preflight(exp: Experiment, state: JournalState) -> None:
     """Check the experiment's state files that a later stage would trip over."""
     from trainers import check_checkpoint
 
-    cfg, path = exp.config, exp.supernet_path
+    cfg, path, space = exp.config, exp.supernet_path, exp.config.build_space()
     if cfg.cost.uses_model and state.stage("calibrate") == "completed":
         from cluster.calibration import load_cost_model
 
-        load_cost_model(exp.directory / COST_MODEL_FILE, kind=cfg.cost.kind, space=cfg.build_space(),
+        load_cost_model(exp.directory / COST_MODEL_FILE, kind=cfg.cost.kind, space=space,
                         what="the experiment's cost model")
     if path.exists():
         digest = state.completed["train_supernet"]["digest"] if state.stage("train_supernet") == "completed" else None
-        check_checkpoint(path, cfg.build_space(), digest=digest)
-    if cfg.cost.kind == "measured":
+        check_checkpoint(path, space, digest=digest)
+    if cfg.cost.kind == "measured":  # the latency actor loads it too; a damaged file is one line here instead
         from cluster.cache import LatencyCache
 
         LatencyCache(exp.directory / "latency_cache.jsonl")
@@ -240,7 +241,7 @@ def _run_trainer(exp: Experiment, printer: Printer) -> None:
             _train_loop(actor, cfg, printer)
             return
         except RayActorError as exc:
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc, 200)
             if attempt == TRIAL_RETRIES:
                 raise ExperimentError(
                     f"the supernet trainer died {TRIAL_RETRIES + 1} times ({reason}); training stopped at its last "
@@ -320,7 +321,7 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
         _start_latency_service(ctx)
     progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
                               on_failure=on_failure, printer=printer, score_metric=_score_metric(cfg),
-                              candidate_of=lambda config: space.candidate_id(_encoding_of(space, config)))
+                              candidate_of=lambda config: space.candidate_id(encoding_of(space, config)))
     try:
         run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt, progress=progress)
     except SearchStopped as exc:
@@ -334,10 +335,6 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     exp.journal.stage_completed(stage, candidates=len(progress.known))
 
 
-def _encoding_of(space: Any, config: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(int(config[d.name]) for d in space.dims)
-
-
 def _score_metric(cfg: ExperimentConfig) -> str:
     """The task's headline metric (accuracy for classification)."""
     from trainers import TASKS
@@ -348,9 +345,6 @@ def _score_metric(cfg: ExperimentConfig) -> str:
 def _start_latency_service(ctx: EvalContext) -> None:
     """Create the device's measuring actor from the driver, so it lives as long as the job."""
     from cluster import get_latency_actor
-    from cluster.cache import LatencyCache
-
-    LatencyCache(Path(ctx.experiment_dir) / "latency_cache.jsonl")  # a damaged file: one line here, not in the actor
 
     get_latency_actor(ctx.cost["device"], str(Path(ctx.experiment_dir) / "latency_cache.jsonl"),
                       options=measure_options(ctx.cost))

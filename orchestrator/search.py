@@ -18,8 +18,8 @@ from spaces import SearchSpace
 from .config import SearchConfig
 from .evaluator import EvalContext
 
-__all__ = ["SearchProgress", "SearchStopped", "TRIAL_RETRIES", "format_seconds", "make_searcher", "param_space_of",
-           "run_search"]
+__all__ = ["SearchProgress", "SearchStopped", "TRIAL_RETRIES", "encoding_of", "first_line", "format_seconds",
+           "make_searcher", "param_space_of", "run_search"]
 
 
 class SearchStopped(ExperimentError):
@@ -46,6 +46,17 @@ TRIAL_RETRIES = 3
 FATAL_KEY = "hwnas_fatal"  # a trial reports this instead of metrics when the experiment itself is broken
 
 
+def encoding_of(space: SearchSpace, config: Mapping[str, Any]) -> tuple[int, ...]:
+    """The encoding a trial's config holds (one choice index per dimension)."""
+    return tuple(int(config[d.name]) for d in space.dims)
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """An error's first line of text (its type's name if it has none), cut to ``limit`` characters."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     """The Tune function trainable: score one candidate and report it.
 
@@ -58,7 +69,7 @@ def _evaluate_trial(config: dict[str, Any], ctx: EvalContext) -> None:
     from searchers import GENERATION_KEY
 
     space = ctx.space
-    encoding = tuple(int(config[d.name]) for d in space.dims)
+    encoding = encoding_of(space, config)
     try:
         metrics, cached = ctx.evaluate(encoding)
     except HwnasError as exc:
@@ -156,11 +167,11 @@ def _failure(trial: Any) -> tuple[str, bool]:
     from ray.exceptions import RayError, RayTaskError
 
     error = _last_error(trial)
+    if error is None:
+        return "error: unknown error", True
     if isinstance(error, RayTaskError) and not isinstance(error.cause, RayError):
-        cause = error.cause
-        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ''}", False
-    text = str(error).strip().splitlines()[0][:300] if error is not None and str(error).strip() else "unknown error"
-    return f"{type(error).__name__ if error is not None else 'error'}: {text}", True
+        return f"{type(error.cause).__name__}: {first_line(error.cause)}", False
+    return f"{type(error).__name__}: {first_line(error)}", True
 
 
 def _last_error(trial: Any) -> BaseException | None:

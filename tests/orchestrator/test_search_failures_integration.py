@@ -12,24 +12,21 @@ from typing import Any, Callable
 import pytest
 
 from orchestrator.config import SearchConfig
-from orchestrator.search import TRIAL_RETRIES, SearchProgress, SearchStopped, make_searcher, param_space_of, run_search
+from orchestrator.search import (TRIAL_RETRIES, SearchProgress, SearchStopped, encoding_of, make_searcher,
+                                 param_space_of, run_search)
 from spaces import get_space
 
 pytestmark = pytest.mark.integration
 
 SPACE_SETTINGS = {"width_mult": 0.25, "input_size": 32, "num_classes": 4, "stem_stride": 2}
 CFG = SearchConfig(settings={"population_size": 4, "generations": 2})
+SPACE = get_space("moga", **SPACE_SETTINGS)
 
 
 def _first_suggestions(n: int) -> list[str]:
     """The candidate ids the searcher suggests first (it is deterministic for the seed)."""
-    space = get_space("moga", **SPACE_SETTINGS)
-    searcher = make_searcher(CFG, param_space=param_space_of(space), seed=0)
-    out = []
-    for i in range(n):
-        config = searcher.suggest(f"t{i}")
-        out.append(space.candidate_id(tuple(int(config[d.name]) for d in space.dims)))
-    return out
+    searcher = make_searcher(CFG, param_space=param_space_of(SPACE), seed=0)
+    return [SPACE.candidate_id(encoding_of(SPACE, searcher.suggest(f"t{i}"))) for i in range(n)]
 
 
 def _trial_raising_for(broken: set[str]) -> Callable[..., None]:
@@ -60,9 +57,8 @@ def _run(tmp_path: Path, trial_fn: Callable[..., None] | None, ctx: Any,
     failed: list[str] = []
     progress = SearchProgress(total=CFG.budget, known=set(), on_candidate=scored.append,
                               on_failure=lambda trial_id, reason: failed.append(reason), printer=lines.append,
-                              candidate_of=lambda config: get_space("moga", **SPACE_SETTINGS).candidate_id(
-                                  tuple(int(config[d.name]) for d in get_space("moga", **SPACE_SETTINGS).dims)))
-    run_search(cfg=CFG, space=get_space("moga", **SPACE_SETTINGS), ctx=ctx, seed=0, attempt=1, progress=progress,
+                              candidate_of=lambda config: SPACE.candidate_id(encoding_of(SPACE, config)))
+    run_search(cfg=CFG, space=SPACE, ctx=ctx, seed=0, attempt=1, progress=progress,
                trial_fn=trial_fn)
     return progress, lines, scored, failed
 
