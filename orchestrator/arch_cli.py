@@ -128,7 +128,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = check_out_file("--out", args.out, example="model.onnx")
     space, encoding = resolve_architecture(args)
     torch.set_num_threads(1)
-    model = space.build(encoding).eval()
+    from trainers.detection import deployable
+
+    # A detector is exported with its box decoding: boxes in input pixels and per-class scores.
+    model = deployable(space, space.build(encoding).eval())
     shape = space.input_shape
     out.parent.mkdir(parents=True, exist_ok=True)
     data = export_onnx(model, shape, out)
@@ -145,8 +148,8 @@ def _arch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, metavar="N", help="input resolution (default: the space's or preset's)")
     p.add_argument("--num-classes", type=int, metavar="K", help="classifier classes (default: the space's or preset's)")
     p.add_argument("--task", choices=("classification", "detection"), default=None,
-                   help="classification head or SSDLite detector (default: the space's or preset's; "
-                        "detection needs a space with C4/C5 endpoints, e.g. mobiledet)")
+                   help="classification head or SSDLite detector on the C4/C5 endpoints (default: the space's or "
+                        "preset's)")
 
 
 def add_arch_commands(sub: Any) -> dict[str, Any]:

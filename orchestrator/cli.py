@@ -61,11 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment_dir", metavar="EXPERIMENT_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     from .arch_cli import add_arch_commands
-
     from .cost_cli import add_cost_commands
+    from .data_cli import add_data_commands
+    from .evaluate_cli import add_evaluate_command
 
     COMMANDS.update(add_arch_commands(sub))
     COMMANDS.update(add_cost_commands(sub))
+    COMMANDS.update(add_data_commands(sub))
+    COMMANDS.update(add_evaluate_command(sub))
     return parser
 
 

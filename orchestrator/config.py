@@ -24,7 +24,7 @@ from core.errors import ConfigError, HwnasError
 from core.validation import check_choice, check_int, check_number, invalid
 from searchers import SEARCHERS, Constraint, Objective
 from spaces import SPACES, SearchSpace, get_space
-from trainers import DATASETS
+from trainers import DATASETS, TASKS
 
 from .metrics import metric_names
 
@@ -157,6 +157,8 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = EvaluationConfig()
     search: SearchConfig = SearchConfig()
     cost: CostConfig = CostConfig()
+    #: The detection task's settings (see :class:`trainers.detect.DetectionTask`); empty for classifiers.
+    detection: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as the YAML a user could have written (what ``experiment.json`` stores)."""
@@ -169,6 +171,11 @@ class ExperimentConfig:
 
     def build_space(self) -> SearchSpace:
         return get_space(self.space.name, **self.space.settings)
+
+    @property
+    def quality_metric(self) -> str:
+        """The task's headline score: ``accuracy`` for classifiers, ``map`` for detectors."""
+        return TASKS.get(self.data.task).METRICS[0]
 
     @property
     def total_candidates(self) -> int:
@@ -270,9 +277,7 @@ def _data(raw: Any, base_dir: Path) -> DataConfig:
     values = dict(raw)
     kind = values.pop("kind", DataConfig.kind)
     _registered("data.kind", kind, DATASETS, "dataset kind")
-    for name in DATASETS.get(kind).PATH_SETTINGS:  # stored absolute: the experiment must not depend on cwd
-        if isinstance(values.get(name), str) and values[name]:
-            values[name] = str((base_dir / Path(values[name]).expanduser()).resolve())
+    values = DATASETS.get(kind).resolve_paths(values, base_dir)  # relative to the config file, stored absolute
     return DataConfig(kind=kind, settings=DATASETS.get(kind).check_settings(values, where=_where("data")))
 
 
@@ -387,10 +392,27 @@ def _constraints(raw: Any, metrics: Sequence[str]) -> tuple[Constraint, ...]:
     return tuple(out)
 
 
+def _default_objectives(data: DataConfig) -> tuple[Objective, ...]:
+    """The default objectives, with the task's headline score (accuracy, or a detector's mAP) as quality."""
+    headline = TASKS.get(data.task).METRICS[0]
+    return tuple(dataclasses.replace(o, metric=headline) if o.metric == "accuracy" else o
+                 for o in SearchConfig.objectives)
+
+
+def _detection(raw: Any, data: DataConfig) -> dict[str, Any]:
+    """The detection task's settings (loss, matching, NMS), complete; only detection data takes them."""
+    if data.task != "detection":
+        if raw:
+            raise _fail("detection", f"applies to detection data, and data.kind {data.kind} serves "
+                        f"{data.task}", raw, "remove the detection section, or use data.kind: coco")
+        return {}
+    return TASKS.get("detection").check_settings(raw if raw is not None else {}, where=_where("detection"))
+
+
 def _search(raw: Any, data: DataConfig) -> SearchConfig:
     values = _check_keys("search", raw, SearchConfig)
     metrics = metric_names(data.task)
-    objectives = _objectives(values.pop("objectives"), metrics) if "objectives" in values else SearchConfig.objectives
+    objectives = _objectives(values.pop("objectives"), metrics) if "objectives" in values else _default_objectives(data)
     constraints = _constraints(values.pop("constraints"), metrics) if "constraints" in values else ()
     cfg = dataclasses.replace(_build_flat(SearchConfig, values, "search"), objectives=objectives,
                               constraints=constraints)
@@ -432,6 +454,7 @@ def config_from_dict(raw: Any, *, check_files: bool = True, base_dir: str | Path
         evaluation=_evaluation(values.get("evaluation", {}), data),
         search=_search(values.get("search", {}), data),
         cost=_cost(values.get("cost", {})),
+        detection=_detection(values.get("detection"), data),
     )
     try:
         cfg.build_space()  # the space's own cross-setting rules

@@ -6,7 +6,7 @@ client, cache) is built once per worker process and reused across trials (Tune r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,10 +20,12 @@ __all__ = ["EvalContext", "evaluator_fingerprint", "worker_state"]
 
 
 def evaluator_fingerprint(*, space_identity: dict[str, Any], supernet_digest: str, seed: int,
-                          data: dict[str, Any], evaluation: dict[str, Any], cost: dict[str, Any]) -> str:
-    """Identifies everything a score depends on; a changed input gives a new fingerprint."""
+                          data: dict[str, Any], evaluation: dict[str, Any], cost: dict[str, Any],
+                          task: dict[str, Any] | None = None) -> str:
+    """Identifies everything a score depends on; a changed input gives a new fingerprint. ``task`` (the
+    detection settings) enters only when there are any, so classifiers keep their fingerprints."""
     return json_digest({"space": space_identity, "supernet": supernet_digest, "seed": seed,
-                        "data": data, "evaluation": evaluation, "cost": cost})
+                        "data": data, "evaluation": evaluation, "cost": cost, **({"task": task} if task else {})})
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,16 @@ class EvalContext:
     evaluation: dict[str, Any]
     cost: dict[str, Any]
     fingerprint: str
+    task: dict[str, Any] = field(default_factory=dict)  # the task's settings (detection's NMS, ...)
 
     @cached_property
     def space(self) -> SearchSpace:
         return get_space(self.space_name, **self.space_settings)
+
+    @property
+    def deploy_options(self) -> dict[str, Any]:
+        """The detection loss (it decides how logits become scores), for :func:`trainers.detection.deployable`."""
+        return {"loss": self.task["loss"]} if "loss" in self.task else {}
 
     def evaluate(self, encoding: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Return (metrics, cached) for ``encoding``, scoring it only if no cached score exists."""
@@ -87,8 +95,10 @@ class EvalContext:
             # The calibration stage's model predicts in microseconds of CPU: no export, no device.
             return {"latency_ms": state.cost_model.predict(encoding)}
         from spaces import export_onnx
+        from trainers.detection import deployable
 
-        onnx_bytes = export_onnx(model, self.space.input_shape)
+        # A detector is timed as deployed: with its box decoding (NMS stays outside the graph).
+        onnx_bytes = export_onnx(deployable(self.space, model, **self.deploy_options), self.space.input_shape)
         stats = state.latency_client.measure(candidate_id, onnx_bytes, list(self.space.input_shape))
         return {
             "latency_ms": stats["median_ms"], "latency_min_ms": stats["min_ms"], "latency_p90_ms": stats["p90_ms"],
@@ -106,7 +116,8 @@ class _WorkerState:
 
         torch.set_num_threads(1)  # one core per trial; also keeps accuracy bitwise reproducible
         self.dataset = make_dataset(ctx.data_kind, seed=ctx.seed, settings=ctx.data)
-        self.task = make_task(self.dataset.task, {})
+        self.task = make_task(self.dataset.task, ctx.task)
+        self.task.bind(ctx.space)
         # Checked against the digest recorded when training finished: no candidate is ever scored
         # with a damaged or replaced checkpoint.
         self.supernet = load_supernet(ctx.supernet_path, ctx.space, digest=ctx.supernet_digest)

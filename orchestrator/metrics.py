@@ -24,6 +24,6 @@ def candidate_metrics(record: dict) -> dict[str, float]:
     """The numeric metrics in a candidate record (task, cost and latency details), as floats."""
     from trainers import TASKS
 
-    names = {m for cls in (TASKS.get(n) for n in TASKS.names()) for m in cls.METRICS}
+    names = {m for cls in (TASKS.get(n) for n in TASKS.names()) for m in cls.METRICS + cls.DETAIL_METRICS}
     names.update(COST_METRICS + LATENCY_DETAIL_KEYS)
     return {k: float(v) for k, v in record.items() if k in names}

@@ -107,8 +107,9 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer)
     tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
                                                    "note": f"hwnas experiment {exp.directory}"})
-    tracker.log_dataset(name=cfg.data.kind, identity=identity,
-                        source=str(cfg.data.settings.get("train") or exp.directory))
+    train = cfg.data.settings.get("train")  # a folder, or a COCO split's {images, annotations}
+    source = train.get("annotations") if isinstance(train, dict) else train
+    tracker.log_dataset(name=cfg.data.kind, identity=identity, source=str(source or exp.directory))
     try:
         if cfg.cost.uses_model:
             _calibrate(exp, state, printer)
@@ -235,12 +236,16 @@ def _run_trainer(exp: Experiment, printer: Printer) -> None:
         actor = start_trainer_actor(
             num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
             data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
-            train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}),
+            train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}), task_settings=cfg.detection,
         )
         try:
             _train_loop(actor, cfg, printer)
             return
         except RayActorError as exc:
+            if exc.actor_init_failed:  # an error in the trainer's own start-up (data, code): not worth a retry
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                raise ExperimentError(f"the supernet trainer could not start: {lines[-1][:500]}. HINT: fix the cause, "
+                                      f"then `hwnas resume {exp.directory}`.") from None
             reason = first_line(exc, 200)
             if attempt == TRIAL_RETRIES:
                 raise ExperimentError(
@@ -271,7 +276,7 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
 
 
 # ---------------------------------------------------------------------- stage 2: search
-def _eval_context(exp: Experiment, digest: str) -> EvalContext:
+def eval_context(exp: Experiment, digest: str) -> EvalContext:
     cfg = exp.config
     space = cfg.build_space()
     data, evaluation, cost = dict(cfg.data.settings), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
@@ -279,14 +284,13 @@ def _eval_context(exp: Experiment, digest: str) -> EvalContext:
     if cfg.cost.uses_model:
         cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE, length=SHORT)
     fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
-                                        data=data, evaluation=evaluation, cost=cost)
+                                        data=data, evaluation=evaluation, cost=cost, task=cfg.detection)
     if cfg.cost.uses_model:
         cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(
         experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
         supernet_path=str(exp.supernet_path), supernet_digest=digest, seed=cfg.seed, data_kind=cfg.data.kind, data=data,
-        evaluation=evaluation, cost=cost,
-        fingerprint=fingerprint,
+        evaluation=evaluation, cost=cost, fingerprint=fingerprint, task=dict(cfg.detection),
     )
 
 
@@ -316,11 +320,11 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
         printer(f"[search] trial {trial_id} failed and counts as infeasible: {reason} "
                 f"(traceback under {exp.directory / 'tune'})")
 
-    ctx = _eval_context(exp, digest)
+    ctx = eval_context(exp, digest)
     if cfg.cost.kind == "measured":
         _start_latency_service(ctx)
     progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
-                              on_failure=on_failure, printer=printer, score_metric=_score_metric(cfg),
+                              on_failure=on_failure, printer=printer, score_metric=cfg.quality_metric,
                               candidate_of=lambda config: space.candidate_id(encoding_of(space, config)))
     try:
         run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt, progress=progress)
@@ -333,13 +337,6 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
             f"{str(exc).rstrip('.')}.{hint}"
         ) from None
     exp.journal.stage_completed(stage, candidates=len(progress.known))
-
-
-def _score_metric(cfg: ExperimentConfig) -> str:
-    """The task's headline metric (accuracy for classification)."""
-    from trainers import TASKS
-
-    return TASKS.get(cfg.data.task).METRICS[0]
 
 
 def _start_latency_service(ctx: EvalContext) -> None:
@@ -356,12 +353,14 @@ def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) 
     state = exp.journal.replay()
     records = list(state.candidates.values())
     front = pareto_ids(records, cfg.search.objectives, cfg.search.constraints)
-    rows = front_table(records, front)
+    quality = cfg.quality_metric
+    rows = front_table(records, front, quality)
     if state.stage("finalize") != "completed":
         exp.journal.stage_started("finalize")
     onnx_paths = _export_front(exp, digest, rows, printer)
-    write_pareto_csv(rows, exp.directory / "pareto.csv")
-    plot_front(records, front, exp.directory / "pareto.png", title=f"{cfg.name}: {len(records)} candidates")
+    write_pareto_csv(rows, exp.directory / "pareto.csv", quality)
+    plot_front(records, front, exp.directory / "pareto.png", title=f"{cfg.name}: {len(records)} candidates",
+               quality=quality)
     summary = {"experiment": cfg.name, "directory": str(exp.directory), "candidates": len(records),
                "failed_trials": len(state.failures), "pareto": rows, "tracking_uri": exp.tracking_uri}
     write_json_atomic(exp.directory / "summary.json", summary)
@@ -386,11 +385,12 @@ def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], prin
     import torch
 
     from spaces import export_onnx
+    from trainers.detection import deployable
 
     # Small models on a busy machine: more threads only add contention (seen here: 50x slower).
     torch.set_num_threads(1)
 
-    ctx = _eval_context(exp, digest)
+    ctx = eval_context(exp, digest)
     out_dir = exp.directory / "onnx"
     out_dir.mkdir(exist_ok=True)
     paths = []
@@ -399,7 +399,7 @@ def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], prin
         if not path.exists():
             model = ctx.inherited_model(worker_state(ctx), ctx.space.parse(row["encoding"]))
             tmp = path.with_suffix(".onnx.tmp")
-            export_onnx(model, ctx.space.input_shape, tmp)
+            export_onnx(deployable(ctx.space, model, **ctx.deploy_options), ctx.space.input_shape, tmp)
             tmp.replace(path)
             printer(f"[finalize] exported {len(paths) + 1}/{len(rows)} Pareto candidates")
         paths.append(path)

@@ -29,7 +29,7 @@ def experiment_status(directory: str | Path) -> dict[str, Any]:
         "candidates_evaluated": len(records),
         "candidates_total": exp.config.total_candidates,
         "failed_trials": len(state.failures),
-        "pareto": front_table(records, front),
+        "pareto": front_table(records, front, exp.config.quality_metric),
         "tracking_uri": exp.tracking_uri,
     }
 

@@ -54,11 +54,12 @@ class LayerwiseParts(abc.ABC):
 
 
 class _Trunk(nn.Module):
-    def _add_trunk(self, parts: LayerwiseParts, fixed: Any, tail_in: int) -> None:
+    def _add_trunk(self, parts: LayerwiseParts, fixed: Any, tail_in: int, tail: bool) -> None:
         self.fixed = fixed
         self.parts = parts
         for name, module in parts.trunk(fixed, tail_in).items():
-            self.add_module(name, module)
+            if tail or name in parts.prefix:  # a detector's backbone has no classifier tail
+                self.add_module(name, module)
 
     def forward_prefix(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.parts.prefix:
@@ -72,14 +73,15 @@ class LayerwiseNet(_Trunk):
     Args:
         arch: The decoded architecture (see ``space.decode``).
         parts: The space's network parts.
+        tail: ``False`` for a detector's backbone: no classifier tail, only :meth:`block_outputs`.
 
     Input ``(N, 3, H, W)`` float tensors; output ``(N, num_classes)`` logits. Constructed directly it
     gets torch's default initialisation; ``space.build`` gives the seeded one.
     """
 
-    def __init__(self, arch: LayerwiseArch, parts: LayerwiseParts) -> None:
+    def __init__(self, arch: LayerwiseArch, parts: LayerwiseParts, *, tail: bool = True) -> None:
         super().__init__()
-        self._add_trunk(parts, arch.fixed, tail_in=arch.blocks[-1].out_ch)
+        self._add_trunk(parts, arch.fixed, tail_in=arch.blocks[-1].out_ch, tail=tail)
         self.arch = arch
         self.blocks = nn.Sequential(*(parts.block(args) for args in arch.blocks))
 
@@ -102,22 +104,33 @@ class LayerwiseSupernet(_Trunk):
         fixed: The shared fixed parts.
         choices: Per searched layer, the block arguments of each choice, in choice-index order.
         parts: The space's network parts.
+        tail: ``False`` for a detector's backbone (see :class:`LayerwiseNet`).
     """
 
-    def __init__(self, fixed: Any, choices: tuple[tuple[Any, ...], ...], parts: LayerwiseParts) -> None:
+    def __init__(self, fixed: Any, choices: tuple[tuple[Any, ...], ...], parts: LayerwiseParts, *,
+                 tail: bool = True) -> None:
         super().__init__()
-        self._add_trunk(parts, fixed, tail_in=choices[-1][0].out_ch)
+        self._add_trunk(parts, fixed, tail_in=choices[-1][0].out_ch, tail=tail)
         self.choices = choices
         self.blocks = nn.ModuleList(parts.elastic(layer) for layer in choices)
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""
+        return self.parts.forward_tail(self, self.block_outputs(x, path, [len(self.blocks) - 1])[0])
+
+    def block_outputs(self, x: torch.Tensor, path: Sequence[int], indices: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the searched layers at ``indices`` on the path (e.g. a detector's C4 and C5)."""
         check_supernet_path(self.choices, path)
         x = self.forward_prefix(x)
-        for module, layer, index in zip(self.blocks, self.choices, path):
+        wanted, outputs = set(indices), {}
+        for i, (module, layer, index) in enumerate(zip(self.blocks, self.choices, path)):
+            if i > max(indices):
+                break
             args = layer[int(index)]
             x = self.parts.elastic_for(module, args)(x, args)
-        return self.parts.forward_tail(self, x)
+            if i in wanted:
+                outputs[i] = x
+        return [outputs[i] for i in indices]
 
     def path_state_dict(self, path: Sequence[int]) -> dict[str, torch.Tensor]:
         """The state of ``path`` keyed as the stand-alone network's ``state_dict()``.

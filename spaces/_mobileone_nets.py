@@ -122,14 +122,16 @@ class MobileOneNet(nn.Module):
 
     Args:
         arch: The decoded architecture (see :meth:`MobileOneSpace.decode`).
+        classifier: ``False`` for a detector's backbone (no pooled classifier).
     """
 
-    def __init__(self, arch: MobileOneArchArgs) -> None:
+    def __init__(self, arch: MobileOneArchArgs, *, classifier: bool = True) -> None:
         super().__init__()
         self.arch = arch
         self.stem = MobileOneBlock(arch.stem)
         self.blocks = nn.Sequential(*(MobileOneBlock(args) for args in arch.blocks))
-        self.classifier = nn.Linear(arch.blocks[-1].out_ch, arch.num_classes)
+        if classifier:  # a detector's backbone has none: its head reads block_outputs
+            self.classifier = nn.Linear(arch.blocks[-1].out_ch, arch.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.blocks(self.stem(x)).mean((2, 3)))
@@ -261,22 +263,34 @@ class MobileOneSupernet(nn.Module):
         space: The space whose encodings are the paths (its settings fix the layout).
     """
 
-    def __init__(self, space: MobileOneSpace) -> None:
+    def __init__(self, space: MobileOneSpace, *, classifier: bool = True) -> None:
         super().__init__()
         self._decode = space.decode
         (stem, stem_skip), *blocks = space.supernet_blocks()
         self.stem = ElasticMobileOneBlock(stem, skip=stem_skip)
         self.blocks = nn.ModuleList(ElasticMobileOneBlock(args, skip=skip) for args, skip in blocks)
-        self.classifier = nn.Linear(blocks[-1][0].out_ch, space.settings["num_classes"])
+        self.classifier = nn.Linear(blocks[-1][0].out_ch, space.settings["num_classes"]) if classifier else None
 
     def forward(self, x: torch.Tensor, path: Sequence[int] | MobileOneArchArgs) -> torch.Tensor:
         """Run the candidate ``path``: an encoding of the space, or its decoded arguments."""
         arch = self._arch(path)
-        x = self.stem(x, arch.stem)
-        for block, args in zip(self.blocks, arch.blocks):
-            x = block(x, args)
+        x = self.block_outputs(x, arch, [len(arch.blocks) - 1])[0]
         features = arch.blocks[-1].out_ch
         return F.linear(x.mean((2, 3)), self.classifier.weight[:, :features], self.classifier.bias)
+
+    def block_outputs(self, x: torch.Tensor, path: Sequence[int] | MobileOneArchArgs,
+                      indices: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the blocks after the stem at ``indices`` on the path (e.g. C4 and C5)."""
+        arch = self._arch(path)
+        x = self.stem(x, arch.stem)
+        wanted, outputs = set(indices), {}
+        for i, (block, args) in enumerate(zip(self.blocks, arch.blocks)):
+            if i > max(indices):
+                break
+            x = block(x, args)
+            if i in wanted:
+                outputs[i] = x
+        return [outputs[i] for i in indices]
 
     def path_state_dict(self, path: Sequence[int] | MobileOneArchArgs) -> dict[str, torch.Tensor]:
         """The state of ``path`` keyed as the stand-alone :class:`MobileOneNet`'s ``state_dict()``.
@@ -287,9 +301,10 @@ class MobileOneSupernet(nn.Module):
         state = {f"stem.{name}": t.detach() for name, t in self.stem.sliced_state(arch.stem).items()}
         for i, (block, args) in enumerate(zip(self.blocks, arch.blocks)):
             state.update({f"blocks.{i}.{name}": t.detach() for name, t in block.sliced_state(args).items()})
-        features = arch.blocks[-1].out_ch
-        state["classifier.weight"] = self.classifier.weight.detach()[:, :features]
-        state["classifier.bias"] = self.classifier.bias.detach()
+        if self.classifier is not None:
+            features = arch.blocks[-1].out_ch
+            state["classifier.weight"] = self.classifier.weight.detach()[:, :features]
+            state["classifier.bias"] = self.classifier.bias.detach()
         return state
 
     def _arch(self, path: Sequence[int] | MobileOneArchArgs) -> MobileOneArchArgs:

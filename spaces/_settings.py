@@ -1,9 +1,18 @@
 """The settings most spaces share, declared once (see :mod:`core.settings`)."""
 from __future__ import annotations
 
-from core.settings import Setting, integer, number
+from numbers import Integral
+from typing import Any, Sequence
 
-__all__ = ["dropout", "input_size", "num_classes", "stem_stride", "width_mult"]
+from core.settings import Setting, choice, integer, number
+from core.validation import invalid
+
+from .ssdlite import EXTRA_DEPTHS
+
+__all__ = ["TASKS", "dropout", "head_depths", "input_size", "num_classes", "stem_stride", "task", "width_mult"]
+
+#: What a space's network predicts: a pooled classifier, or an SSDLite detection head on C4 / C5.
+TASKS: tuple[str, ...] = ("classification", "detection")
 
 
 def input_size(default: int, *, minimum: int) -> Setting:
@@ -29,3 +38,23 @@ def stem_stride(default: int = 2) -> Setting:
 def dropout(default: float = 0.2) -> Setting:
     """Dropout probability before the classifier, in [0, 1)."""
     return Setting("dropout", default, number(low=0.0, high=1.0, high_open=True))
+
+
+def task(default: str) -> Setting:
+    """``classification`` (pooled classifier) or ``detection`` (SSDLite head on C4 / C5); the data decides."""
+    return Setting("task", default, choice(*TASKS))
+
+
+def head_depths() -> Setting:
+    """Depths of the SSDLite extra maps after C5 (detection only); 512, 256, 256, 128 as published."""
+    return Setting("head_depths", EXTRA_DEPTHS, _check_head_depths,
+                   hint="e.g. head_depths=[512, 256, 256, 128] (the published SSDLite extra maps)")
+
+
+def _check_head_depths(where: str, value: Any, hint: str) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
+        raise invalid(where, "must be a non-empty list of even integers", value, hint)
+    for d in value:
+        if not (isinstance(d, Integral) and not isinstance(d, bool) and d >= 2 and d % 2 == 0):
+            raise invalid(where, f"must hold even integers >= 2, not {d!r}", list(value), hint)
+    return tuple(int(d) for d in value)

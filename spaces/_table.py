@@ -17,6 +17,7 @@ from core.errors import InvalidEncodingError
 
 from .base import Dimension, Encoding, Endpoint, LayerParts, SearchSpace, find_endpoints
 from .counting import Cost
+from .ssdlite import SSDLiteArgs, ssdlite_cost
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,6 +49,7 @@ class LayerTableSpace(SearchSpace):
 
     _fixed: Any
     _table: tuple[tuple[Any, ...], ...]
+    CLASSIFIER_IDENTITY_OMITS = ("task", "head_depths")  # added with detection (see SearchSpace)
 
     def _set_table(self, fixed: Any, table: Sequence[Sequence[Any]], labels: Sequence[str]) -> None:
         """Fix the space: shared parts, per-layer block arguments in choice order, the choice labels."""
@@ -115,25 +117,46 @@ class LayerTableSpace(SearchSpace):
         against the hook counter of :mod:`spaces.counting`."""
         arch = self.decode(encoding)
         cost = self._prefix_cost(arch.fixed)
+        sizes = []
         for args in arch.blocks:
             cost = cost + self._block_cost(args, cost.size)
-        cost = cost + self._suffix_cost(arch.fixed, arch.blocks[-1].out_ch, cost.size)
+            sizes.append(cost.size)
+        if self.is_detector:
+            c4, _ = find_endpoints(self._fixed.stem_stride, arch.blocks)
+            cost = cost + ssdlite_cost(self._head(arch), sizes[c4.block], cost.size)
+        else:
+            cost = cost + self._suffix_cost(arch.fixed, arch.blocks[-1].out_ch, cost.size)
         return {"params": cost.params, "madds": cost.madds}
 
     def _net(self, arch: LayerwiseArch) -> nn.Module:
         from ._layerwise import LayerwiseNet
 
-        return LayerwiseNet(arch, self._parts())
+        if not self.is_detector:
+            return LayerwiseNet(arch, self._parts())
+        from ._detector_nets import SSDLiteDetector
+
+        c4, c5 = find_endpoints(self._fixed.stem_stride, arch.blocks)
+        return SSDLiteDetector(LayerwiseNet(arch, self._parts(), tail=False), self._head(arch), (c4.block, c5.block))
 
     def _supernet(self) -> nn.Module:
         from ._layerwise import LayerwiseSupernet
 
-        return LayerwiseSupernet(self._fixed, self._table, self._parts())
+        if not self.is_detector:
+            return LayerwiseSupernet(self._fixed, self._table, self._parts())
+        from ._detector_nets import SSDLiteDetectorSupernet
 
-    def layer_parts(self) -> LayerParts:
+        backbone = LayerwiseSupernet(self._fixed, self._table, self._parts(), tail=False)
+        return SSDLiteDetectorSupernet(backbone, self, self._head(self._decode(self.default_encoding())))
+
+    def _head(self, arch: LayerwiseArch) -> SSDLiteArgs:
+        c4, c5 = find_endpoints(self._fixed.stem_stride, arch.blocks)
+        return SSDLiteArgs(c4.channels, c5.channels, tuple(self.setting("head_depths")), self.setting("num_classes"))
+
+    def layer_parts(self) -> LayerParts | None:
+        """The lookup-table parts of a classifier; a detector's head reads two maps, so it has none."""
         from ._layerwise import measure_parts
 
-        return measure_parts(self)
+        return None if self.is_detector else measure_parts(self)
 
     def endpoints(self, encoding: Sequence[int]) -> tuple[Endpoint, ...]:
         """C4 and C5 (see :func:`~spaces.base.find_endpoints`); the first block keeps the stem's stride."""

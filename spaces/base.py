@@ -27,6 +27,8 @@ from core.errors import ConfigError, InvalidEncodingError
 from core.registry import Registry
 from core.settings import Setting, resolve_settings, settings_signature
 
+from .ssdlite import SSDLiteArgs, feature_map_sizes, ssd_anchors
+
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
     from torch import nn
@@ -121,6 +123,11 @@ class SearchSpace(abc.ABC):
     name: ClassVar[str]
     SETTINGS: ClassVar[tuple[Setting, ...]] = ()
     SMALL_SETTINGS: ClassVar[Mapping[str, Any]] = {}
+    #: Settings a classifier's identity leaves out: those a space gained with its detection head (``task``,
+    #: ``head_depths``), so that its classifiers kept the candidate ids they had before.
+    CLASSIFIER_IDENTITY_OMITS: ClassVar[tuple[str, ...]] = ()
+    #: Extra settings that make :attr:`SMALL_SETTINGS` a small detector (see :meth:`small_detection_settings`).
+    SMALL_DETECTION_SETTINGS: ClassVar[Mapping[str, Any]] = {"task": "detection", "head_depths": [32, 16, 16, 16]}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -180,7 +187,17 @@ class SearchSpace(abc.ABC):
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"space": self.name, "settings": self.settings}
+        settings = self.settings
+        if settings.get("task") == "classification":
+            settings = {k: v for k, v in settings.items() if k not in self.CLASSIFIER_IDENTITY_OMITS}
+        return {"space": self.name, "settings": settings}
+
+    @classmethod
+    def small_detection_settings(cls) -> dict[str, Any] | None:
+        """Small settings of a detector of this space, or ``None`` when the space has no detection head."""
+        if not any(s.name == "task" for s in cls.SETTINGS):
+            return None
+        return {**cls.small_settings(), **cls.SMALL_DETECTION_SETTINGS}
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -333,6 +350,32 @@ class SearchSpace(abc.ABC):
         """The feature maps a detection head reads (``C4``, ``C5``), or ``()`` when the space has none.
         The built model's ``block_outputs(x, [e.block for e in endpoints])`` returns them."""
         return ()
+
+    # ------------------------------------------------------------------ detection
+    @property
+    def is_detector(self) -> bool:
+        """Whether the networks end in an SSDLite head (setting ``task: detection``)."""
+        return self._settings.get("task") == "detection"
+
+    def detection_head(self, encoding: Sequence[int]) -> SSDLiteArgs:
+        """The SSDLite head's arguments for ``encoding``: it reads the encoding's C4 and C5."""
+        endpoints = self.endpoints(encoding)
+        if len(endpoints) != 2:
+            raise ConfigError(f"space {self.name}: the architecture has no C4 / C5 endpoints for a detection head. "
+                              f"HINT: use a larger input_size or stem_stride, or task: classification.")
+        return SSDLiteArgs(endpoints[0].channels, endpoints[1].channels, tuple(self.setting("head_depths")),
+                           int(self.setting("num_classes")))
+
+    def feature_map_sizes(self) -> tuple[int, ...]:
+        """Sides of the head's maps (C4, C5, the extras): the same for every candidate of a space, whose
+        strides are fixed. A stride-2 conv with padding ``k // 2`` gives ``ceil(side / 2)``."""
+        c4, c5 = self.endpoints(self.default_encoding())
+        size = self.input_shape[-1]
+        return feature_map_sizes(-(-size // c4.stride), -(-size // c5.stride), len(self.setting("head_depths")))
+
+    def detection_anchors(self) -> np.ndarray:
+        """The detector's anchors, ``(A, 4)`` float32 ``(cx, cy, w, h)`` normalised, in output order."""
+        return ssd_anchors(self.feature_map_sizes())
 
 
 def find_endpoints(first_stride: int, blocks: Sequence[Any]) -> tuple[Endpoint, ...]:

@@ -207,6 +207,7 @@ class EdgeTPUSpace(LayerTableSpace):
         Setting("group_sizes", (32, 64, 128), lambda where, value, hint: _check_group_sizes(where, value, hint),
                 hint="e.g. group_sizes=[32, 64, 128], each >= min_group_size"),
         Setting("min_group_size", 32, integer(minimum=1, maximum=4096)),
+        common.task("classification"), common.head_depths(),
     )  # fmt: skip
     SMALL_SETTINGS = {
         "variant": "tiny", "width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1,

@@ -41,18 +41,16 @@ Three layers, kept apart: an *encoding* -> :class:`MobileDetArchArgs` -> :class:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 from typing import TYPE_CHECKING, Any, Sequence
 
 from core.errors import InvalidEncodingError
 from core.settings import Setting, choice
-from core.validation import invalid
 
 from . import _settings as common
 from ._block_args import make_divisible
 from .base import Dimension, Encoding, Endpoint, SearchSpace, find_endpoints, register_space
 from .counting import Cost, conv2d_cost, linear_cost
-from .ssdlite import EXTRA_DEPTHS, SSDLiteArgs, ssdlite_cost
+from .ssdlite import SSDLiteArgs, ssdlite_cost
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
@@ -73,7 +71,7 @@ __all__ = [
 
 VARIANTS: tuple[str, ...] = ("ibn", "ibn+fused", "ibn+fused+tucker")
 TARGETS: tuple[str, ...] = ("cpu", "edgetpu", "dsp", "gpu")
-TASKS: tuple[str, ...] = ("detection", "classification")
+TASKS = common.TASKS
 MULTIPLIERS: tuple[float, ...] = (0.5, 0.625, 0.75, 1.0, 1.25, 1.5, 2.0)
 #: Base channels of the stem and blocks 1..7.
 BASE_CHANNELS: tuple[int, ...] = (32, 16, 32, 48, 96, 96, 160, 192)
@@ -244,11 +242,10 @@ class MobileDetSpace(SearchSpace):
     SETTINGS = (
         Setting("variant", "ibn+fused+tucker", choice(*VARIANTS)),
         Setting("target", "edgetpu", choice(*TARGETS)),
-        Setting("task", "detection", choice(*TASKS)),
+        common.task("detection"),
         common.input_size(320, minimum=32), common.num_classes(91), common.width_mult(), common.stem_stride(),
         common.dropout(),
-        Setting("head_depths", EXTRA_DEPTHS, lambda where, value, hint: _check_head_depths(where, value, hint),
-                hint="e.g. head_depths=[512, 256, 256, 128] (the published SSDLite extra maps)"),
+        common.head_depths(),
     )  # fmt: skip
     # The full CPU variant (SE, h-swish), narrow, 32x32 classification.
     SMALL_SETTINGS = {
@@ -477,15 +474,6 @@ def _label(layer_type: str, e: int, k: int, ri: float | None, ro: float | None) 
     if layer_type == "tucker":
         return f"tucker_k{k}_r{ri:g}_{ro:g}"
     return f"{layer_type}_e{e}_k{k}"
-
-
-def _check_head_depths(where: str, value: Any, hint: str) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise invalid(where, "must be a non-empty list of even integers", value, hint)
-    for d in value:
-        if not (isinstance(d, Integral) and not isinstance(d, bool) and d >= 2 and d % 2 == 0):
-            raise invalid(where, f"must hold even integers >= 2, not {d!r}", list(value), hint)
-    return tuple(int(d) for d in value)
 
 
 # ----------------------------------------------------------------------------------- analytic costs

@@ -194,7 +194,8 @@ class MobileNetSpace(LayerTableSpace):
     name = "mobilenet"
     SETTINGS = (
         Setting("version", "v3-large", choice(*SKELETONS)), common.width_mult(), common.input_size(224, minimum=16),
-        common.num_classes(1000), common.stem_stride(), common.dropout(),
+        common.num_classes(1000), common.stem_stride(), common.dropout(), common.task("classification"),
+        common.head_depths(),
     )  # fmt: skip
     # A narrow v3-large (the version with SE) on 32x32 inputs, 10 classes.
     SMALL_SETTINGS = {

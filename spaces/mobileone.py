@@ -28,9 +28,11 @@ from core.settings import Setting, number
 from . import _settings as common
 from .base import Dimension, Encoding, Endpoint, SearchSpace, find_endpoints, register_space
 from .counting import Cost, conv2d_cost, linear_cost
+from .ssdlite import SSDLiteArgs, ssdlite_cost
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     import torch
+    from torch import nn
 
     from ._mobileone_nets import MobileOneNet, MobileOneSupernet
 
@@ -142,7 +144,9 @@ class MobileOneSpace(SearchSpace):
         common.input_size(224, minimum=32), common.num_classes(1000),
         # At least 1/48 (up to rounding), so that every layer keeps a channel.
         Setting("width_scale", 1.0, number(low=(1 - 1e-9) / 48), hint="e.g. width_scale=1.0 (>= 1/48)"),
+        common.task("classification"), common.head_depths(),
     )
+    CLASSIFIER_IDENTITY_OMITS = ("task", "head_depths")  # added with detection (see SearchSpace)
     # 1/8 of the channels, 32x32 inputs, 10 classes.
     SMALL_SETTINGS = {"input_size": 32, "num_classes": 10, "width_scale": 0.125}
 
@@ -188,13 +192,28 @@ class MobileOneSpace(SearchSpace):
         ``inference_form()`` (a folded copy) for inference."""
         from ._mobileone_nets import MobileOneNet
 
-        return MobileOneNet(arch)
+        if not self.is_detector:
+            return MobileOneNet(arch)
+        from ._detector_nets import SSDLiteDetector
 
-    def _supernet(self) -> MobileOneSupernet:
-        """Per block position one weight-shared block for every choice."""
+        c4, c5 = find_endpoints(arch.stem.stride, arch.blocks)
+        return SSDLiteDetector(MobileOneNet(arch, classifier=False), self._head(c4, c5), (c4.block, c5.block))
+
+    def _supernet(self) -> nn.Module:
+        """Per block position one weight-shared block for every choice (and a shared SSDLite head held at
+        the widest stage widths, for a detector)."""
         from ._mobileone_nets import MobileOneSupernet
 
-        return MobileOneSupernet(self)
+        if not self.is_detector:
+            return MobileOneSupernet(self)
+        from ._detector_nets import SSDLiteDetectorSupernet
+
+        widest = self._arch(max(BRANCH_CHOICES), tuple(max(c) for c in WIDTH_CHOICES), True)
+        head = self._head(*find_endpoints(widest.stem.stride, widest.blocks))
+        return SSDLiteDetectorSupernet(MobileOneSupernet(self, classifier=False), self, head)
+
+    def _head(self, c4: Endpoint, c5: Endpoint) -> SSDLiteArgs:
+        return SSDLiteArgs(c4.channels, c5.channels, tuple(self.setting("head_depths")), self.setting("num_classes"))
 
     def supernet_blocks(self) -> tuple[tuple[MobileOneBlockArgs, bool], ...]:
         """Per block position (stem first): the largest choice's arguments and whether any choice has
@@ -207,9 +226,15 @@ class MobileOneSpace(SearchSpace):
         analytically (no model is built); tested against :mod:`spaces.counting`'s hook counter."""
         arch = self.decode(encoding)
         cost = _block_cost(arch.stem, self.input_shape[-1])
+        sizes = []
         for args in arch.blocks:
             cost = cost + _block_cost(args, cost.size)
-        cost = cost + linear_cost(arch.blocks[-1].out_ch, arch.num_classes)
+            sizes.append(cost.size)
+        if self.is_detector:
+            c4, c5 = find_endpoints(arch.stem.stride, arch.blocks)
+            cost = cost + ssdlite_cost(self._head(c4, c5), sizes[c4.block], cost.size)
+        else:
+            cost = cost + linear_cost(arch.blocks[-1].out_ch, arch.num_classes)
         return {"params": cost.params, "madds": cost.madds}
 
     def endpoints(self, encoding: Sequence[int]) -> tuple[Endpoint, ...]:

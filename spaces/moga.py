@@ -95,7 +95,7 @@ class MogaSpace(LayerTableSpace):
     name = "moga"
     SETTINGS = (
         common.width_mult(), common.input_size(224, minimum=16), common.num_classes(1000), common.stem_stride(),
-        common.dropout(),
+        common.dropout(), common.task("classification"), common.head_depths(),
     )
     SMALL_SETTINGS = {"width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1, "dropout": 0.2}
 

@@ -28,6 +28,7 @@ from .counting import count_madds, count_params
 from .export import OPSET, export_onnx, onnx_parity, output_names
 
 __all__ = [
+    "contract_detector",
     "contract_space",
     "single_torch_thread",
     "test_analytic_counts_match_hook_counts",
@@ -38,6 +39,10 @@ __all__ = [
     "test_build_forward_backward",
     "test_candidate_id_is_stable_and_distinguishes",
     "test_decode_encode_round_trip",
+    "test_detector_counts_match_hook_counts",
+    "test_detector_onnx_matches_onnxruntime",
+    "test_detector_outputs_follow_the_anchors",
+    "test_detector_supernet_path_equals_extracted_model",
     "test_dims_are_constant_and_well_formed",
     "test_endpoints_match_the_built_network",
     "test_extract_refuses_a_foreign_supernet",
@@ -74,6 +79,16 @@ def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Ten
 @pytest.fixture(params=SPACES.names())
 def contract_space(request: pytest.FixtureRequest) -> SearchSpace:
     return make_space(request.param)
+
+
+_DETECTORS = [n for n in SPACES.names() if SPACES.get(n).small_detection_settings() is not None]
+
+
+@pytest.fixture(params=_DETECTORS)
+def contract_detector(request: pytest.FixtureRequest) -> SearchSpace:
+    """Every space with a detection head, as a small SSDLite detector."""
+    cls = SPACES.get(request.param)
+    return cls(**cls.small_detection_settings())
 
 
 @pytest.fixture(autouse=True)
@@ -242,13 +257,16 @@ def test_extract_refuses_a_foreign_supernet(contract_space: SearchSpace) -> None
         space.extract(other.build_supernet(), space.default_encoding())
 
 
-def test_analytic_counts_match_hook_counts(contract_space: SearchSpace) -> None:
-    space = contract_space
-    for encoding in samples(space, 4, seed=13):
+def _check_counts(space: SearchSpace, n: int, seed: int) -> None:
+    for encoding in samples(space, n, seed=seed):
         model = space.build(encoding)
         expected = {"params": count_params(model), "madds": count_madds(model, space.input_shape)}
         assert space.count(encoding) == expected
         assert SearchSpace.count(space, encoding) == expected  # the generic meta-device count agrees
+
+
+def test_analytic_counts_match_hook_counts(contract_space: SearchSpace) -> None:
+    _check_counts(contract_space, 4, seed=13)
 
 
 def test_endpoints_match_the_built_network(contract_space: SearchSpace) -> None:
@@ -319,3 +337,47 @@ def test_onnx_graph_interface(contract_space: SearchSpace, tmp_path: Path, recwa
     assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim] == list(space.input_shape)
     assert not any(node.op_type == "BatchNormalization" for node in graph.graph.node)  # folded into convs
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+# ------------------------------------------------------------------------------------------ detection
+def test_detector_outputs_follow_the_anchors(contract_detector: SearchSpace) -> None:
+    space = contract_detector
+    anchors = space.detection_anchors()
+    assert anchors.dtype == np.float32 and anchors.shape[1] == 4
+    assert (anchors[:, 2:] > 0).all() and (anchors[:, :2] > 0).all() and (anchors[:, :2] < 1).all()
+    classes = space.settings["num_classes"]
+    for encoding in samples(space, 3, seed=31):
+        boxes, logits = space.build(encoding).eval()(input_batch(space, 2, seed=0))
+        assert boxes.shape == (2, len(anchors), 4) and logits.shape == (2, len(anchors), classes)
+    classifier = type(space)(**{**space.settings, "task": "classification"})
+    assert "task" in space.identity["settings"] and space.identity != classifier.identity
+
+
+def test_detector_supernet_path_equals_extracted_model(contract_detector: SearchSpace) -> None:
+    space = contract_detector
+    supernet = space.build_supernet(generator=torch.Generator().manual_seed(0))
+    x = input_batch(space, 4, seed=1)
+    with torch.no_grad():  # move BN statistics along several paths, so slices differ from the init
+        for encoding in samples(space, 3, seed=41):
+            supernet.train()(x, encoding)
+    supernet.eval()
+    for encoding in samples(space, 3, seed=43):
+        model = space.extract(supernet, encoding).eval()
+        with torch.no_grad():
+            for want, got in zip(supernet(x, encoding), model(x)):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_detector_counts_match_hook_counts(contract_detector: SearchSpace) -> None:
+    _check_counts(contract_detector, 3, seed=47)
+    assert contract_detector.layer_parts() is None  # the head reads two maps: no per-layer table
+
+
+@pytest.mark.integration
+def test_detector_onnx_matches_onnxruntime(contract_detector: SearchSpace) -> None:
+    space = contract_detector
+    encoding = samples(space, 1, seed=53)[0]
+    model = _trained_bn(space.build(encoding), space)
+    data = export_onnx(model, space.input_shape)
+    assert output_names(model) == ("boxes", "logits")
+    assert onnx_parity(model, data, space.input_shape, seed=0) < 1e-4

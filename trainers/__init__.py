@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .coco import CocoDataset
 from .datasets import DATASETS, Dataset, SyntheticDataset, make_dataset
+from .detect import DetectionTask
 from .imagefolder import ImageFolderDataset
 from .tasks import TASKS, ClassificationTask, Task, make_task
 
@@ -30,7 +32,9 @@ __all__ = [
     "DATASETS",
     "TASKS",
     "ClassificationTask",
+    "CocoDataset",
     "Dataset",
+    "DetectionTask",
     "ImageFolderDataset",
     "SyntheticDataset",
     "Task",

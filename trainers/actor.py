@@ -10,14 +10,15 @@ class _TrainerHost:
     """Holds a SupernetTrainer inside a Ray worker; data and model are built there, not shipped."""
 
     def __init__(self, *, space_name: str, space_settings: dict[str, Any], data_kind: str,
-                 data_settings: dict[str, Any], train: Any, seed: int, checkpoint_path: str) -> None:
+                 data_settings: dict[str, Any], train: Any, seed: int, checkpoint_path: str,
+                 task_settings: dict[str, Any] | None = None) -> None:
         from spaces import get_space
 
         from .supernet import build_trainer
 
         self.trainer = build_trainer(space=get_space(space_name, **space_settings), data_kind=data_kind,
                                      data_settings=data_settings, train=train, seed=seed,
-                                     checkpoint_path=checkpoint_path)
+                                     checkpoint_path=checkpoint_path, task_settings=task_settings)
 
     def step(self) -> int:
         return self.trainer.step

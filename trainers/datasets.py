@@ -7,6 +7,7 @@ COCO register the same way.
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from core.errors import ConfigError
@@ -50,6 +51,16 @@ class Dataset(abc.ABC):
 
     #: Settings that name files or folders: a config's relative paths are taken relative to the config file.
     PATH_SETTINGS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def resolve_paths(cls, settings: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """``settings`` with the relative paths of :attr:`PATH_SETTINGS` made absolute against ``base_dir``
+        (stored absolute: an experiment must not depend on the working directory)."""
+        out = dict(settings)
+        for name in cls.PATH_SETTINGS:
+            if isinstance(out.get(name), str) and out[name]:
+                out[name] = str((base_dir / Path(out[name]).expanduser()).resolve())
+        return out
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:

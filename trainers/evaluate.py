@@ -27,4 +27,4 @@ def inherit_and_calibrate(
 
 def score(task: Task, model: nn.Module, dataset: Dataset, *, batch_size: int) -> dict[str, float]:
     """The task's metrics of ``model`` on the dataset's validation split."""
-    return task.evaluate(model, dataset.val_batches(batch_size))
+    return task.evaluate(model, dataset, batch_size=batch_size)

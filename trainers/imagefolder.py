@@ -235,29 +235,42 @@ def _augment(raw: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------- the decode cache
-def _decode(args: tuple[str, int]) -> tuple[str, Any, str | None]:
-    """(sha256 of the file, the decoded square uint8 HWC array or None, the error or None)."""
-    import numpy as np
+def read_image(path: str, convert: Callable[[Any], Any]) -> tuple[str, Any, str | None]:
+    """(sha256 of the file's bytes, ``convert(image)`` of the loaded Pillow image or None, the error or
+    None): a damaged file is reported, never raised, so one pass over a dataset names every bad file."""
+    import io
+
     from PIL import Image
 
-    path, side = args
     data = Path(path).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            img = img.convert("RGB")
-            w, h = img.size
-            scale = side / min(w, h)
-            img = img.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BILINEAR)
-            w, h = img.size
-            left, top = (w - side) // 2, (h - side) // 2
-            return digest, np.asarray(img.crop((left, top, left + side, top + side)), dtype=np.uint8), None
+            return digest, convert(img), None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for a damaged file
         detail = str(exc).split(" <_io.")[0]  # Pillow names the in-memory buffer, not the file: drop it
         return digest, None, f"{type(exc).__name__}: {detail}"
+
+
+def _centre_square(img: Any, side: int) -> Any:
+    """The image resized (shorter side ``side``) and centre-cropped to ``side`` squared, uint8 HWC."""
+    import numpy as np
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    scale = side / min(w, h)
+    img = img.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - side) // 2, (h - side) // 2
+    return np.asarray(img.crop((left, top, left + side, top + side)), dtype=np.uint8)
+
+
+def _decode(args: tuple[str, int]) -> tuple[str, Any, str | None]:
+    """(sha256 of the file, the decoded square uint8 HWC array or None, the error or None)."""
+    path, side = args
+    return read_image(path, lambda img: _centre_square(img, side))
 
 
 def _decode_all(files: Sequence[Path], side: int) -> list[tuple[str, Any, str | None]]:

@@ -63,6 +63,7 @@ class SupernetTrainer:
         torch.set_num_threads(settings.threads)  # fixed threads: bitwise-reproducible float sums
         self.space = space
         self.task = task
+        task.bind(space)
         self.dataset = dataset
         self.settings = settings
         self.seed = seed
@@ -231,10 +232,11 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace, *, digest: s
 
 def build_trainer(
     *, space: SearchSpace, data_kind: str, data_settings: dict[str, Any], train: SupernetTrainSettings, seed: int,
-    checkpoint_path: str | os.PathLike[str],
+    checkpoint_path: str | os.PathLike[str], task_settings: dict[str, Any] | None = None,
 ) -> SupernetTrainer:
-    """Load the dataset where the trainer runs (a Ray actor), take its task, then build the trainer."""
+    """Load the dataset where the trainer runs (a Ray actor), take its task (with the training settings it
+    declares, e.g. label smoothing, and ``task_settings``, e.g. the detection loss), then build the trainer."""
     dataset = make_dataset(data_kind, seed=seed, settings=data_settings)
-    task = make_task(dataset.task, vars(train))
+    task = make_task(dataset.task, {**vars(train), **(task_settings or {})})
     return SupernetTrainer(space=space, task=task, dataset=dataset, settings=train, seed=seed,
                            checkpoint_path=checkpoint_path)

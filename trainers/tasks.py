@@ -2,13 +2,13 @@
 
 A task fixes how a batch looks (``(images, targets)``: float32 NCHW images, and targets of the task's
 own form), the training loss, the progress figure printed during training, and the metrics a
-candidate is scored by. Classification is here; detection (SSDLite, COCO mAP) registers the same way.
+candidate is scored by. Classification is here; detection (SSDLite, COCO mAP) is in :mod:`trainers.detect`.
 Datasets name the task they serve (:attr:`trainers.datasets.Dataset.task`), so the data decides it.
 """
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from core.registry import Registry
 from core.settings import Setting, number, resolve_settings
@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # torch is imported when a task computes: configs validate wi
     import torch
     from torch import nn
 
+    from .datasets import Dataset
+
 __all__ = ["TASKS", "ClassificationTask", "Task", "make_task"]
 
 
@@ -24,12 +26,14 @@ class Task(abc.ABC):
     """Base class of every registered task.
 
     A subclass sets :attr:`name`, :attr:`METRICS` (what :meth:`evaluate` returns, each the higher the
-    better; the first is the task's headline score) and :attr:`SETTINGS`, and implements the three
-    abstract members.
+    better, each usable as an objective; the first is the task's headline score), optionally
+    :attr:`DETAIL_METRICS` and :attr:`SETTINGS`, and implements the three abstract members.
     """
 
     name: ClassVar[str]
     METRICS: ClassVar[tuple[str, ...]]
+    #: Further scores :meth:`evaluate` may return (where defined), logged but not searched on.
+    DETAIL_METRICS: ClassVar[tuple[str, ...]] = ()
     SETTINGS: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, **settings: Any) -> None:
@@ -38,6 +42,9 @@ class Task(abc.ABC):
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any], *, where: Callable[[str], str] | None = None) -> dict[str, Any]:
         return resolve_settings(cls.SETTINGS, settings, owner=f"task {cls.name}", where=where)
+
+    def bind(self, space: Any) -> None:
+        """Take what the task needs of the search space before it computes (a detector's anchors)."""
 
     @abc.abstractmethod
     def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
@@ -48,9 +55,10 @@ class Task(abc.ABC):
         """``(correct, count)`` of a training batch, for the progress line (train accuracy)."""
 
     @abc.abstractmethod
-    def evaluate(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> dict[str, float]:
-        """Score ``model`` (put in eval mode here) on validation batches: one value per :attr:`METRICS`.
-        Deterministic: the same model and batches give the same floats."""
+    def evaluate(self, model: nn.Module, dataset: Dataset, *, batch_size: int) -> dict[str, float]:
+        """Score ``model`` (put in eval mode here) on the dataset's validation split, ``batch_size`` images
+        at a time: one value per :attr:`METRICS` (and those :attr:`DETAIL_METRICS` that are defined).
+        Deterministic: the same model and data give the same floats."""
 
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -75,13 +83,13 @@ class ClassificationTask(Task):
     def batch_correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
         return int((outputs.argmax(1) == targets).sum()), len(targets)
 
-    def evaluate(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, dataset: Dataset, *, batch_size: int) -> dict[str, float]:
         import torch
 
         model.eval()
         correct = seen = 0
         with torch.no_grad():
-            for x, y in batches:
+            for x, y in dataset.val_batches(batch_size):
                 hits, count = self.batch_correct(model(x), y)
                 correct, seen = correct + hits, seen + count
         return {"accuracy": correct / seen}

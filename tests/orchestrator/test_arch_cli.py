@@ -47,8 +47,6 @@ def test_describe_space_arch_with_overrides(capsys) -> None:
         (["arch", "describe", "--space", "mogo", "--arch", "0"], "known search spaces:"),
         (["arch", "describe", "--space", "moga"], "needs --arch"),
         (["arch", "describe"], "either --preset"),
-        (["arch", "describe", "--preset", "moga-a", "--task", "detection"], "space moga has no SSDLite detection head"),
-        (["arch", "export", "--preset", "moga-a", "--task", "detection", "--out", "x.onnx"], "spaces with one: mobiledet"),
         (["arch", "describe", "--preset", "mobiledet-edgtpu"], "mobiledet-edgetpu"),
     ],
 )
@@ -92,4 +90,13 @@ def test_export_detector_has_two_outputs(capsys, tmp_path: Path) -> None:
                         "--num-classes", "5", "--task", "detection", "--out", str(out_file))
     info = json.loads(out)
     assert code == 0 and info["onnxruntime_max_rel_diff"] < 1e-4
-    assert [o.name for o in onnx.load(str(out_file)).graph.output] == ["boxes", "logits"]
+    # Exported as deployed: boxes decoded to input pixels, per-class scores (NMS outside the graph).
+    assert [o.name for o in onnx.load(str(out_file)).graph.output] == ["boxes", "scores"]
+
+
+def test_every_space_becomes_a_detector(capsys) -> None:
+    base = ["arch", "describe", "--preset", "moga-a", "--num-classes", "91", "--input-size", "320", "--json"]
+    _, det, _ = _run(capsys, *base, "--task", "detection")
+    _, cls, _ = _run(capsys, *base)
+    det, cls = json.loads(det), json.loads(cls)
+    assert det["task"] == "detection" and det["madds"] > cls["madds"] and det["candidate_id"] != cls["candidate_id"]

@@ -300,7 +300,77 @@ IMAGEFOLDER_CASES = [
 ]
 
 
-CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES
+# ---------------------------------------------------------------------- COCO detection data
+def _coco(case_dir: Path, edit: Callable[[dict], object] | None = None, split: str = "train", **data: object) -> None:
+    """config.yaml on a tiny synthetic COCO dataset ``coco``; ``edit`` changes ``split``'s annotations."""
+    from trainers._synth_coco import write_synthetic_coco
+
+    write_synthetic_coco(case_dir / "coco", images=6, seed=0, image_size=48)
+    if edit is not None:
+        path = case_dir / "coco" / "annotations" / f"instances_{split}.json"
+        raw = json.loads(path.read_text())
+        edit(raw)
+        path.write_text(json.dumps(raw))
+    coco = {"kind": "coco", "image_size": 32, "cache_dir": "cache",
+            "train": {"images": "coco/train", "annotations": "coco/annotations/instances_train.json"},
+            "val": {"images": "coco/val", "annotations": "coco/annotations/instances_val.json"}}
+    _tiny(case_dir, data={**coco, **data})
+    raw = yaml.safe_load((case_dir / "config.yaml").read_text())
+    raw["supernet"]["batch_size"] = 2
+    raw["evaluation"].update(bn_batches=1, bn_batch_size=2)
+    raw["search"].pop("objectives")  # the default objectives take the detector's mAP
+    (case_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _first_annotation(**changes: object) -> Callable[[dict], None]:
+    return lambda raw: raw["annotations"][0].update(changes)
+
+
+def _coco_then(action: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(case_dir: Path) -> None:
+        _coco(case_dir)
+        action(case_dir)
+    return setup
+
+
+def _truncate_first_image(case_dir: Path) -> None:
+    image = sorted((case_dir / "coco" / "train").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:200])
+
+
+COCO_CASES = [
+    Case("coco-annotations-missing", _search(), "instances_train.json' does not exist",
+         _coco_then(lambda d: (d / "coco" / "annotations" / "instances_train.json").unlink())),
+    Case("coco-images-missing", _search(), "coco/val' does not exist", _coco_then(lambda d: __import__("shutil").rmtree(d / "coco" / "val"))),
+    Case("coco-not-json", _search(), "is not JSON",
+         _coco_then(lambda d: (d / "coco" / "annotations" / "instances_val.json").write_text("{images: ["))),
+    Case("coco-field-missing", _search(), "(entry 0 of 'annotations') lacks 'bbox'", lambda d: _coco(d, lambda raw: raw["annotations"][0].pop("bbox"))),
+    Case("coco-no-categories", _search(), "lacks 'categories'", lambda d: _coco(d, lambda raw: raw.pop("categories"))),
+    Case("coco-unknown-category", _search(), "has category_id 99, not among the file's categories", lambda d: _coco(d, _first_annotation(category_id=99))),
+    Case("coco-box-outside", _search(), "has box [5, 5, 900, 10] (x, y, width, height) outside its image", lambda d: _coco(d, _first_annotation(bbox=[5, 5, 900, 10]))),
+    Case("coco-box-zero-width", _search(), "has a box of width x height 0 x 10", lambda d: _coco(d, _first_annotation(bbox=[5, 5, 0, 10]))),
+    Case("coco-image-file-missing", _search(), "000000000001.jpg' of image 1",
+         _coco_then(lambda d: sorted((d / "coco" / "train").iterdir())[0].unlink())),
+    Case("coco-truncated-image", _search(), "000000000001.jpg' cannot be read", _coco_then(_truncate_first_image)),
+    Case("coco-val-category-unknown", _search(), "has category 42 ('extra'), which the training annotations lack",
+         lambda d: _coco(d, lambda raw: raw["categories"].append({"id": 42, "name": "extra"}), split="val")),
+    Case("coco-detection-loss", _search("detection.loss=dice"), "'detection.loss': must be one of", _coco),
+    Case("coco-objective-accuracy", _search("search.objectives=[{metric: accuracy, mode: max, weight: 1.0}]"),
+         "'search.objectives[0].metric': must be one of map, map_50", _coco),
+    Case("detection-on-classifier-data", _search("detection.loss=focal"), "'detection': applies to detection data",
+         lambda d: _tiny(d)),
+    Case("evaluate-not-an-experiment", ("evaluate", ".", "--candidate", "0123456789abcdef"),
+         "is not an hwnas experiment directory", None),
+    Case("evaluate-unknown-candidate", ("evaluate", "exp", "--candidate", "0123456789abcdef"),
+         "no trained supernet yet", _experiment),
+    Case("evaluate-out-on-classifier", ("evaluate", "exp", "--candidate", "x", "--out", "d.json"),
+         "--out writes a detector's detections", _experiment),
+    Case("evaluate-out-is-a-directory", ("evaluate", "exp", "--candidate", "x", "--out", "exp"), "is a directory",
+         _experiment),
+]
+
+
+CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES + COCO_CASES
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:

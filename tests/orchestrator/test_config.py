@@ -76,7 +76,7 @@ def test_the_data_fixes_the_task_of_a_space_with_several_heads() -> None:
         (lambda r: r["supernet"].update(steps="many"), r"'supernet.steps': must be an integer.*'many'"),
         (lambda r: r["supernet"].update(steps=-5), r"'supernet.steps': must be an integer in \[1, 10000000\], got -5"),
         (lambda r: r["data"].update(train_size=0), r"'data.train_size': must be an integer in \[1, 10000000\]"),
-        (lambda r: r["data"].update(kind="folders"), r"'data.kind': unknown dataset kind; known: imagefolder, synthetic"),
+        (lambda r: r["data"].update(kind="folders"), r"'data.kind': unknown dataset kind; known: coco, imagefolder, synthetic"),
         (lambda r: r["data"].update(noise=float("nan")), r"'data.noise': must be a finite number >= 0"),
         (lambda r: r["supernet"].update(sampling="greedy"), r"'supernet.sampling': must be one of uniform, fair"),
         (lambda r: r["space"].update(name="mogaa"), r"'space.name': unknown search space.*moga"),

@@ -45,13 +45,13 @@ def test_old_config_opens_with_the_operators_it_ran_with(old_dir: Path) -> None:
 
 def test_old_ids_and_cache_fingerprint_are_unchanged(old_dir: Path) -> None:
     """Resume reuses an old experiment's scores only if candidate ids and the evaluator fingerprint agree."""
-    from orchestrator.pipeline import _eval_context
+    from orchestrator.pipeline import eval_context
 
     exp = Experiment.open(old_dir)
     state = exp.journal.replay()
     space = exp.config.build_space()
     assert all(space.candidate_id(space.parse(r["encoding"])) == cid for cid, r in state.candidates.items())
-    ctx = _eval_context(exp, state.completed["train_supernet"]["digest"])
+    ctx = eval_context(exp, state.completed["train_supernet"]["digest"])
     stored = {rec["fingerprint"] for rec in read_jsonl(old_dir / "evaluations.jsonl")}
     assert stored == {ctx.fingerprint}
 

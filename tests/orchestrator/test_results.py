@@ -52,7 +52,7 @@ def test_table_and_csv(tmp_path: Path) -> None:
 def test_plot_data_is_the_staircase_front() -> None:
     data = front_plot_data(RECORDS, pareto_ids(RECORDS, OBJ))
     np.testing.assert_array_equal(data["latency"], [1.0, 2.0, 2.5, 5.0])
-    np.testing.assert_array_equal(data["step_accuracy"], [0.5, 0.8, 0.8, 0.9])  # best accuracy so far
+    np.testing.assert_array_equal(data["step_quality"], [0.5, 0.8, 0.8, 0.9])  # best accuracy so far
     assert data["pareto"].tolist() == [True, True, False, True]
 
 

@@ -172,7 +172,7 @@ def test_settings_are_complete_and_normalised() -> None:
     space = EdgeTPUSpace(width_mult=1, dropout=0, group_sizes=(128, 32, 64))
     assert space.settings == {
         "variant": "s", "width_mult": 1.0, "input_size": 224, "num_classes": 1001, "stem_stride": 2,
-        "dropout": 0.0, "group_sizes": [32, 64, 128], "min_group_size": 32,
+        "dropout": 0.0, "group_sizes": [32, 64, 128], "min_group_size": 32, "task": "classification", "head_depths": [512, 256, 256, 128],
     }  # fmt: skip
     assert space.candidate_id([0] * 19) == EdgeTPUSpace(dropout=0.0).candidate_id([0] * 19)
     assert space.candidate_id([0] * 19) != EdgeTPUSpace(variant="m", dropout=0.0).candidate_id([0] * 19)

@@ -241,7 +241,7 @@ def test_encode_refuses_foreign_block_arguments() -> None:
     [
         ({"variant": "ibn+tucker"}, r"setting 'variant': must be one of ibn, ibn\+fused, ibn\+fused\+tucker"),
         ({"target": "tpu"}, r"setting 'target': must be one of cpu, edgetpu, dsp, gpu, got 'tpu'"),
-        ({"task": "segmentation"}, r"setting 'task': must be one of detection, classification"),
+        ({"task": "segmentation"}, r"setting 'task': must be one of classification, detection"),
         ({"input_size": 16}, r"setting 'input_size': must be an integer in \[32, 4096\]"),
         ({"head_depths": [512, 255]}, r"head_depths': must hold even integers"),
         ({"head_depths": []}, r"head_depths': must be a non-empty list"),

@@ -199,7 +199,7 @@ def test_preset_encodes_table_7(name: str) -> None:
     widths, k, se, _, _ = PUBLISHED[name]
     arch = space.decode(encoding)
     assert (arch.widths, arch.branches, arch.se) == (widths, k, se)
-    assert space.settings == {"input_size": 224, "num_classes": 1000, "width_scale": 1.0}
+    assert space.settings == {"input_size": 224, "num_classes": 1000, "width_scale": 1.0, "task": "classification", "head_depths": [512, 256, 256, 128]}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -314,7 +314,7 @@ def test_bad_settings_raise_config_error(setting: str, value: object) -> None:
 
 def test_settings_are_complete_keyword_only_and_normalised() -> None:
     space = MobileOneSpace(width_scale=1)
-    assert space.settings == {"input_size": 224, "num_classes": 1000, "width_scale": 1.0}
+    assert space.settings == {"input_size": 224, "num_classes": 1000, "width_scale": 1.0, "task": "classification", "head_depths": [512, 256, 256, 128]}
     assert type(space.settings["width_scale"]) is float
     assert get_space("mobileone", **SMALL).settings == small_space().settings
     with pytest.raises(TypeError):

@@ -88,7 +88,10 @@ def test_mb_block_structure() -> None:
 def test_settings_are_complete_and_normalised() -> None:
     space = MogaSpace(width_mult=1, dropout=0)
     expected = {"width_mult": 1.0, "input_size": 224, "num_classes": 1000, "stem_stride": 2, "dropout": 0.0}
-    assert space.settings == expected and type(space.settings["width_mult"]) is float
+    assert space.settings == {**expected, "task": "classification", "head_depths": [512, 256, 256, 128]} and type(space.settings["width_mult"]) is float
+    # A classifier's identity is what it was before spaces had detection heads: candidate ids are kept.
+    assert space.identity == {"space": "moga", "settings": expected}
+    assert space.candidate_id([0] * 14) == "3132934f97309827"
     assert space.candidate_id([0] * 14) == MogaSpace(width_mult=1.0, dropout=0.0).candidate_id([0] * 14)
     assert space.candidate_id([0] * 14) != MogaSpace().candidate_id([0] * 14)
     assert get_space("moga", **SMALL).settings == small_space().settings
