@@ -86,6 +86,7 @@ class SupernetConfig:
     checkpoint_every: int = 100
     threads: int = 1
     sampling: str = "uniform"
+    optimizer: str = "sgd"
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ def _space(raw: Any, data: DataConfig) -> SpaceConfig:
 def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
     cfg = _build_flat(SupernetConfig, raw, "supernet")
     _choice("supernet.sampling", cfg.sampling, ("uniform", "fair"))
+    _choice("supernet.optimizer", cfg.optimizer, ("sgd", "adam"))
     train_size = data.settings.get("train_size")
     if train_size is not None and cfg.batch_size > train_size:
         raise _fail("supernet.batch_size", f"must be <= data.train_size ({train_size})", cfg.batch_size,

@@ -15,7 +15,6 @@ on the seed alone. Used by ``hwnas data synth-coco``, the dataset's example sett
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.errors import ConfigError
+from core.jsonio import write_json_atomic
 from core.seeding import make_rng
 
 __all__ = ["CATEGORIES", "MAX_IMAGES", "MIN_IMAGES", "SynthCocoSummary", "check_request", "write_synthetic_coco"]
@@ -95,7 +95,7 @@ def write_synthetic_coco(out_dir: str | Path, *, images: int, seed: int, image_s
             objects += sum(1 for a in anns if not a["iscrowd"])
             crowds += sum(1 for a in anns if a["iscrowd"])
         paths[split] = out / "annotations" / f"instances_{split}.json"
-        paths[split].write_text(json.dumps(coco), encoding="utf-8")
+        write_json_atomic(paths[split], coco)  # val's file, written last and whole, marks a complete dataset
     return SynthCocoSummary(root=out, train_images=len(splits["train"]), val_images=n_val,
                             train_annotations=paths["train"], val_annotations=paths["val"], objects=objects,
                             crowds=crowds)

@@ -86,6 +86,16 @@ def _synthetic(where: str, value: Any, hint: str) -> dict[str, Any]:
     return {"dir": _dir_path(_nested(where, "dir"), value["dir"], hint), "images": int(images), "seed": int(seed)}
 
 
+def _write_synthetic_once(settings: Mapping[str, Any], printer: Callable[[str], None]) -> None:
+    """Write a ``synthetic`` dataset where it is not yet (its val annotations are written last)."""
+    synthetic = settings.get("synthetic")
+    if synthetic is not None and not Path(settings["val"]["annotations"]).is_file():
+        from ._synth_coco import write_synthetic_coco
+
+        printer(f"[data] writing {synthetic['images']} synthetic COCO images to {synthetic['dir']} (first use)")
+        write_synthetic_coco(synthetic["dir"], images=synthetic["images"], seed=synthetic["seed"])
+
+
 def _dir_path(where: str, value: Any, hint: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: must be a directory path, got {value!r}. HINT: {hint}")
@@ -199,16 +209,12 @@ class CocoDataset(Dataset):
     def prepare(cls, settings: Mapping[str, Any], *, printer: Callable[[str], None] = print) -> dict[str, Any]:
         """Generate synthetic data on first use, check the annotations, decode every image into the cache
         (once) and return the data's identity."""
-        synthetic = settings.get("synthetic")
-        if synthetic is not None and not Path(settings["val"]["annotations"]).is_file():
-            from ._synth_coco import write_synthetic_coco
-
-            printer(f"[data] writing {synthetic['images']} synthetic COCO images to {synthetic['dir']} (first use)")
-            write_synthetic_coco(synthetic["dir"], images=synthetic["images"], seed=synthetic["seed"])
+        _write_synthetic_once(settings, printer)
         return prepare_coco_cache(settings, printer=printer)["identity"]
 
     def __init__(self, *, seed: int, **settings: Any) -> None:
         super().__init__(seed=seed, **settings)
+        _write_synthetic_once(self.settings, lambda line: None)  # built without prepare(), e.g. in a script
         index = prepare_coco_cache(self.settings, printer=lambda line: None)
         #: Label ``l`` is category ``category_ids[l - 1]`` (the dataset's own ids, sorted).
         self.category_ids: list[int] = list(index["categories"])
@@ -263,10 +269,7 @@ class CocoDataset(Dataset):
 
     def calibration_images(self, batches: int, batch_size: int) -> list[torch.Tensor]:
         """Training images as evaluation sees them (no augmentation), fixed by the seed."""
-        import torch
-
-        perm = torch.randperm(self.train_size, generator=torch_generator(self.seed, "bn-calibration"))
-        return [_plain(self._train.images, perm[i * batch_size:(i + 1) * batch_size].numpy()) for i in range(batches)]
+        return [_plain(self._train.images, idx.numpy()) for idx in self.calibration_indices(batches, batch_size)]
 
 
 # ---------------------------------------------------------------------------------------- batches

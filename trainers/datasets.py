@@ -106,10 +106,15 @@ class Dataset(abc.ABC):
     def calibration_images(self, batches: int, batch_size: int) -> list[torch.Tensor]:
         """Training images for BN recalibration: the same for every candidate (drawn from the seed alone),
         so candidates are compared on equal terms."""
+        return [self.train_batch(idx)[0] for idx in self.calibration_indices(batches, batch_size)]
+
+    def calibration_indices(self, batches: int, batch_size: int) -> list[torch.Tensor]:
+        """The training indices of :meth:`calibration_images`: a seeded permutation cut into ``batches``
+        batches, fewer when the split is smaller than ``batches * batch_size`` (never an empty batch)."""
         import torch
 
         perm = torch.randperm(self.train_size, generator=torch_generator(self.seed, "bn-calibration"))
-        return [self.train_batch(perm[i * batch_size : (i + 1) * batch_size])[0] for i in range(batches)]
+        return [perm[i * batch_size:(i + 1) * batch_size] for i in range(min(batches, -(-len(perm) // batch_size)))]
 
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset kind")

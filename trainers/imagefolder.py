@@ -170,9 +170,8 @@ class ImageFolderDataset(Dataset):
         """Training images as evaluation sees them (centre crop, no augmentation), fixed by the seed."""
         import torch
 
-        perm = torch.randperm(self.train_size, generator=torch_generator(self.seed, "bn-calibration"))
-        return [_centre(torch.from_numpy(_take(self._train, perm[i * batch_size:(i + 1) * batch_size].numpy())),
-                        self.image_size) for i in range(batches)]
+        return [_centre(torch.from_numpy(_take(self._train, idx.numpy())), self.image_size)
+                for idx in self.calibration_indices(batches, batch_size)]
 
 
 class _Subset:

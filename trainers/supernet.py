@@ -30,6 +30,7 @@ __all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "check_c
 
 CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
 SAMPLINGS = ("uniform", "fair")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,14 @@ class SupernetTrainSettings:
     #: every block of ``group`` consecutive steps (``group`` = the choices per layer, 12 for MoGA) walks
     #: each layer through a random permutation of its choices, so all choices get equally many updates.
     sampling: str = "uniform"
+    #: "sgd": SGD with Nesterov momentum (``momentum``), as the classification recipes. "adam": AdamW
+    #: (decoupled ``weight_decay``; ``momentum`` unused), which takes detection supernets out of their
+    #: background-only start far sooner (BENCHMARKS.md).
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
-        resolve_settings((Setting("sampling", "uniform", choice(*SAMPLINGS)),), {"sampling": self.sampling},
-                         owner="supernet training")
+        checks = (Setting("sampling", "uniform", choice(*SAMPLINGS)), Setting("optimizer", "sgd", choice(*OPTIMIZERS)))
+        resolve_settings(checks, {"sampling": self.sampling, "optimizer": self.optimizer}, owner="supernet training")
 
 
 class SupernetTrainer:
@@ -69,10 +74,7 @@ class SupernetTrainer:
         self.seed = seed
         self.checkpoint_path = Path(checkpoint_path)
         self.model = space.build_supernet(generator=torch_generator(seed, "supernet", "init"))
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=settings.lr, momentum=settings.momentum,
-            weight_decay=settings.weight_decay, nesterov=settings.momentum > 0,
-        )
+        self.optimizer = make_optimizer(self.model, settings)
         self.step = 0
         if self.checkpoint_path.exists():
             self._load()
@@ -166,6 +168,14 @@ class SupernetTrainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
+
+
+def make_optimizer(model: nn.Module, settings: SupernetTrainSettings) -> torch.optim.Optimizer:
+    """The training settings' optimizer over ``model``'s parameters (its LR is set every step)."""
+    if settings.optimizer == "adam":
+        return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)
 
 
 _RETRAIN_HINT = "HINT: delete it and resume the experiment: the supernet is trained again from step 0."

@@ -90,6 +90,8 @@ def test_calibration_images_are_fixed_by_the_seed(kind: str, tmp_path: Path) -> 
     assert torch.equal(before, torch.random.get_rng_state())  # never the global RNG
     assert [tuple(b.shape) for b in first] == [(4, 3, dataset.image_size, dataset.image_size)] * 2
     assert all(torch.equal(a, b) for a, b in zip(first, dataset.calibration_images(2, 4)))
+    more = dataset.calibration_images(10**6, 7)  # more than the split holds: each image once, no empty batch
+    assert sum(len(b) for b in more) == dataset.train_size and all(len(b) for b in more)
 
 
 # ------------------------------------------------------------------------------------------ tasks

@@ -123,3 +123,16 @@ def test_override_syntax_errors() -> None:
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"name": "x"}, ["name.sub=1"])
+
+
+def test_the_detection_examples_are_valid_configs(tmp_path: Path) -> None:
+    examples = QUICKSTART.parent
+    cfg = load_config(examples / "detection_quickstart.yaml", [f"data.synthetic.dir={tmp_path / 'synth'}"])
+    assert cfg.data.task == "detection" and cfg.quality_metric == "map" and cfg.detection["nms_iou"] == 0.6
+    assert cfg.space.settings["task"] == "detection" and cfg.space.settings["num_classes"] == 4
+    assert not (tmp_path / "synth").exists()  # written when the search starts, not when the config is read
+    raw = yaml.safe_load((examples / "mobiledet_coco.yaml").read_text())
+    raw["data"] = {"kind": "coco", "synthetic": {"dir": str(tmp_path / "synth")}, "image_size": 320}  # no COCO here
+    paper = config_from_dict(raw)
+    assert paper.space.settings["head_depths"] == [512, 256, 256, 128] and paper.search.searcher == "reinforce"
+    assert len(paper.build_space().detection_anchors()) == 2034  # seed 000's head at 320x320

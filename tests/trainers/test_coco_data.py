@@ -414,3 +414,19 @@ def test_skip_corrupt_skips_unreadable_images_and_their_boxes_and_counts_them(tm
 
 def test_coco_is_registered_for_detection() -> None:
     assert DATASETS.get("coco") is CocoDataset and CocoDataset.task == "detection"
+
+
+def test_synthetic_data_is_written_on_first_use_and_a_stored_config_reloads(tmp_path: Path) -> None:
+    root = tmp_path / "synth"
+    settings = CocoDataset.check_settings({"synthetic": {"dir": str(root), "images": 10}, "image_size": 32,
+                                           "cache_dir": str(tmp_path / "cache")})
+    assert not root.exists() and CocoDataset.space_settings(settings)["num_classes"] == 4  # nothing read yet
+    lines: list[str] = []
+    identity = CocoDataset.prepare(settings, printer=lines.append)
+    assert "writing 10 synthetic COCO images" in lines[0] and identity["categories"] == [3, 7, 11]
+    assert (root / "annotations" / "instances_val.json").is_file()
+    assert CocoDataset.check_settings(settings) == settings  # experiment.json holds synthetic and the paths
+    assert CocoDataset.prepare(settings, printer=lines.append) == identity and len(lines) == 2  # written once
+    other = {"images": str(tmp_path), "annotations": str(root / "annotations" / "instances_val.json")}
+    with pytest.raises(ConfigError, match="give either synthetic .* or train and val"):
+        CocoDataset.check_settings({**settings, "train": other})

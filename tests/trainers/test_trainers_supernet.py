@@ -113,3 +113,23 @@ def test_fair_resumed_training_equals_uninterrupted(tmp_path: Path, space_and_da
     resumed.train_steps(8)
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_adam_trains_and_resumes_bit_for_bit(tmp_path: Path, space_and_data) -> None:
+    space, data = space_and_data
+    settings = SupernetTrainSettings(**{**vars(SETTINGS), "optimizer": "adam", "lr": 0.003})
+
+    def trainer(name: str) -> SupernetTrainer:
+        return SupernetTrainer(space=space, task=ClassificationTask(), dataset=data, settings=settings, seed=11,
+                               checkpoint_path=tmp_path / name)
+
+    straight = trainer("a.pt")
+    assert isinstance(straight.optimizer, torch.optim.AdamW)
+    straight.train_steps(8)
+    trainer("b.pt").train_steps(6)
+    resumed = trainer("b.pt")  # from the checkpoint of step 4, Adam's moments included
+    resumed.train_steps(8)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="optimizer"):
+        SupernetTrainSettings(**{**vars(SETTINGS), "optimizer": "lbfgs"})
