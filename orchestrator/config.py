@@ -175,8 +175,10 @@ class ExperimentConfig:
 
     @property
     def quality_metric(self) -> str:
-        """The task's headline score: ``accuracy`` for classifiers, ``map`` for detectors."""
-        return TASKS.get(self.data.task).METRICS[0]
+        """The score progress lines and result tables show: the first objective that is one of the task's
+        metrics (e.g. ``map_50``), else the task's headline (``accuracy``, or ``map`` for detectors)."""
+        metrics = TASKS.get(self.data.task).METRICS
+        return next((o.metric for o in self.search.objectives if o.metric in metrics), metrics[0])
 
     @property
     def total_candidates(self) -> int:

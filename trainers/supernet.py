@@ -48,8 +48,8 @@ class SupernetTrainSettings:
     #: each layer through a random permutation of its choices, so all choices get equally many updates.
     sampling: str = "uniform"
     #: "sgd": SGD with Nesterov momentum (``momentum``), as the classification recipes. "adam": AdamW
-    #: (decoupled ``weight_decay``; ``momentum`` unused), which takes detection supernets out of their
-    #: background-only start far sooner (BENCHMARKS.md).
+    #: (decoupled ``weight_decay``; ``momentum`` unused), which on the detection quickstart left the
+    #: background-only start (every anchor predicted background) where SGD did not, in the same steps.
     optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
