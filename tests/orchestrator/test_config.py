@@ -128,7 +128,7 @@ def test_override_syntax_errors() -> None:
 def test_the_detection_examples_are_valid_configs(tmp_path: Path) -> None:
     examples = QUICKSTART.parent
     cfg = load_config(examples / "detection_quickstart.yaml", [f"data.synthetic.dir={tmp_path / 'synth'}"])
-    assert cfg.data.task == "detection" and cfg.quality_metric == "map" and cfg.detection["nms_iou"] == 0.6
+    assert cfg.data.task == "detection" and cfg.quality_metric == "map_50" and cfg.detection["nms_iou"] == 0.6
     assert cfg.space.settings["task"] == "detection" and cfg.space.settings["num_classes"] == 4
     assert not (tmp_path / "synth").exists()  # written when the search starts, not when the config is read
     raw = yaml.safe_load((examples / "mobiledet_coco.yaml").read_text())
