@@ -64,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .cost_cli import add_cost_commands
     from .data_cli import add_data_commands
     from .evaluate_cli import add_evaluate_command
+    from .retrain_cli import add_retrain_command
 
     COMMANDS.update(add_arch_commands(sub))
     COMMANDS.update(add_cost_commands(sub))
     COMMANDS.update(add_data_commands(sub))
     COMMANDS.update(add_evaluate_command(sub))
+    COMMANDS.update(add_retrain_command(sub))
     return parser
 
 
@@ -94,8 +96,12 @@ def _check_placement(cfg: Any, address: str | None) -> None:
 
     quiet_ray()
     connect(address)
-    if cfg.cost.measures:
+    if cfg.cost.measures or cfg.retrain is not None:  # retrained models are measured on the device
         require_device(cfg.cost.device)
+    if cfg.retrain is not None:
+        from .retrain import check_room
+
+        check_room(cfg.retrain)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -106,17 +112,23 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _run(exp, args.address)
 
 
-def _run(exp: Any, address: str | None) -> int:
+def _run(exp: Any, address: str | None, retrain_requests: list[dict[str, Any]] | None = None) -> int:
     from .pipeline import run_experiment
     from .results import format_table
+    from .retrain import RETRAIN_DIR, format_retrain_table
     from .tracking import ui_command
 
     quiet_ray()
-    summary = run_experiment(exp, address=address, printer=_out)
+    summary = run_experiment(exp, address=address, printer=_out, retrain_requests=retrain_requests)
     _out("")
     _out(f"Pareto front ({len(summary['pareto'])} of {summary['candidates']} candidates):")
     _out(format_table(summary["pareto"]))
     _out("")
+    if summary.get("retrains"):
+        _out(f"Retrained from scratch ({len(summary['retrains'])}; models in {exp.directory / RETRAIN_DIR}/<retrain_id>/"
+             f"model.onnx, logged to MLflow):")
+        _out(format_retrain_table(summary["retrains"], exp.config.quality_metric))
+        _out("")
     _out(f"experiment directory: {exp.directory}")
     _out(f"MLflow UI:            {ui_command(exp.tracking_uri)}")
     if not summary["mlflow_synced"]:

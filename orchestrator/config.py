@@ -160,6 +160,8 @@ class ExperimentConfig:
     cost: CostConfig = CostConfig()
     #: The detection task's settings (see :class:`trainers.detect.DetectionTask`); empty for classifiers.
     detection: dict[str, Any] = field(default_factory=dict)
+    #: The retrain stage's settings (see :data:`trainers.retrain.RETRAIN_SETTINGS`); ``None``: no retrain stage.
+    retrain: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as the YAML a user could have written (what ``experiment.json`` stores)."""
@@ -413,6 +415,23 @@ def _detection(raw: Any, data: DataConfig) -> dict[str, Any]:
     return TASKS.get("detection").check_settings(raw if raw is not None else {}, where=_where("detection"))
 
 
+def _retrain(raw: Any, data: DataConfig) -> dict[str, Any] | None:
+    """The retrain section complete (its recipe's values and the defaults filled in); absent: no retrain stage."""
+    from trainers.retrain import check_retrain_settings
+
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise _fail("retrain", "must be a mapping of settings", raw, "e.g. retrain: {top_k: 3, epochs: 10}, or {} "
+                    "for the defaults")
+    settings = check_retrain_settings(raw, where=_where("retrain"))
+    train_size = data.settings.get("train_size")
+    if train_size is not None and settings["batch_size"] > train_size:
+        raise _fail("retrain.batch_size", f"must be <= data.train_size ({train_size})", settings["batch_size"],
+                    "lower the batch size or generate more training data")
+    return settings
+
+
 def _search(raw: Any, data: DataConfig) -> SearchConfig:
     values = _check_keys("search", raw, SearchConfig)
     metrics = metric_names(data.task)
@@ -459,6 +478,7 @@ def config_from_dict(raw: Any, *, check_files: bool = True, base_dir: str | Path
         search=_search(values.get("search", {}), data),
         cost=_cost(values.get("cost", {})),
         detection=_detection(values.get("detection"), data),
+        retrain=_retrain(values.get("retrain"), data),
     )
     try:
         cfg.build_space()  # the space's own cross-setting rules

@@ -33,6 +33,14 @@ class JournalState:
     failures: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
     data: dict[str, Any] | None = None  # the data's identity, recorded when the experiment first ran
+    retrain_requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # retrain_id -> request, first wins
+    retrain_epochs: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # id -> epoch -> record
+    retrains: dict[str, dict[str, Any]] = field(default_factory=dict)  # retrain_id -> completed result
+    retrain_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # retrain_id -> last failure
+
+    def pending_retrains(self) -> list[dict[str, Any]]:
+        """The requested retrains without a result, in request order."""
+        return [r for rid, r in self.retrain_requests.items() if rid not in self.retrains]
 
     def stage(self, name: str) -> str:
         if name in self.completed:
@@ -76,12 +84,23 @@ class Journal:
                 state.failures.append(rec)
             elif kind == "data" and state.data is None:
                 state.data = rec.get("identity")
+            elif kind == "retrain_requested":
+                state.retrain_requests.setdefault(rec["retrain_id"], rec)
+            elif kind == "retrain_epoch":  # first wins: a record is never logged twice
+                state.retrain_epochs.setdefault(rec["retrain_id"], {}).setdefault(int(rec["epoch"]), rec)
+            elif kind == "retrain_completed":
+                state.retrains.setdefault(rec["retrain_id"], rec)
+                state.retrain_failures.pop(rec["retrain_id"], None)
+            elif kind == "retrain_failed" and rec["retrain_id"] not in state.retrains:
+                state.retrain_failures[rec["retrain_id"]] = rec
         return state
 
     def _check(self, number: int, rec: Any) -> None:
         """A record has the fields its event needs; anything else was written by something other than
         hwnas, and guessing at it could resume into a wrong result."""
-        needs = {"stage_started": "stage", "stage_completed": "stage", "candidate": "candidate_id"}
+        needs = {"stage_started": "stage", "stage_completed": "stage", "candidate": "candidate_id",
+                 **dict.fromkeys(("retrain_requested", "retrain_epoch", "retrain_completed", "retrain_failed"),
+                                 "retrain_id")}
         problem = None
         if not isinstance(rec, dict) or not isinstance(rec.get("event"), str):
             problem = "it is not an object with an 'event'"

@@ -26,18 +26,24 @@ from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES", "stages_for"]
 
-STAGES = ("calibrate", "train_supernet", "search", "finalize")
+STAGES = ("calibrate", "train_supernet", "search", "finalize", "retrain")
 Printer = Callable[[str], None]
 COST_MODEL_FILE = "cost_model.json"
 
 
 def stages_for(cfg: ExperimentConfig) -> tuple[str, ...]:
-    """The stages an experiment runs: ``calibrate`` only where a cost model predicts latency."""
-    return STAGES if cfg.cost.uses_model else STAGES[1:]
+    """The stages an experiment runs: ``calibrate`` only where a cost model predicts latency, ``retrain``
+    only with a ``retrain`` section."""
+    return tuple(s for s in STAGES if (s != "calibrate" or cfg.cost.uses_model) and (s != "retrain" or cfg.retrain is not None))
 
 
-def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = print) -> dict[str, Any]:
-    """Run every stage not yet completed; return the summary written to summary.json."""
+def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = print,
+                   retrain_requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run every stage not yet completed; return the summary written to summary.json.
+
+    ``retrain_requests`` (from ``hwnas retrain``) are retrained after the stages, besides any retrain the
+    config's section or an interrupted earlier run asked for.
+    """
     with exp.lock():
         state = exp.journal.replay()
         _preflight(exp, state)  # a damaged file is one clear error before anything is written or started
@@ -46,7 +52,8 @@ def run_experiment(exp: Experiment, *, address: str | None, printer: Printer = p
         _repair_tails(exp, printer)
         if state.data is None:
             exp.journal.append("data", identity=identity)
-        return _run_stages(exp, state, identity, address=address, printer=printer)
+        return _run_stages(exp, state, identity, address=address, printer=printer,
+                           retrain_requests=retrain_requests or [])
 
 
 def _check_data(exp: Experiment, state: JournalState, printer: Printer) -> dict[str, Any]:
@@ -95,7 +102,7 @@ def _repair_tails(exp: Experiment, printer: Printer) -> None:
 
 
 def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], *, address: str | None,
-                printer: Printer) -> dict[str, Any]:
+                printer: Printer, retrain_requests: list[dict[str, Any]]) -> dict[str, Any]:
     from cluster import connect, require_device
 
     cfg = exp.config
@@ -104,7 +111,8 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     connect(address, num_cpus=None)
     if cfg.cost.measures:
         require_device(cfg.cost.device)
-    tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer)
+    tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer,
+                      space_name=cfg.space.name, quality=cfg.quality_metric)
     tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
                                                    "note": f"hwnas experiment {exp.directory}"})
     train = cfg.data.settings.get("train")  # a folder, or a COCO split's {images, annotations}
@@ -115,7 +123,8 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
             _calibrate(exp, state, printer)
         digest = _train_supernet(exp, state, printer)
         _search(exp, state, digest, tracker, attempt=state.attempts + 1, printer=printer)
-        return _finalize(exp, digest, tracker, printer)
+        summary = _finalize(exp, digest, tracker, printer)
+        return _retrain(exp, summary, tracker, printer, requests=retrain_requests)
     except BaseException:
         tracker.fail()
         raise
@@ -345,6 +354,39 @@ def _start_latency_service(ctx: EvalContext) -> None:
 
     get_latency_actor(ctx.cost["device"], str(Path(ctx.experiment_dir) / "latency_cache.jsonl"),
                       options=measure_options(ctx.cost))
+
+
+# ---------------------------------------------------------------------- stage 4: retrain
+def _retrain(exp: Experiment, summary: dict[str, Any], tracker: Tracker, printer: Printer, *,
+             requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Retrain what the config's ``retrain`` section, ``hwnas retrain`` or an interrupted earlier run asked
+    for; add the retrain table and the ranking check to the summary."""
+    from .retrain import plan_retrains, run_retrains
+
+    cfg, stage = exp.config, "retrain"
+    state = exp.journal.replay()
+    wanted = list(requests)
+    if cfg.retrain is not None and state.stage(stage) != "completed":
+        if stage not in state.started:
+            exp.journal.stage_started(stage)
+        wanted = plan_retrains(exp, state, cfg.retrain) + wanted
+    if not wanted and not state.retrain_requests:
+        return summary
+    printer(f"[retrain] {len(wanted) or len(state.pending_retrains())} stand-alone retrain(s) of the search's "
+            f"architectures")
+    from cluster import get_latency_actor
+
+    # The retrained models are measured on the experiment's device whatever cost.kind scored the search
+    # (started here, in the driver, so that it outlives every retrain trial).
+    get_latency_actor(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"), options=cfg.cost.measure_options())
+    outcome = run_retrains(exp, wanted, tracker=tracker, printer=printer, eval_batch_size=cfg.evaluation.batch_size,
+                           cost={k: v for k, v in vars(cfg.cost).items()
+                                 if k in ("device", "warmup", "min_runs", "max_runs", "cv_threshold")})
+    if cfg.retrain is not None and state.stage(stage) != "completed":
+        exp.journal.stage_completed(stage, retrains=len(outcome["rows"]))
+    summary = {**summary, "retrains": outcome["rows"], "ranking": outcome["ranking"]}
+    write_json_atomic(exp.directory / "summary.json", summary)
+    return summary
 
 
 # ---------------------------------------------------------------------- stage 3: finalize

@@ -7,6 +7,7 @@ from typing import Any
 from .experiment import Experiment
 from .pipeline import stages_for
 from .results import format_table, front_table, pareto_ids
+from .retrain import format_retrain_table, retrain_rows
 
 __all__ = ["experiment_status", "format_status"]
 
@@ -30,6 +31,8 @@ def experiment_status(directory: str | Path) -> dict[str, Any]:
         "candidates_total": exp.config.total_candidates,
         "failed_trials": len(state.failures),
         "pareto": front_table(records, front, exp.config.quality_metric),
+        "quality": exp.config.quality_metric,
+        "retrains": retrain_rows(exp, state),
         "tracking_uri": exp.tracking_uri,
     }
 
@@ -45,4 +48,6 @@ def format_status(s: dict[str, Any]) -> str:
         f"Pareto front ({len(s['pareto'])} candidates):",
         format_table(s["pareto"]),
     ]
+    if s["retrains"]:
+        lines += ["", f"Retrained from scratch ({len(s['retrains'])}):", format_retrain_table(s["retrains"], s["quality"])]
     return "\n".join(lines)

@@ -72,11 +72,22 @@ def _create_sqlite_store(path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _silenced() -> Any:
+    """Hide what MLflow prints on stdout/stderr while registering or logging a model."""
+    import contextlib
+    import io
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
 class Tracker:
     """Idempotent MLflow logging for one experiment directory."""
 
     def __init__(self, *, tracking_uri: str, experiment_name: str, uid: str,
-                 printer: Callable[[str], None] = print) -> None:
+                 printer: Callable[[str], None] = print, space_name: str = "", quality: str = "accuracy") -> None:
         self.tracking_uri, self.experiment_name, self.uid = tracking_uri, experiment_name, uid
         self.printer = printer
         self.available = True
@@ -84,6 +95,9 @@ class Tracker:
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
         self._runs: dict[str, tuple[str, str]] | None = None  # candidate_id -> (run_id, status)
+        self._retrain_runs: dict[str, tuple[str, str]] | None = None  # retrain_id -> (run_id, status)
+        self.space_name = space_name
+        self.quality = quality
         self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
 
     def _call(self, what: str, fn: Callable[[], Any], *, wait: bool) -> Any:
@@ -244,6 +258,157 @@ class Tracker:
 
         self._queue.submit(sync_all).result()
         return self.available
+
+    # ------------------------------------------------------------------ retrains
+    def _retrain_run(self, request: dict[str, Any]) -> tuple[str, str]:
+        """(run id, status) of the retrain's nested run, created (RUNNING) if it has none yet."""
+        if self._retrain_runs is None:
+            self._retrain_runs = {}
+            for run in self._find("retrain"):
+                rid = run.data.tags.get("retrain_id")
+                if rid not in self._retrain_runs or run.info.status == "FINISHED":
+                    self._retrain_runs[rid] = (run.info.run_id, run.info.status)
+        rid = request["retrain_id"]
+        if rid not in self._retrain_runs:
+            from mlflow.entities import Param
+
+            if self._parent_id is None:
+                raise RuntimeError("the search run was not started")
+            run_id = self.client.create_run(
+                self._experiment(), run_name=f"retrain-{request['candidate_id'][:8]}-{rid[-8:]}",
+                tags={UID_TAG: self.uid, ROLE_TAG: "retrain", "retrain_id": rid,
+                      "candidate_id": request["candidate_id"], "source": request["source"],
+                      "mlflow.parentRunId": self._parent_id},
+            ).info.run_id
+            params = {"retrain_id": rid, "candidate_id": request["candidate_id"], "encoding": request["encoding"],
+                      "source": request["source"],
+                      **{f"retrain.{k}": v for k, v in request["settings"].items()}}
+            self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            self._retrain_runs[rid] = (run_id, "RUNNING")
+        return self._retrain_runs[rid]
+
+    def log_retrain_epochs(self, request: dict[str, Any], epochs: Iterable[dict[str, Any]]) -> None:
+        """Each epoch's numbers at ``step`` = the epoch, stamped with the time the epoch ended: logging one
+        again writes the identical entry, which MLflow's SQL stores keep once."""
+        epochs = list(epochs)
+        self._call(f"logging retrain {request['retrain_id']}",
+                   lambda: self._log_retrain_epochs(request, epochs), wait=False)
+
+    def _log_retrain_epochs(self, request: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
+        from mlflow.entities import Metric
+
+        run_id, status = self._retrain_run(request)
+        if status == "FINISHED":
+            return
+        metrics = []
+        for rec in epochs:
+            step, ts = int(rec["epoch"]), int(float(rec.get("time", 0)) * 1000)
+            metrics += [Metric(k, float(v), ts, step) for k, v in rec.items()
+                        if k not in ("epoch", "time", "retrain_id", "schema") and isinstance(v, (int, float))]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def finish_retrain(self, request: dict[str, Any], record: dict[str, Any], *, quality: str,
+                       model_name: str) -> None:
+        """The retrain's final numbers, its ONNX model (MLflow's ONNX flavor, with signature and input
+        example), its PyTorch weights and, with ``retrain.register``, a Model Registry version."""
+        self._call(f"finishing retrain {request['retrain_id']}",
+                   lambda: self._finish_retrain(request, record, quality, model_name), wait=False)
+
+    def _finish_retrain(self, request: dict[str, Any], record: dict[str, Any], quality: str, model_name: str) -> None:
+        from mlflow.entities import Metric
+
+        run_id, status = self._retrain_run(request)
+        if status == "FINISHED":
+            return
+        final = dict(record["final"])
+        values = {**{k: v for k, v in final.items() if k not in ("epoch", "time")}, "latency_ms": record["latency_ms"],
+                  "latency_p90_ms": record["latency_p90_ms"], "params": record["params"], "madds": record["madds"],
+                  "onnx_max_rel_diff": record["onnx_max_rel_diff"],
+                  **{f"supernet_{k}": v for k, v in request["supernet"].items()}}
+        ts, step = int(float(final.get("time", 0)) * 1000), int(record["epochs"])
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()
+                                               if isinstance(v, (int, float))])
+        files = record["files"]
+        self.client.log_artifact(run_id, files["weights"], artifact_path="pytorch")
+        self.client.log_artifact(run_id, files["arch"], artifact_path="pytorch")
+        model_uri = self._log_onnx(run_id, files["onnx"])
+        if request["settings"]["register"]:
+            self._register(model_uri, model_name, request, record, {quality: final.get(quality)})
+        self.client.set_terminated(run_id, "FINISHED")
+        self._retrain_runs[request["retrain_id"]] = (run_id, "FINISHED")
+
+    def _log_onnx(self, run_id: str, path: str) -> str:
+        import mlflow
+        import numpy as np
+        import onnx
+
+        import onnxruntime as ort
+        from mlflow.models import infer_signature
+
+        model = onnx.load(path)
+        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        # The graph's one input: a batch of one image, NCHW, as the dataset normalises it.
+        example = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: example})))
+        signature = infer_signature(example, outputs if len(outputs) > 1 else outputs[names[0]])
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id, nested=True), _silenced():
+            info = mlflow.onnx.log_model(model, name="model", input_example=example, signature=signature,
+                                         save_as_external_data=False)
+        self.client.set_tag(run_id, "model_uri", info.model_uri)
+        return info.model_uri
+
+    def _register(self, model_uri: str, name: str, request: dict[str, Any], record: dict[str, Any],
+                  scores: dict[str, Any]) -> None:
+        """A registry version, unless one for this retrain exists (a driver that died after registering)."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        rid = request["retrain_id"]
+        try:
+            versions = self.client.search_model_versions(f"name='{name}'")
+        except MlflowException:
+            versions = []
+        if any(v.tags.get("retrain_id") == rid for v in versions):
+            return
+        tags = {"retrain_id": rid, "candidate_id": request["candidate_id"], "space": self.space_name,
+                "encoding": request["encoding"], "latency_ms": record["latency_ms"], "params": record["params"],
+                "madds": record["madds"], **{k: v for k, v in scores.items() if v is not None}}
+        with _silenced():  # MLflow prints "Created version ..." on stdout; hwnas says it in one line
+            version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        self.client.set_tag(self._retrain_runs[rid][0], "registered_model", f"models:/{name}/{version.version}")
+        self.printer(f"[mlflow] retrain {rid} registered as models:/{name}/{version.version}")
+
+    def sync_retrains(self, state: Any) -> None:
+        """Log the journal's retrain epochs and results MLflow may lack (after a driver or server outage)."""
+        def sync() -> None:
+            for rid, request in state.retrain_requests.items():
+                epochs = [state.retrain_epochs[rid][e] for e in sorted(state.retrain_epochs.get(rid, {}))]
+                if epochs:
+                    self._guard(f"logging retrain {rid}", lambda: self._log_retrain_epochs(request, epochs))
+                done = state.retrains.get(rid)
+                if done is not None:
+                    self._guard(f"finishing retrain {rid}", lambda: self._finish_retrain(
+                        request, done, self.quality, request["settings"]["model_name"] or self.experiment_name))
+
+        self._call("syncing retrains", sync, wait=True)
+
+    def log_ranking(self, metrics: dict[str, float], artifacts: Iterable[Path]) -> None:
+        """The ranking check on the experiment's run: its numbers and its plot."""
+        def log() -> None:
+            from mlflow.entities import Metric
+
+            if self._parent_id is None:
+                raise RuntimeError("the search run was not started")
+            ts = int(__import__("time").time() * 1000)
+            self.client.log_batch(self._parent_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+            for path in artifacts:
+                self.client.log_artifact(self._parent_id, str(path), artifact_path="retrain")
+
+        self._call("logging the ranking check", log, wait=True)
 
     # ------------------------------------------------------------------ the end
     def finish(self, *, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
