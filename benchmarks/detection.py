@@ -32,7 +32,7 @@ def main() -> None:
     from spaces import get_space
     from trainers import SupernetTrainSettings, SupernetTrainer, make_dataset, make_task, recalibrate_bn
     from trainers._synth_coco import write_synthetic_coco
-    from trainers.detect import DetectionTask, coco_metrics
+    from trainers.detect import DetectionTask
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -62,11 +62,8 @@ def main() -> None:
         model = space.extract(trainer.model, encoding)
         recalibrate_bn(model, dataset.calibration_images(4, 16))
         recal = time.perf_counter() - began
-        detections = task.detections(model.eval(), dataset, batch_size=16)
-        timings = dict(DetectionTask.last_timings)
-        began = time.perf_counter()
-        metrics = coco_metrics(dataset.val_coco, detections, image_ids=dataset.val_image_ids)
-        timings["cocoeval"] = time.perf_counter() - began
+        metrics = task.evaluate(model.eval(), dataset, batch_size=16)
+        timings = task.last_timings
     print(json.dumps({
         "space": args.space, "width_mult": args.width, "input": 320, "batch": args.batch, "threads": args.threads,
         "anchors": len(space.detection_anchors()), "steps_per_s": round(step_rate, 3),

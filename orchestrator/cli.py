@@ -15,14 +15,12 @@ from typing import Any, NoReturn, Sequence
 from core.errors import HwnasError
 
 from ._ray_env import quiet_ray
+from .report import out as _out
+from .report import run_and_report
 
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-
-
-def _out(line: str) -> None:
-    print(line, flush=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +85,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     _check_placement(cfg, args.address)  # before anything is written
     exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
     _out(f"hwnas: experiment {cfg.name} in {exp.directory}")
-    return _run(exp, args.address)
+    return run_and_report(exp, args.address)
 
 
 def _check_placement(cfg: Any, address: str | None) -> None:
@@ -109,31 +107,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     exp = Experiment.open(args.experiment_dir, args.tracking_uri)
     _out(f"hwnas: resuming experiment {exp.config.name} in {exp.directory}")
-    return _run(exp, args.address)
-
-
-def _run(exp: Any, address: str | None, retrain_requests: list[dict[str, Any]] | None = None) -> int:
-    from .pipeline import run_experiment
-    from .results import format_table
-    from .retrain import RETRAIN_DIR, format_retrain_table
-    from .tracking import ui_command
-
-    quiet_ray()
-    summary = run_experiment(exp, address=address, printer=_out, retrain_requests=retrain_requests)
-    _out("")
-    _out(f"Pareto front ({len(summary['pareto'])} of {summary['candidates']} candidates):")
-    _out(format_table(summary["pareto"]))
-    _out("")
-    if summary.get("retrains"):
-        _out(f"Retrained from scratch ({len(summary['retrains'])}; models in {exp.directory / RETRAIN_DIR}/<retrain_id>/"
-             f"model.onnx, logged to MLflow):")
-        _out(format_retrain_table(summary["retrains"], exp.config.quality_metric))
-        _out("")
-    _out(f"experiment directory: {exp.directory}")
-    _out(f"MLflow UI:            {ui_command(exp.tracking_uri)}")
-    if not summary["mlflow_synced"]:
-        _out(f"MLflow was unreachable: run `hwnas resume {exp.directory}` to log what is missing.")
-    return 0
+    return run_and_report(exp, args.address)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ def evaluate_candidate(directory: str, candidate: str, out: str | None = None) -
     import torch
 
     from trainers import score
-    from trainers.detect import coco_metrics
 
     from .evaluator import worker_state
     from .experiment import Experiment
@@ -57,7 +56,7 @@ def evaluate_candidate(directory: str, candidate: str, out: str | None = None) -
         detections = worker.task.detections(model, worker.dataset, batch_size=ctx.evaluation["batch_size"])
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_path, detections)
-        metrics = coco_metrics(worker.dataset.val_coco, detections, image_ids=worker.dataset.val_image_ids)
+        metrics = worker.task.score_detections(detections, worker.dataset)
     names = [m for m in (*worker.task.METRICS, *worker.task.DETAIL_METRICS) if m in metrics]
     return {
         "candidate_id": candidate, "encoding": record["encoding"], "metrics": {m: metrics[m] for m in names},

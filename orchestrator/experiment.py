@@ -11,6 +11,8 @@
   .lock                 flock'd by the driver that runs the experiment (its pid inside)
   onnx/<id>.onnx        exported Pareto candidates
   pareto.csv pareto.png summary.json
+  retrain/<retrain_id>/ a stand-alone retrain: Ray Train checkpoints, model.onnx, model.pt, arch.json, result.json
+  retrain/              retrains.csv, ranking.json, ranking.png (the ranking check)
   tune/                 Ray Tune's own files
 ```
 """

@@ -372,8 +372,6 @@ def _retrain(exp: Experiment, summary: dict[str, Any], tracker: Tracker, printer
         wanted = plan_retrains(exp, state, cfg.retrain) + wanted
     if not wanted and not state.retrain_requests:
         return summary
-    printer(f"[retrain] {len(wanted) or len(state.pending_retrains())} stand-alone retrain(s) of the search's "
-            f"architectures")
     from cluster import get_latency_actor
 
     # The retrained models are measured on the experiment's device whatever cost.kind scored the search

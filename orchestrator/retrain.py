@@ -210,6 +210,9 @@ class _Progress:
 
     def epoch(self, rid: str, metrics: dict[str, Any]) -> None:
         epoch = int(metrics["epoch"])
+        if "restored_from_epoch" in metrics:
+            self.printer(f"[retrain] {rid}: Ray Train workers (re)started from the checkpoint of epoch "
+                         f"{int(metrics['restored_from_epoch'])}")
         if epoch in self.logged.setdefault(rid, set()):
             return
         record = {k: float(v) for k, v in metrics.items() if k in self.keep and isinstance(v, (int, float))}
@@ -247,8 +250,6 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
 
     from ray import tune
 
-    from trainers.retrain_worker import run_retrain
-
     cfg = exp.config
     settings = pending[0]["settings"]
     room = check_room(settings)
@@ -258,7 +259,8 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
         done = len(state.retrain_epochs.get(request["retrain_id"], {}))
         origin = f"candidate {request['candidate_id']}" if request["source"] == "search" else "--arch"
         resume = f", resuming after epoch {done}" if done else ""
-        printer(f"[retrain] {request['retrain_id']} ({origin}, {request['settings']['epochs']} epochs on "
+        epochs = request["settings"]["epochs"]
+        printer(f"[retrain] {request['retrain_id']} ({origin}, {epochs} epoch{'s' if epochs > 1 else ''} on "
                 f"{request['settings']['workers']} Ray Train worker{'s' if request['settings']['workers'] > 1 else ''}"
                 f"{resume})")
     printer(f"[retrain] {len(pending)} retrain{'s' if len(pending) > 1 else ''}, up to {room['at_once']} at once "
@@ -266,12 +268,9 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
 
-    def trial(config: dict[str, Any]) -> dict[str, Any]:
-        return {"retrain_result": json.dumps(run_retrain(config["retrain"]))}
-
     # The trial only drives its TorchTrainer, whose workers hold the CPUs: it asks for a token of memory
     # (a bundle must ask for something), so that trials never take CPUs from the workers.
-    trainable = tune.with_resources(trial, {"CPU": 0, "memory": 1})
+    trainable = tune.with_resources(_retrain_trial, {"CPU": 0, "memory": 1})
     tuner = tune.Tuner(
         trainable,
         param_space={"retrain": tune.grid_search(configs)},
@@ -286,6 +285,29 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
     tuner.fit()
     printer(f"[retrain] {len(pending)} retrain{'s' if len(pending) > 1 else ''} ran in "
             f"{format_seconds(time.perf_counter() - progress.started)}")
+
+
+def _retrain_trial(config: dict[str, Any]) -> dict[str, Any]:
+    """The Tune function trainable of one retrain: fit (resuming), ship, measure the shipped ONNX model on
+    the experiment's device; the result goes back to the driver (and to ``result.json``)."""
+    from cluster import LatencyClient, MeasureOptions
+    from trainers.retrain import RetrainJob
+    from trainers.retrain_worker import fit_retrain, ship
+
+    config = config["retrain"]
+    job = RetrainJob(**config["job"])
+    run_dir = Path(config["run_dir"])
+    result, onnx_bytes = ship(job, fit_retrain(config), run_dir)
+    cost = config["cost"]
+    client = LatencyClient(cost["device"], cost["cache_path"],
+                           options=MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs",
+                                                                          "cv_threshold")}))
+    # Its own cache key: the retrained graph is measured, not the supernet candidate's.
+    stats = client.measure(f"retrain-{job.retrain_id}", onnx_bytes, list(job.space().input_shape))
+    result.update(latency_ms=stats["median_ms"], latency_p90_ms=stats["p90_ms"], latency_cv=stats["cv"],
+                  latency_device=cost["device"])
+    write_json_atomic(run_dir / "result.json", result)
+    return {"retrain_result": json.dumps(result)}
 
 
 def _trial_config(exp: Experiment, request: dict[str, Any], use_gpu: bool, eval_batch_size: int,

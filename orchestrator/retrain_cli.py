@@ -66,7 +66,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     from cluster import connect
 
     from ._ray_env import quiet_ray
-    from .cli import _out, _run
+    from .report import out, run_and_report
     from .experiment import Experiment
     from .pipeline import stages_for
     from .retrain import check_room, plan_retrains, retrain_settings
@@ -85,5 +85,5 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     quiet_ray()
     connect(args.address)
     check_room(settings)  # too many workers for this cluster: one line, before anything is written
-    _out(f"hwnas: retraining {len(requests)} architecture(s) of experiment {exp.config.name} in {exp.directory}")
-    return _run(exp, args.address, retrain_requests=requests)
+    out(f"hwnas: retraining {len(requests)} architecture(s) of experiment {exp.config.name} in {exp.directory}")
+    return run_and_report(exp, args.address, retrain_requests=requests)

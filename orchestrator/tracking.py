@@ -72,17 +72,6 @@ def _create_sqlite_store(path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _silenced() -> Any:
-    """Hide what MLflow prints on stdout/stderr while registering or logging a model."""
-    import contextlib
-    import io
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    return stack
-
-
 class Tracker:
     """Idempotent MLflow logging for one experiment directory."""
 
@@ -355,7 +344,7 @@ class Tracker:
         outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: example})))
         signature = infer_signature(example, outputs if len(outputs) > 1 else outputs[names[0]])
         mlflow.set_tracking_uri(self.tracking_uri)
-        with mlflow.start_run(run_id=run_id, nested=True), _silenced():
+        with mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.onnx.log_model(model, name="model", input_example=example, signature=signature,
                                          save_as_external_data=False)
         self.client.set_tag(run_id, "model_uri", info.model_uri)
@@ -364,22 +353,25 @@ class Tracker:
     def _register(self, model_uri: str, name: str, request: dict[str, Any], record: dict[str, Any],
                   scores: dict[str, Any]) -> None:
         """A registry version, unless one for this retrain exists (a driver that died after registering)."""
-        import mlflow
         from mlflow.exceptions import MlflowException
 
         rid = request["retrain_id"]
         try:
-            versions = self.client.search_model_versions(f"name='{name}'")
-        except MlflowException:
-            versions = []
-        if any(v.tags.get("retrain_id") == rid for v in versions):
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        if any(v.tags.get("retrain_id") == rid for v in self.client.search_model_versions(f"name='{name}'")):
             return
         tags = {"retrain_id": rid, "candidate_id": request["candidate_id"], "space": self.space_name,
                 "encoding": request["encoding"], "latency_ms": record["latency_ms"], "params": record["params"],
                 "madds": record["madds"], **{k: v for k, v in scores.items() if v is not None}}
-        with _silenced():  # MLflow prints "Created version ..." on stdout; hwnas says it in one line
-            version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
-        self.client.set_tag(self._retrain_runs[rid][0], "registered_model", f"models:/{name}/{version.version}")
+        run_id = self._retrain_runs[rid][0]
+        # The client, not mlflow.register_model: that one prints to the process's stderr.
+        model_id = model_uri[len("models:/"):] if model_uri.startswith("models:/") else None
+        version = self.client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id,
+                                                   tags={k: str(v) for k, v in tags.items()})
+        self.client.set_tag(run_id, "registered_model", f"models:/{name}/{version.version}")
         self.printer(f"[mlflow] retrain {rid} registered as models:/{name}/{version.version}")
 
     def sync_retrains(self, state: Any) -> None:

@@ -228,7 +228,13 @@ class RetrainLoop:
 
     def train_epoch(self, *, steps: int | None = None) -> dict[str, Any]:
         """Train epoch :attr:`epoch` (or its first ``steps`` steps, for benchmarks); advance the epoch."""
+        import torch
+
+        from core.seeding import derive_seed
+
         self.trained.train()
+        # Dropout draws from torch's global RNG: seeded per (epoch, worker), a resumed epoch draws the same.
+        torch.manual_seed(derive_seed(self.job.seed, "retrain", self.job.candidate_id, self.epoch, self.rank))
         losses: list[float] = []
         started = time.perf_counter()
         steps = self.steps_per_epoch if steps is None else min(steps, self.steps_per_epoch)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train_loop_per_worker", "run_retrain", "STATE_FILE", "WORKERS_DIR"]
+__all__ = ["train_loop_per_worker", "fit_retrain", "ship", "STATE_FILE", "WORKERS_DIR"]
 
 STATE_FILE = "state.pt"
 #: Each worker writes ``rank<r>.json`` (pid, host, start time) here when it starts: which processes train
@@ -39,9 +39,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     loop = RetrainLoop(job, rank=rank, world=world, device=ray.train.torch.get_device(),
                        wrap=ray.train.torch.prepare_model if world > 1 else None)
     checkpoint = ray.train.get_checkpoint()
+    restored = None
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             loop.load_state_dict(torch.load(Path(directory) / STATE_FILE, map_location=loop.device, weights_only=True))
+        restored = loop.epoch
     epochs, every = job.settings["epochs"], job.settings["eval_every"]
     while loop.epoch < epochs:
         metrics = loop.train_epoch()
@@ -50,12 +52,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             torch.distributed.all_reduce(loss)
             metrics["train_loss"] = float(loss) / world
         metrics["time"] = time.time()
+        if restored is not None:  # the first epoch after a restart: the driver says where it picked up
+            metrics["restored_from_epoch"], restored = restored, None
         if rank == 0 and (loop.epoch % every == 0 or loop.epoch == epochs):
             metrics.update(loop.evaluate(config["eval_batch_size"]))
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
-                loop.history.append(metrics)
+                loop.history.append({k: v for k, v in metrics.items() if k != "restored_from_epoch"})
                 torch.save(loop.state_dict(), Path(directory) / STATE_FILE)
                 saved = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=saved)
@@ -69,9 +73,9 @@ def _record_worker(run_dir: Path, rank: int) -> None:
     tmp.replace(folder / f"rank{rank}.json")
 
 
-def run_retrain(config: dict[str, Any]) -> dict[str, Any]:
-    """Train one architecture with a ``TorchTrainer`` (resuming its checkpoints), then export and measure
-    the shipped model; return its result. A Ray Tune function trainable: several run at once."""
+def fit_retrain(config: dict[str, Any]) -> dict[str, Any]:
+    """Train one architecture with a ``TorchTrainer`` (resuming from its checkpoints, if any); return the
+    final checkpoint's state. Called inside a Ray Tune trial, so that several run at once."""
     import ray.train
     import torch
     from ray.train.torch import TorchTrainer
@@ -101,14 +105,12 @@ def run_retrain(config: dict[str, Any]) -> dict[str, Any]:
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
-    return ship(job, state, run_dir, config)
+        return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
-def ship(job: Any, state: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+def ship(job: Any, state: dict[str, Any], run_dir: Path) -> tuple[dict[str, Any], bytes]:
     """Write the shipped model (``model.onnx``: folded, with a detector's box decoding; ``model.pt``: the
-    weights; ``arch.json``: how to build it), measure the ONNX model on the experiment's device, and
-    return the retrain's result (also written to ``result.json``)."""
+    weights; ``arch.json``: how to build it); return the retrain's result and the ONNX bytes."""
     import torch
 
     from core.jsonio import write_json_atomic
@@ -134,32 +136,17 @@ def ship(job: Any, state: dict[str, Any], run_dir: Path, config: dict[str, Any])
         "space": job.space_name, "space_settings": job.space_settings, "encoding": space.to_string(job.encoding),
         "candidate_id": job.candidate_id, "task_settings": job.task_settings,
     })
-    latency = _measure(config, job, onnx_bytes, space.input_shape)
     counts = space.count(job.encoding)
     history = list(state["history"])
     final = dict(history[-1]) if history else {}
     result = {
         "retrain_id": job.retrain_id, "candidate_id": job.candidate_id, "epochs": int(state["epoch"]),
         "history": history, "final": final, "params": int(counts["params"]), "madds": int(counts["madds"]),
-        "onnx_max_rel_diff": parity, **latency,
+        "onnx_max_rel_diff": parity,
         "files": {"onnx": str(run_dir / "model.onnx"), "weights": str(run_dir / "model.pt"),
                   "arch": str(run_dir / "arch.json")},
     }
-    write_json_atomic(run_dir / "result.json", result)
-    return result
-
-
-def _measure(config: dict[str, Any], job: Any, onnx_bytes: bytes, input_shape: Any) -> dict[str, Any]:
-    from cluster import LatencyClient, MeasureOptions
-
-    cost = config["cost"]
-    client = LatencyClient(cost["device"], cost["cache_path"],
-                           options=MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs",
-                                                                          "cv_threshold")}))
-    # Its own cache key: the retrained graph is measured, not the supernet candidate's.
-    stats = client.measure(f"retrain-{job.retrain_id}", onnx_bytes, list(input_shape))
-    return {"latency_ms": stats["median_ms"], "latency_p90_ms": stats["p90_ms"], "latency_cv": stats["cv"],
-            "latency_device": cost["device"]}
+    return result, onnx_bytes
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

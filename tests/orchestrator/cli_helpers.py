@@ -84,32 +84,43 @@ def assert_gone(processes: set, *, within: float) -> None:
     assert not left, f"still running {within:.0f} s after the driver was killed: {names}"
 
 
+def run_watching(args: list[str], cwd: Path, on_line, timeout: float = 600) -> tuple[str, int]:
+    """Start the CLI and hand each stdout line, with the process, to ``on_line(line, proc)`` until it
+    returns true or the output ends; return the output and the exit code."""
+    import time
+
+    proc = start_cli(*args, cwd=cwd)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if on_line(line, proc) or time.monotonic() > deadline:
+                break
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return "".join(seen), proc.returncode
+
+
 def run_until(args: list[str], cwd: Path, pattern: str, timeout: float = 300) -> tuple[str, set]:
     """Start the CLI, SIGKILL its driver as soon as a stdout line matches ``pattern``; return its
     output and the processes that were below the driver."""
     import re
     import signal
-    import time
 
-    proc = start_cli(*args, cwd=cwd)
-    seen: list[str] = []
     below: set = set()
-    deadline = time.monotonic() + timeout
-    try:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            seen.append(line)
-            if re.search(pattern, line):
-                below = kill_driver(proc)
-                break
-            if time.monotonic() > deadline:
-                break
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = "".join(seen)
-    assert proc.returncode == -signal.SIGKILL, f"never reached {pattern!r}:\n{out[-3000:]}"
+
+    def kill_at_pattern(line: str, proc: subprocess.Popen) -> bool:
+        if re.search(pattern, line):
+            below.update(kill_driver(proc))
+            return True
+        return False
+
+    out, returncode = run_watching(args, cwd, kill_at_pattern, timeout)
+    assert returncode == -signal.SIGKILL, f"never reached {pattern!r}:\n{out[-3000:]}"
     return out, below
 
 

@@ -370,7 +370,56 @@ COCO_CASES = [
 ]
 
 
-CASES = CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES + COCO_CASES
+#: The finished tiny experiment the retrain cases copy (set by the ``outcomes`` fixture from ``reference_run``).
+_FINISHED: list[Path] = []
+
+
+def _finished(case_dir: Path) -> None:
+    """`exp`: a copy of the reference run, a finished search."""
+    import shutil
+
+    shutil.copytree(_FINISHED[0], case_dir / "exp")
+
+
+def _retrain(*args: str) -> tuple[str, ...]:
+    return ("retrain", "exp", *args)
+
+
+RETRAIN_CASES = [
+    Case("retrain-search-unfinished", _retrain(), "has not finished (stage train_supernet is pending)", _experiment),
+    Case("retrain-unknown-candidate", _retrain("--candidates", "0123456789abcdef"),
+         "candidate '0123456789abcdef' is not one of the", _finished),
+    Case("retrain-malformed-arch", _retrain("--arch", "1-2-x"), "--arch '1-2-x': ", _finished),
+    Case("retrain-arch-out-of-range", _retrain("--arch", "99" + MOGA_ARCH[1:]), "outside 0..11", _finished),
+    Case("retrain-arch-too-short", _retrain("--arch", "1-2"), "14 searched layers", _finished),
+    Case("retrain-zero-epochs", _retrain("--set", "retrain.epochs=0"), "'epochs': must be an integer in [1",
+         _finished),
+    Case("retrain-negative-workers", _retrain("--set", "retrain.workers=-2"), "'workers': must be an integer in [1",
+         _finished),
+    Case("retrain-too-many-workers", _retrain("--set", "retrain.workers=4096", "--set", "retrain.batch_size=4096"),
+         "retrain setting 'workers' is 4096, but this Ray cluster", _finished),
+    Case("retrain-top-zero", _retrain("--top", "0"), "argument --top: expected a whole number >= 1", _finished),
+    Case("retrain-set-other-section", _retrain("--set", "search.max_concurrent=2"), "expected retrain.KEY=VALUE",
+         _finished),
+    Case("retrain-unknown-setting", _retrain("--set", "retrain.epoch=3"), "unknown setting for retrain", _finished),
+    Case("retrain-batch-not-divisible", _retrain("--set", "retrain.workers=2", "--set", "retrain.batch_size=33"),
+         "must be divisible by workers (2)", _finished),
+    Case("retrain-ids-and-arch", _retrain("--candidates", "a", "--arch", "1"), "not allowed with argument",
+         _finished),
+    Case("retrain-missing-dir", ("retrain", "absent"), "does not exist", None),
+    Case("config-retrain-not-a-mapping", _search("retrain=5"), "'retrain': must be a mapping", lambda d: _tiny(d)),
+    Case("config-retrain-zero-epochs", _search("retrain.epochs=0"), "'retrain.epochs': must be an integer",
+         lambda d: _tiny(d)),
+    Case("config-retrain-unknown-recipe", _search("retrain.recipe=imagenet"), "'retrain.recipe': must be one of",
+         lambda d: _tiny(d)),
+    Case("config-retrain-batch-over-data", _search("retrain.batch_size=4096"),
+         "'retrain.batch_size': must be <= data.train_size (512)", lambda d: _tiny(d)),
+    Case("config-retrain-too-many-workers", _search("retrain.workers=512", "retrain.batch_size=512"),
+         "retrain setting 'workers' is 512, but this Ray cluster", lambda d: _tiny(d)),
+]
+
+CASES = (CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES + COCO_CASES
+         + RETRAIN_CASES)
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -386,8 +435,10 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+def outcomes(tmp_path_factory: pytest.TempPathFactory, reference_run: Path) -> dict[str, Outcome]:
     from orchestrator.experiment import Experiment
+
+    _FINISHED[:] = [reference_run]
 
     root = tmp_path_factory.mktemp("bad-input")
     dirs, before = {}, {}

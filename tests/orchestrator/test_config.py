@@ -136,3 +136,24 @@ def test_the_detection_examples_are_valid_configs(tmp_path: Path) -> None:
     paper = config_from_dict(raw)
     assert paper.space.settings["head_depths"] == [512, 256, 256, 128] and paper.search.searcher == "reinforce"
     assert len(paper.build_space().detection_anchors()) == 2034  # seed 000's head at 320x320
+
+
+def test_the_retrain_example_is_the_quickstart_with_a_retrain_stage() -> None:
+    from orchestrator.pipeline import stages_for
+
+    plain = load_config(QUICKSTART)
+    shipped = load_config(QUICKSTART.parent / "quickstart_retrain.yaml")
+    assert plain.retrain is None and stages_for(plain)[-1] == "finalize"  # off unless asked for
+    assert stages_for(shipped)[-1] == "retrain" and shipped.retrain["top_k"] == 4 and shipped.retrain["register"]
+    same = ("seed", "space", "data", "supernet", "evaluation", "search", "cost")
+    assert all(getattr(plain, k) == getattr(shipped, k) for k in same)
+
+
+def test_a_retrain_recipe_is_stored_expanded_so_a_reopened_experiment_trains_the_same() -> None:
+    from orchestrator.config import config_from_json
+
+    cfg = load_config(QUICKSTART, ["retrain.recipe=mobileone", "retrain.lr=0.05"])
+    assert cfg.retrain["lr"] == 0.05 and cfg.retrain["weight_decay_end"] == 1e-5 and cfg.retrain["ema_decay"] == 0.9995
+    assert config_from_json(cfg.to_dict(), schema_version=2).retrain == cfg.retrain
+    with pytest.raises(ConfigError, match="'retrain.workers'"):
+        load_config(QUICKSTART, ["retrain.workers=0"])

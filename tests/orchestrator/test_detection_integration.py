@@ -77,3 +77,26 @@ def test_evaluate_out_file_scored_by_cocoeval_gives_the_reported_map(detection_r
         evaluator.summarize()
     assert report["metrics"]["map"] == pytest.approx(max(0.0, evaluator.stats[0]), abs=1e-9)
     assert report["metrics"]["map_50"] == pytest.approx(max(0.0, evaluator.stats[1]), abs=1e-9)
+
+
+def test_a_detector_retrains_on_ray_train_and_ships_with_its_box_decoding(detection_run: Path) -> None:
+    """Last in the module: it adds a retrain to the shared experiment."""
+    import mlflow
+    import mlflow.onnx
+
+    exp = detection_run / "runs" / "det"
+    result = run_cli("retrain", str(exp), "--top", "1", "--set", "retrain.epochs=1", "--set", "retrain.batch_size=8",
+                     "--set", "retrain.label_smoothing=0", "--set", "retrain.lr=0.01", cwd=detection_run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "retrained map" in result.stdout
+    [done] = [json.loads(line) for line in (exp / "journal.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "retrain_completed"]
+    assert {"map", "map_50", "map_75"} <= set(done["final"]) and done["onnx_max_rel_diff"] < 1e-4
+    graph = onnx.load(done["files"]["onnx"])
+    assert [o.name for o in graph.graph.output] == ["boxes", "scores"]
+    mlflow.set_tracking_uri(f"sqlite:///{detection_run / 'mlflow.db'}")
+    [run] = mlflow.search_runs(experiment_names=["det"], filter_string="tags.hwnas_role = 'retrain'",
+                               output_format="list")
+    signature = mlflow.models.get_model_info(run.data.tags["model_uri"]).signature
+    assert [o.name for o in signature.outputs.inputs] == ["boxes", "scores"]
+    assert mlflow.onnx.load_model(run.data.tags["model_uri"]).graph.output[0].name == "boxes"
