@@ -204,3 +204,19 @@ def test_a_killed_worker_is_restarted_from_the_last_checkpoint(reference_run: Pa
     [run] = _retrain_runs(tmp_path, exp).values()
     for key in ("accuracy", "train_loss", "lr"):
         assert _steps(tmp_path, run, key) == [1, 2, 3, 4], key
+
+
+def test_retrains_run_at_once_when_the_cluster_has_room(reference_run: Path, tmp_path: Path) -> None:
+    """Two one-worker retrains on a 2-CPU Ray: two Ray Train runs side by side, each in its Tune trial."""
+    exp = _copy(reference_run, tmp_path)
+    proc = run_cli("retrain", str(exp), "--arch", "3-3-3-3-3-3-3-3-3-3-3-3-3-3", "4-4-4-4-4-4-4-4-4-4-4-4-4-4",
+                   "--tracking-uri", _uri(tmp_path), "--set", "retrain.epochs=2", "--set", "retrain.workers=1",
+                   "--set", "retrain.batch_size=32", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"2 retrains, up to [2-9]\d* at once", proc.stdout), proc.stdout[-3000:]
+    spans = []
+    for run_dir in (exp / "retrain").glob("*/workers"):
+        started = json.loads((run_dir / "rank0.json").read_text())["started"]
+        spans.append((started, (run_dir.parent / "result.json").stat().st_mtime))
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1, f"the two retrains ran one after the other: {spans}"
