@@ -201,6 +201,7 @@ class _Progress:
         self.exp, self.tracker, self.printer, self.quality = exp, tracker, printer, quality
         self.requests = state.retrain_requests
         self.logged = {rid: set(epochs) for rid, epochs in state.retrain_epochs.items()}
+        self.shipped: dict[str, dict[str, Any]] = {}  # trained and exported, not yet measured
         self.started = time.perf_counter()
         # What a worker reports each epoch (Tune adds its own bookkeeping to every result: not kept).
         from trainers import TASKS
@@ -225,9 +226,15 @@ class _Progress:
         self.printer(f"[retrain] {rid}  epoch {epoch}/{total}  loss {metrics['train_loss']:.4f}{score}  "
                      f"lr {metrics['lr']:.4g}  {metrics['epoch_seconds']:.1f} s/epoch")
 
-    def done(self, rid: str, result: dict[str, Any]) -> None:
+    def trained(self, rid: str, result: dict[str, Any]) -> None:
         for metrics in result["history"]:  # epochs reported while the driver was down
             self.epoch(rid, metrics)
+        self.shipped[rid] = result
+        score = f"{self.quality} {result['final'][self.quality]:.4f}, " if self.quality in result["final"] else ""
+        self.printer(f"[retrain] {rid} trained: {score}exported to ONNX (max rel diff to PyTorch "
+                     f"{result['onnx_max_rel_diff']:.1e}); measured once every retrain has finished training")
+
+    def done(self, rid: str, result: dict[str, Any]) -> None:
         request = self.requests[rid]
         final = {k: v for k, v in result["final"].items() if isinstance(v, (int, float))}
         record = {k: result[k] for k in ("candidate_id", "epochs", "params", "madds", "latency_ms", "latency_p90_ms",
@@ -237,7 +244,7 @@ class _Progress:
                                     model_name=request["settings"]["model_name"] or self.exp.config.name)
         score = f"{self.quality} {final[self.quality]:.4f}, " if self.quality in final else ""
         self.printer(f"[retrain] {rid} done: {score}latency {result['latency_ms']:.3f} ms on "
-                     f"{result['latency_device']}, ONNX vs PyTorch max rel diff {result['onnx_max_rel_diff']:.1e}")
+                     f"{result['latency_device']} (the shipped ONNX model)")
 
     def failed(self, rid: str, reason: str) -> None:
         self.exp.journal.append("retrain_failed", retrain_id=rid, reason=reason)
@@ -251,10 +258,10 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
     from ray import tune
 
     cfg = exp.config
-    settings = pending[0]["settings"]
-    room = check_room(settings)
+    # The largest retrain sets how many fit at once (retrains asked for at different times may differ).
+    room = check_room(max((r["settings"] for r in pending), key=lambda s: s["workers"] * s["cpus_per_worker"]))
     progress = _Progress(exp, state, tracker, printer, cfg.quality_metric)
-    configs = [_trial_config(exp, request, room["use_gpu"], eval_batch_size, cost) for request in pending]
+    configs = [_trial_config(exp, request, room["use_gpu"], eval_batch_size) for request in pending]
     for request in pending:
         done = len(state.retrain_epochs.get(request["retrain_id"], {}))
         origin = f"candidate {request['candidate_id']}" if request["source"] == "search" else "--arch"
@@ -283,35 +290,44 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
         ),
     )
     tuner.fit()
-    printer(f"[retrain] {len(pending)} retrain{'s' if len(pending) > 1 else ''} ran in "
+    printer(f"[retrain] {len(progress.shipped)} of {len(pending)} retrain{'s' if len(pending) > 1 else ''} trained in "
             f"{format_seconds(time.perf_counter() - progress.started)}")
+    _measure(exp, progress.shipped, cost, progress)
 
 
 def _retrain_trial(config: dict[str, Any]) -> dict[str, Any]:
-    """The Tune function trainable of one retrain: fit (resuming), ship, measure the shipped ONNX model on
-    the experiment's device; the result goes back to the driver (and to ``result.json``)."""
-    from cluster import LatencyClient, MeasureOptions
+    """The Tune function trainable of one retrain: fit (resuming from its checkpoints) and ship; the result
+    goes back to the driver, which measures the model once no retrain trains beside it."""
     from trainers.retrain import RetrainJob
     from trainers.retrain_worker import fit_retrain, ship
 
     config = config["retrain"]
     job = RetrainJob(**config["job"])
-    run_dir = Path(config["run_dir"])
-    result, onnx_bytes = ship(job, fit_retrain(config), run_dir)
-    cost = config["cost"]
-    client = LatencyClient(cost["device"], cost["cache_path"],
-                           options=MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs",
-                                                                          "cv_threshold")}))
-    # Its own cache key: the retrained graph is measured, not the supernet candidate's.
-    stats = client.measure(f"retrain-{job.retrain_id}", onnx_bytes, list(job.space().input_shape))
-    result.update(latency_ms=stats["median_ms"], latency_p90_ms=stats["p90_ms"], latency_cv=stats["cv"],
-                  latency_device=cost["device"])
-    write_json_atomic(run_dir / "result.json", result)
+    result, _ = ship(job, fit_retrain(config), Path(config["run_dir"]))
     return {"retrain_result": json.dumps(result)}
 
 
-def _trial_config(exp: Experiment, request: dict[str, Any], use_gpu: bool, eval_batch_size: int,
-                  cost: dict[str, Any]) -> dict[str, Any]:
+def _measure(exp: Experiment, shipped: dict[str, dict[str, Any]], cost: dict[str, Any],
+             progress: "_Progress") -> None:
+    """Measure each shipped model on the experiment's device, after training: a measurement beside a
+    training process would time the contention, not the model."""
+    from cluster import LatencyClient, MeasureOptions
+
+    client = LatencyClient(cost["device"], str(exp.directory / "latency_cache.jsonl"),
+                           options=MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs",
+                                                                          "cv_threshold")}))
+    shape = list(exp.config.build_space().input_shape)
+    for rid, result in shipped.items():
+        onnx_bytes = Path(result["files"]["onnx"]).read_bytes()
+        # Its own cache key: the retrained graph is measured, not the supernet candidate's.
+        stats = client.measure(f"retrain-{rid}", onnx_bytes, shape)
+        result.update(latency_ms=stats["median_ms"], latency_p90_ms=stats["p90_ms"], latency_cv=stats["cv"],
+                      latency_device=cost["device"])
+        write_json_atomic(Path(result["files"]["onnx"]).parent / "result.json", result)
+        progress.done(rid, result)
+
+
+def _trial_config(exp: Experiment, request: dict[str, Any], use_gpu: bool, eval_batch_size: int) -> dict[str, Any]:
     cfg = exp.config
     space = cfg.build_space()
     job = {"retrain_id": request["retrain_id"], "candidate_id": request["candidate_id"],
@@ -320,8 +336,7 @@ def _trial_config(exp: Experiment, request: dict[str, Any], use_gpu: bool, eval_
            "seed": cfg.seed, "settings": request["settings"], "task_settings": dict(cfg.detection)}
     run_dir = exp.directory / RETRAIN_DIR / request["retrain_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    return {"job": job, "run_dir": str(run_dir), "eval_batch_size": eval_batch_size, "use_gpu": use_gpu,
-            "cost": {**cost, "cache_path": str(exp.directory / "latency_cache.jsonl")}}
+    return {"job": job, "run_dir": str(run_dir), "eval_batch_size": eval_batch_size, "use_gpu": use_gpu}
 
 
 def _tune_callback(progress: _Progress) -> Any:
@@ -340,7 +355,7 @@ def _tune_callback(progress: _Progress) -> Any:
             if result is None:
                 progress.failed(rid_of(trial), "the trial ended without a result")
             else:
-                progress.done(rid_of(trial), json.loads(result))
+                progress.trained(rid_of(trial), json.loads(result))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             progress.failed(rid_of(trial), _reason(trial))
@@ -397,16 +412,21 @@ def format_retrain_table(rows: Sequence[dict[str, Any]], quality: str) -> str:
 
 
 def ranking_pairs(state: JournalState, quality: str) -> list[tuple[str, float, float]]:
-    """(candidate, supernet score, retrained score) of each finished retrain the search scored (the newest
-    retrain of a candidate trained several ways)."""
-    pairs: dict[str, tuple[str, float, float]] = {}
-    for rid, done in state.retrains.items():
+    """(candidate, supernet score, retrained score) of the finished retrains of search candidates that were
+    trained alike: the largest group sharing training settings (the newest such group on a tie), so a
+    candidate retrained again with other settings never mixes recipes in one rank correlation."""
+    groups: dict[str, dict[str, tuple[str, float, float]]] = {}
+    for rid, done in state.retrains.items():  # journal order: a later group wins a tie
         request = state.retrain_requests.get(rid, {})
         supernet = request.get("supernet", {}).get(quality)
         retrained = done.get("final", {}).get(quality)
         if supernet is not None and retrained is not None:
-            pairs[done["candidate_id"]] = (done["candidate_id"], float(supernet), float(retrained))
-    return list(pairs.values())
+            group = groups.setdefault(rid.rsplit("-", 1)[-1], {})
+            group[done["candidate_id"]] = (done["candidate_id"], float(supernet), float(retrained))
+    if not groups:
+        return []
+    best = max(len(g) for g in groups.values())
+    return list([g for g in groups.values() if len(g) == best][-1].values())
 
 
 def write_retrain_results(exp: Experiment, state: JournalState, *, tracker: Any, printer: Printer) -> dict[str, Any]:

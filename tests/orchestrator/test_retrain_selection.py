@@ -63,3 +63,21 @@ def test_ranking_check_statistics() -> None:
     assert ranking_check(swapped)["kendall_tau"] == pytest.approx(0.8)  # one discordant pair of 10
     assert ranking_check(agree[:2])["kendall_tau"] is None and ranking_check(agree[:2])["n"] == 2
     assert ranking_check([(c, 0.5, r) for c, _, r in agree])["kendall_tau"] is None  # a constant side
+
+
+def test_the_ranking_check_compares_retrains_trained_alike(tmp_path: Path) -> None:
+    from orchestrator.retrain import ranking_pairs
+
+    journal = Journal(tmp_path / "journal.jsonl")
+
+    def retrained(cid: str, group: str, supernet: float, score: float) -> None:
+        rid = f"{cid}-{group}"
+        journal.append("retrain_requested", retrain_id=rid, candidate_id=cid, supernet={"accuracy": supernet})
+        journal.append("retrain_completed", retrain_id=rid, candidate_id=cid, final={"accuracy": score})
+
+    for i, cid in enumerate(("a", "b", "c")):
+        retrained(cid, "10epochs", (0.5, 0.6, 0.7)[i], (0.8, 0.81, 0.82)[i])
+    retrained("a", "30epochs", 0.5, 0.99)  # a again, with another recipe: not mixed into the three
+    journal.append("retrain_requested", retrain_id="x-10epochs", candidate_id="x", supernet={})  # an --arch
+    pairs = ranking_pairs(journal.replay(), "accuracy")
+    assert sorted(pairs) == [("a", 0.5, 0.8), ("b", 0.6, 0.81), ("c", 0.7, 0.82)]
