@@ -103,7 +103,7 @@ def plan_retrains(exp: Experiment, state: JournalState, settings: dict[str, Any]
             except HwnasError as exc:
                 raise ConfigError(f"--arch {text!r}: {str(exc).split(' HINT:')[0].rstrip('.')}. HINT: give {len(space.dims)} "
                                   f"choice indices joined by '-', e.g. {space.to_string(space.default_encoding())!r} "
-                                  f"(`hwnas arch show` lists the choices).") from None
+                                  f"(`hwnas spaces` lists each layer's choices).") from None
     else:
         ids = list(candidate_ids) or list(settings["candidates"])
         if ids:
@@ -386,7 +386,7 @@ def retrain_rows(exp: Experiment, state: JournalState) -> list[dict[str, Any]]:
         rows.append({
             "retrain_id": rid, "candidate_id": request["candidate_id"], "source": request["source"],
             "state": "done" if done else ("failed" if rid in state.retrain_failures else
-                                          ("running or interrupted" if epochs else "pending")),
+                                          ("started" if epochs else "pending")),
             "epochs": f"{(done or {}).get('epochs', len(epochs))}/{request['settings']['epochs']}",
             f"supernet_{quality}": request["supernet"].get(quality),
             f"retrained_{quality}": retrained,
