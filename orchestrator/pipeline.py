@@ -377,9 +377,7 @@ def _retrain(exp: Experiment, summary: dict[str, Any], tracker: Tracker, printer
     # The retrained models are measured on the experiment's device whatever cost.kind scored the search
     # (started here, in the driver, so that it outlives every retrain trial).
     get_latency_actor(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"), options=cfg.cost.measure_options())
-    outcome = run_retrains(exp, wanted, tracker=tracker, printer=printer, eval_batch_size=cfg.evaluation.batch_size,
-                           cost={k: v for k, v in vars(cfg.cost).items()
-                                 if k in ("device", "warmup", "min_runs", "max_runs", "cv_threshold")})
+    outcome = run_retrains(exp, wanted, tracker=tracker, printer=printer, eval_batch_size=cfg.evaluation.batch_size)
     if cfg.retrain is not None and state.stage(stage) != "completed":
         exp.journal.stage_completed(stage, retrains=len(outcome["rows"]))
     summary = {**summary, "retrains": outcome["rows"], "ranking": outcome["ranking"]}

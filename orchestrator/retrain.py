@@ -162,7 +162,7 @@ def check_room(settings: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- running them
 def run_retrains(exp: Experiment, requests: Sequence[dict[str, Any]], *, tracker: Any, printer: Printer,
-                 eval_batch_size: int, cost: dict[str, Any]) -> dict[str, Any]:
+                 eval_batch_size: int) -> dict[str, Any]:
     """Journal ``requests`` (those not asked for before), run every asked-for retrain without a result,
     and write the retrain table and the ranking check. Returns ``{rows, ranking}``.
 
@@ -181,8 +181,7 @@ def run_retrains(exp: Experiment, requests: Sequence[dict[str, Any]], *, tracker
     pending = state.pending_retrains()
     tracker.sync_retrains(state)  # MLflow catches up with what the journal holds
     if pending:
-        _run_pending(exp, pending, state, tracker=tracker, printer=printer, eval_batch_size=eval_batch_size,
-                     cost=cost)
+        _run_pending(exp, pending, state, tracker=tracker, printer=printer, eval_batch_size=eval_batch_size)
     state = journal.replay()
     outcome = write_retrain_results(exp, state, tracker=tracker, printer=printer)
     failed = [r for r in state.pending_retrains() if r["retrain_id"] in state.retrain_failures]
@@ -252,7 +251,7 @@ class _Progress:
 
 
 def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalState, *, tracker: Any,
-                 printer: Printer, eval_batch_size: int, cost: dict[str, Any]) -> None:
+                 printer: Printer, eval_batch_size: int) -> None:
     import logging
 
     from ray import tune
@@ -292,7 +291,7 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
     tuner.fit()
     printer(f"[retrain] {len(progress.shipped)} of {len(pending)} retrain{'s' if len(pending) > 1 else ''} trained in "
             f"{format_seconds(time.perf_counter() - progress.started)}")
-    _measure(exp, progress.shipped, cost, progress)
+    _measure(exp, progress.shipped, progress)
 
 
 def _retrain_trial(config: dict[str, Any]) -> dict[str, Any]:
@@ -307,22 +306,20 @@ def _retrain_trial(config: dict[str, Any]) -> dict[str, Any]:
     return {"retrain_result": json.dumps(result)}
 
 
-def _measure(exp: Experiment, shipped: dict[str, dict[str, Any]], cost: dict[str, Any],
-             progress: "_Progress") -> None:
+def _measure(exp: Experiment, shipped: dict[str, dict[str, Any]], progress: "_Progress") -> None:
     """Measure each shipped model on the experiment's device, after training: a measurement beside a
     training process would time the contention, not the model."""
-    from cluster import LatencyClient, MeasureOptions
+    from cluster import LatencyClient
 
-    client = LatencyClient(cost["device"], str(exp.directory / "latency_cache.jsonl"),
-                           options=MeasureOptions(**{k: cost[k] for k in ("warmup", "min_runs", "max_runs",
-                                                                          "cv_threshold")}))
+    cost = exp.config.cost
+    client = LatencyClient(cost.device, str(exp.directory / "latency_cache.jsonl"), options=cost.measure_options())
     shape = list(exp.config.build_space().input_shape)
     for rid, result in shipped.items():
         onnx_bytes = Path(result["files"]["onnx"]).read_bytes()
         # Its own cache key: the retrained graph is measured, not the supernet candidate's.
         stats = client.measure(f"retrain-{rid}", onnx_bytes, shape)
         result.update(latency_ms=stats["median_ms"], latency_p90_ms=stats["p90_ms"], latency_cv=stats["cv"],
-                      latency_device=cost["device"])
+                      latency_device=cost.device)
         write_json_atomic(Path(result["files"]["onnx"]).parent / "result.json", result)
         progress.done(rid, result)
 

@@ -13,6 +13,7 @@ their outcome (start, sync, finish) wait for the queue to drain first.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -395,7 +396,7 @@ class Tracker:
 
             if self._parent_id is None:
                 raise RuntimeError("the search run was not started")
-            ts = int(__import__("time").time() * 1000)
+            ts = int(time.time() * 1000)
             self.client.log_batch(self._parent_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
             for path in artifacts:
                 self.client.log_artifact(self._parent_id, str(path), artifact_path="retrain")

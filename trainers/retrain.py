@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from core.errors import ConfigError
 from core.settings import Setting, boolean, choice, integer, number, optional, resolve_settings
@@ -304,7 +304,3 @@ def build_shipped(job: RetrainJob, weights: Mapping[str, Any]) -> Any:
     model = job.space().build(job.encoding)
     model.load_state_dict(weights)
     return model.eval()
-
-
-def metric_sequence(history: Sequence[Mapping[str, Any]], key: str) -> list[float]:
-    return [float(h[key]) for h in history if key in h]

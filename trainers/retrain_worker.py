@@ -85,11 +85,7 @@ def fit_retrain(config: dict[str, Any]) -> dict[str, Any]:
     job = RetrainJob(**config["job"])
     settings = job.settings
     run_dir = Path(config["run_dir"])
-    callbacks = []
-    if config.get("in_tune", True):
-        from ray.tune.integration.ray_train import TuneReportCallback
-
-        callbacks.append(TuneReportCallback())  # each epoch's metrics reach the driver as a Tune result
+    from ray.tune.integration.ray_train import TuneReportCallback
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": config["job"], "run_dir": str(run_dir), "eval_batch_size": config["eval_batch_size"]},
@@ -100,7 +96,7 @@ def fit_retrain(config: dict[str, Any]) -> dict[str, Any]:
             name=job.retrain_id, storage_path=str(run_dir.parent),
             failure_config=ray.train.FailureConfig(max_failures=settings["max_failures"]),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks,
+            callbacks=[TuneReportCallback()],  # each epoch's metrics reach the driver as a Tune result
         ),
     )
     result = trainer.fit()
