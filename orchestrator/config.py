@@ -24,7 +24,7 @@ from core.errors import ConfigError, HwnasError
 from core.validation import check_choice, check_int, check_number, invalid
 from searchers import SEARCHERS, Constraint, Objective
 from spaces import SPACES, SearchSpace, get_space
-from trainers import DATASETS, TASKS
+from trainers import DATASETS, TASKS, Task
 
 from .metrics import metric_names
 
@@ -87,6 +87,10 @@ class SupernetConfig:
     threads: int = 1
     sampling: str = "uniform"
     optimizer: str = "sgd"
+    sandwich: str = "off"
+    distill: bool = False
+    largest_warmup_steps: int = 0
+    kernel_weights: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,7 @@ _LIMITS: dict[str, tuple[float, float, bool]] = {
     "supernet.steps": (1, 10_000_000, False),
     "supernet.batch_size": (1, 65_536, False),
     "supernet.checkpoint_every": (1, 10_000_000, False),
+    "supernet.largest_warmup_steps": (0, 10_000_000, False),
     "supernet.threads": (1, 1024, False),
     "supernet.lr": (1e-9, 10.0, False),
     "supernet.momentum": (0.0, 1.0, True),
@@ -222,7 +227,13 @@ def _check_float_field(path: str, value: Any) -> float:
     return check_number(_field(path), value, low=low, high=high, high_open=high_open, hint=hint)
 
 
-_TYPE_CHECKS = {"int": _check_int_field, "float": _check_float_field}
+def _check_bool_field(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, "must be true or false", value, "write true or false")
+    return value
+
+
+_TYPE_CHECKS = {"int": _check_int_field, "float": _check_float_field, "bool": _check_bool_field}
 
 
 def _check_type(path: str, value: Any, annotation: str) -> Any:
@@ -302,9 +313,23 @@ def _space(raw: Any, data: DataConfig) -> SpaceConfig:
 
 
 def _supernet(raw: Any, data: DataConfig) -> SupernetConfig:
+    if isinstance(raw, Mapping) and raw.get("sandwich") is False:  # YAML reads a bare `off` as false
+        raw = {**raw, "sandwich": "off"}
     cfg = _build_flat(SupernetConfig, raw, "supernet")
     _choice("supernet.sampling", cfg.sampling, ("uniform", "fair"))
     _choice("supernet.optimizer", cfg.optimizer, ("sgd", "adam"))
+    _choice("supernet.sandwich", cfg.sandwich, ("off", "max", "max-min"))
+    _choice("supernet.kernel_weights", cfg.kernel_weights, ("shared", "per_kernel"))
+    if cfg.largest_warmup_steps >= cfg.steps:
+        raise _fail("supernet.largest_warmup_steps", f"must be < supernet.steps ({cfg.steps})", cfg.largest_warmup_steps,
+                    "the warm-up trains the largest path alone; leave steps for the others, e.g. a tenth of them")
+    if cfg.distill and cfg.sandwich == "off":
+        raise _fail("supernet.distill", "needs supernet.sandwich max or max-min (the largest path is the teacher "
+                    "and only the sandwich trains it on the labels)", cfg.distill, "set supernet.sandwich: max")
+    task = TASKS.get(data.task)
+    if cfg.distill and task.distill_loss is Task.distill_loss:
+        raise _fail("supernet.distill", f"task {data.task} has no distillation loss", cfg.distill,
+                    "set supernet.distill: false")
     train_size = data.settings.get("train_size")
     if train_size is not None and cfg.batch_size > train_size:
         raise _fail("supernet.batch_size", f"must be <= data.train_size ({train_size})", cfg.batch_size,
@@ -481,9 +506,13 @@ def config_from_dict(raw: Any, *, check_files: bool = True, base_dir: str | Path
         retrain=_retrain(values.get("retrain"), data),
     )
     try:
-        cfg.build_space()  # the space's own cross-setting rules
+        space = cfg.build_space()  # the space's own cross-setting rules
     except HwnasError as exc:
         raise ConfigError(f"config field 'space.settings': {exc}") from None
+    try:
+        space.supernet_options({"kernel_weights": cfg.supernet.kernel_weights})
+    except ConfigError as exc:
+        raise ConfigError(f"config field 'supernet.kernel_weights': {exc}") from None
     if check_files and cfg.cost.uses_model and cfg.cost.model:
         cfg = _check_cost_model_file(cfg, base)
     return cfg

@@ -1,7 +1,8 @@
 """Weight-sharing ("elastic") MB block: one set of weights at the largest choice serves every choice.
 
 A smaller choice runs on a slice of the big block: the first ``hidden`` expanded channels, the centre
-``k x k`` crop of the depthwise kernel, the first ``squeeze`` SE channels. Forward and extraction read
+``k x k`` crop of the depthwise kernel (or, with per-kernel weights, the first ``hidden`` channels of its
+kernel size's own depthwise weights), the first ``squeeze`` SE channels. Forward and extraction read
 the weights through one function, :meth:`ElasticMBBlock.sliced_state`, so a stand-alone
 :class:`~spaces._blocks.MBBlock` loaded from it computes exactly what the supernet computes.
 """
@@ -16,7 +17,7 @@ from torch import nn
 from ._block_args import MBBlockArgs
 from ._blocks import ConvBNAct, SqueezeExcite
 
-__all__ = ["ElasticMBBlock", "conv_bn", "run_sliced_mb", "sliced_batch_norm"]
+__all__ = ["ElasticMBBlock", "PerKernelWeights", "conv_bn", "run_sliced_mb", "sliced_batch_norm"]
 
 # How each tensor of the big block is cut for a sub-block, by MBBlock state-dict name (so that the
 # sliced state loads into an MBBlock as is): "hidden" keeps the first ``hidden`` rows, "squeeze" the
@@ -45,9 +46,12 @@ class ElasticMBBlock(nn.Module):
 
     Args:
         max_args: The largest choice (maximal expansion and kernel, with SE).
+        kernels: With per-kernel weights (``supernet.kernel_weights: per_kernel``), the layer's kernel sizes:
+            each smaller one gets depthwise weights of its own (:class:`PerKernelWeights`) instead of
+            the centre of the largest, which is trained to work inside the larger kernel. ``None``: shared.
     """
 
-    def __init__(self, max_args: MBBlockArgs) -> None:
+    def __init__(self, max_args: MBBlockArgs, kernels: tuple[int, ...] | None = None) -> None:
         super().__init__()
         if not max_args.se:
             raise ValueError(f"ElasticMBBlock needs SE in its largest choice, got {max_args}")
@@ -59,6 +63,8 @@ class ElasticMBBlock(nn.Module):
         )
         self.se = SqueezeExcite(hidden, max_args.se_squeeze, act=max_args.act)
         self.project = ConvBNAct(hidden, max_args.out_ch, kernel=1)
+        # Registered last: the shared-kernel supernet keeps its module order and initial weights.
+        self.dw_kernels = PerKernelWeights(hidden, kernels, max_args.kernel) if kernels else None
 
     def forward(self, x: torch.Tensor, args: MBBlockArgs) -> torch.Tensor:
         """Run the sub-block ``args``; gradients and BN running-stat updates reach only its slices."""
@@ -82,11 +88,13 @@ class ElasticMBBlock(nn.Module):
             "hidden x squeeze": lambda t: t[:h, :s],
             "out x hidden": lambda t: t[:, :h],
         }
+        if self.dw_kernels is not None and args.kernel in self.dw_kernels.sizes:
+            cuts["dw"] = lambda _: self.dw_kernels.weight(args.kernel)[:h]
         tensors = [*self.named_parameters(), *self.named_buffers()]
         return {
             name: cuts[_SLICE_RULES[name]](tensor)
             for name, tensor in tensors
-            if args.se or not name.startswith("se.")
+            if not name.startswith("dw_kernels.") and (args.se or not name.startswith("se."))
         }
 
     def _check(self, args: MBBlockArgs) -> None:
@@ -102,6 +110,20 @@ class ElasticMBBlock(nn.Module):
                 f"sub-block {args} does not fit the elastic block {big}: in/out channels, stride and "
                 f"activation must match, expansion and kernel may not grow, and the kernel keeps its parity"
             )
+
+
+class PerKernelWeights(nn.Module):
+    """Depthwise weights of their own for each kernel size of a layer but the largest (which stays the
+    block's ``dw`` conv): ``weight(k)`` is ``(channels, 1, k, k)``; a choice takes its first ``hidden`` rows."""
+
+    def __init__(self, channels: int, kernels: tuple[int, ...], largest: int) -> None:
+        super().__init__()
+        self.sizes = tuple(sorted(k for k in set(kernels) if k != largest))
+        self.convs = nn.ModuleDict({f"k{k}": nn.Conv2d(channels, channels, k, groups=channels, bias=False)
+                                    for k in self.sizes})
+
+    def weight(self, kernel: int) -> torch.Tensor:
+        return self.convs[f"k{kernel}"].weight
 
 
 def run_sliced_mb(block: nn.Module, x: torch.Tensor, args: Any, p: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -39,9 +39,10 @@ class LayerwiseParts(abc.ABC):
         """The stand-alone module of one searched block."""
 
     @abc.abstractmethod
-    def elastic(self, choices: tuple[Any, ...]) -> nn.Module:
+    def elastic(self, choices: tuple[Any, ...], **options: str) -> nn.Module:
         """The supernet's module for a layer with these choices: it holds weights every choice slices,
-        runs ``forward(x, args)`` and hands out ``sliced_state(args)`` keyed as ``block(args)``'s state."""
+        runs ``forward(x, args)`` and hands out ``sliced_state(args)`` keyed as ``block(args)``'s state.
+        ``options``: the space's non-default supernet options (see ``SearchSpace.SUPERNET_OPTIONS``)."""
 
     @abc.abstractmethod
     def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +106,15 @@ class LayerwiseSupernet(_Trunk):
         choices: Per searched layer, the block arguments of each choice, in choice-index order.
         parts: The space's network parts.
         tail: ``False`` for a detector's backbone (see :class:`LayerwiseNet`).
+        options: The non-default supernet options, handed to every layer's elastic module.
     """
 
     def __init__(self, fixed: Any, choices: tuple[tuple[Any, ...], ...], parts: LayerwiseParts, *,
-                 tail: bool = True) -> None:
+                 tail: bool = True, options: dict[str, str] | None = None) -> None:
         super().__init__()
         self._add_trunk(parts, fixed, tail_in=choices[-1][0].out_ch, tail=tail)
         self.choices = choices
-        self.blocks = nn.ModuleList(parts.elastic(layer) for layer in choices)
+        self.blocks = nn.ModuleList(parts.elastic(layer, **(options or {})) for layer in choices)
 
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         """Run the candidate ``path[i]`` in layer ``i``; ``path`` is an encoding of the space."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._blocks import ConvBNAct, SqueezeExcite, make_activation
-from ._elastic import run_sliced_mb
+from ._elastic import PerKernelWeights, run_sliced_mb
 from ._layerwise import LayerwiseParts
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class ElasticInvertedResidual(nn.Module):
             expansion conv, kernels of one parity; SE weights exist if any choice uses SE.
     """
 
-    def __init__(self, choices: Sequence[InvertedResidualArgs]) -> None:
+    def __init__(self, choices: Sequence[InvertedResidualArgs], kernel_weights: str = "shared") -> None:
         super().__init__()
         first = choices[0]
         self.shape = (first.in_ch, first.out_ch, first.stride, first.act)
@@ -74,6 +74,10 @@ class ElasticInvertedResidual(nn.Module):
         if self.max_squeeze:
             self.se = SqueezeExcite(self.max_hidden, self.max_squeeze, act="relu")
         self.project = ConvBNAct(self.max_hidden, out_ch)
+        # Registered last: the shared-kernel supernet keeps its module order and initial weights.
+        kernels = tuple(a.kernel for a in choices)
+        self.dw_kernels = (PerKernelWeights(self.max_hidden, kernels, self.max_kernel)
+                           if kernel_weights == "per_kernel" else None)
 
     def forward(self, x: torch.Tensor, args: InvertedResidualArgs) -> torch.Tensor:
         """Run the choice ``args``; gradients and BN running-stat updates reach only its slices."""
@@ -88,8 +92,9 @@ class ElasticInvertedResidual(nn.Module):
         self._check(args)
         h, k, s = args.hidden, args.kernel, args.se_squeeze
         c = (self.max_kernel - k) // 2
+        per_kernel = self.dw_kernels is not None and k in self.dw_kernels.sizes
         cuts = {
-            "dw.0.weight": lambda t: t[:h, :, c : c + k, c : c + k],
+            "dw.0.weight": (lambda _: self.dw_kernels.weight(k)[:h]) if per_kernel else (lambda t: t[:h, :, c : c + k, c : c + k]),
             "se.reduce.weight": lambda t: t[:s, :h],
             "se.reduce.bias": lambda t: t[:s],
             "se.expand.weight": lambda t: t[:h, :s],
@@ -97,7 +102,7 @@ class ElasticInvertedResidual(nn.Module):
         }
         state = {}
         for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
-            if name.startswith("se.") and not args.se:
+            if (name.startswith("se.") and not args.se) or name.startswith("dw_kernels."):
                 continue
             if name in cuts:
                 state[name] = cuts[name](tensor)
@@ -147,8 +152,8 @@ class MobileNetParts(LayerwiseParts):
     def block(self, args: InvertedResidualArgs) -> nn.Module:
         return InvertedResidual(args)
 
-    def elastic(self, choices: tuple[InvertedResidualArgs, ...]) -> nn.Module:
-        return ElasticInvertedResidual(choices)
+    def elastic(self, choices: tuple[InvertedResidualArgs, ...], kernel_weights: str = "shared") -> nn.Module:
+        return ElasticInvertedResidual(choices, kernel_weights)
 
     def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = net.last(x).mean((2, 3), keepdim=True)

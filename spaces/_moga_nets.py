@@ -5,7 +5,8 @@ Kept apart from :mod:`spaces.moga` so that decoding, validating and counting nev
 Weight sharing: every searched layer holds one :class:`~spaces._elastic.ElasticMBBlock` at the
 layer's largest choice (``t6k7SE``); each of its 12 choices runs on a slice of those weights (first
 ``in*t`` hidden channels, centre ``k x k`` of the 7x7 depthwise kernel, first ``hidden // 4`` SE
-channels), so every training step updates every layer. SE weights get no gradient without SE.
+channels), so every training step updates every layer. SE weights get no gradient without SE. With
+``supernet.kernel_weights: per_kernel`` the 3x3 and 5x5 choices have depthwise weights of their own.
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ class MogaParts(LayerwiseParts):
     def block(self, args: MBBlockArgs) -> nn.Module:
         return MBBlock(args)
 
-    def elastic(self, choices: tuple[MBBlockArgs, ...]) -> nn.Module:
-        return ElasticMBBlock(_largest(choices))
+    def elastic(self, choices: tuple[MBBlockArgs, ...], kernel_weights: str = "shared") -> nn.Module:
+        kernels = tuple(a.kernel for a in choices) if kernel_weights == "per_kernel" else None
+        return ElasticMBBlock(_largest(choices), kernels)
 
     def forward_tail(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = net.last(x).mean((2, 3), keepdim=True)

@@ -138,14 +138,14 @@ class LayerTableSpace(SearchSpace):
         c4, c5 = find_endpoints(self._fixed.stem_stride, arch.blocks)
         return SSDLiteDetector(LayerwiseNet(arch, self._parts(), tail=False), self._head(arch), (c4.block, c5.block))
 
-    def _supernet(self) -> nn.Module:
+    def _supernet(self, **options: str) -> nn.Module:
         from ._layerwise import LayerwiseSupernet
 
         if not self.is_detector:
-            return LayerwiseSupernet(self._fixed, self._table, self._parts())
+            return LayerwiseSupernet(self._fixed, self._table, self._parts(), options=options)
         from ._detector_nets import SSDLiteDetectorSupernet
 
-        backbone = LayerwiseSupernet(self._fixed, self._table, self._parts(), tail=False)
+        backbone = LayerwiseSupernet(self._fixed, self._table, self._parts(), tail=False, options=options)
         return SSDLiteDetectorSupernet(backbone, self, self._head(self._decode(self.default_encoding())))
 
     def _head(self, arch: LayerwiseArch) -> SSDLiteArgs:

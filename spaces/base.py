@@ -126,6 +126,10 @@ class SearchSpace(abc.ABC):
     #: Settings a classifier's identity leaves out: those a space gained with its detection head (``task``,
     #: ``head_depths``), so that its classifiers kept the candidate ids they had before.
     CLASSIFIER_IDENTITY_OMITS: ClassVar[tuple[str, ...]] = ()
+    #: The other ways this space can build its supernet: option -> its values besides the default of
+    #: :data:`SUPERNET_OPTION_DEFAULTS` (e.g. ``kernel_weights: ("per_kernel",)``). They change the
+    #: supernet's weights, never a candidate.
+    SUPERNET_OPTIONS: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     #: Extra settings that make :attr:`SMALL_SETTINGS` a small detector (see :meth:`small_detection_settings`).
     SMALL_DETECTION_SETTINGS: ClassVar[Mapping[str, Any]] = {"task": "detection", "head_depths": [32, 16, 16, 16]}
 
@@ -171,9 +175,9 @@ class SearchSpace(abc.ABC):
         which allocates and initialises it."""
 
     @abc.abstractmethod
-    def _supernet(self) -> nn.Module:
+    def _supernet(self, **options: str) -> nn.Module:
         """The weight-sharing supernet (see the class docstring); called on the meta device by
-        :meth:`build_supernet`."""
+        :meth:`build_supernet`, with the non-default :attr:`SUPERNET_OPTIONS` asked for."""
 
     # ------------------------------------------------------------------ settings and identity
     def setting(self, name: str) -> Any:
@@ -251,6 +255,37 @@ class SearchSpace(abc.ABC):
     def default_encoding(self) -> Encoding:
         return tuple(0 for _ in self.dims)
 
+    def largest_encoding(self) -> Encoding:
+        """The most expensive architecture: per layer the choice with the most MAdds (then params).
+
+        The sandwich rule and in-place distillation train it as the teacher of the other paths.
+        """
+        return self._extreme(largest=True)
+
+    def smallest_encoding(self) -> Encoding:
+        """The cheapest architecture: per layer the choice with the fewest MAdds (then params)."""
+        return self._extreme(largest=False)
+
+    def _extreme(self, *, largest: bool) -> Encoding:
+        cache = self.__dict__.setdefault("_extremes", {})
+        if largest not in cache:
+            # Layer by layer, each choice counted with the layers before at their pick and those after at
+            # the default: exact for spaces whose layers cost independently, a close pick for the others.
+            encoding = list(self.default_encoding())
+            for layer, dim in enumerate(self.dims):
+                costs = {}
+                for index in range(dim.size):
+                    trial = (*encoding[:layer], index, *encoding[layer + 1:])
+                    try:
+                        counted = self.count(self.validate(trial))
+                    except InvalidEncodingError:  # a choice that needs other layers changed first
+                        continue
+                    costs[index] = (counted["madds"], counted["params"])
+                pick = max if largest else min
+                encoding[layer] = pick(costs, key=lambda i: (costs[i], -i if largest else i))
+            cache[largest] = self.validate(encoding)
+        return cache[largest]
+
     def sample(self, rng: np.random.Generator) -> Encoding:
         """A uniformly random architecture drawn from ``rng`` (never a global RNG)."""
         return tuple(int(rng.integers(d.size)) for d in self.dims)
@@ -285,17 +320,38 @@ class SearchSpace(abc.ABC):
         arch = self.decode(encoding)
         return materialize(lambda: self._net(arch), generator=generator)
 
-    def build_supernet(self, *, generator: torch.Generator | None = None) -> nn.Module:
+    def build_supernet(self, *, generator: torch.Generator | None = None,
+                       options: Mapping[str, str] | None = None) -> nn.Module:
         """A freshly initialised weight-sharing supernet of this space (initialised like :meth:`build`).
 
         It carries this space's :attr:`identity` as ``space_identity``, so :meth:`extract` refuses the
-        supernet of another space or of other settings.
+        supernet of another space or of other settings, and its options as ``supernet_options``.
+
+        Args:
+            options: :attr:`SUPERNET_OPTIONS` values; defaults may be given or left out.
         """
         from ._blocks import materialize
 
-        supernet = materialize(self._supernet, generator=generator)
+        chosen = self.supernet_options(options or {})
+        supernet = materialize(lambda: self._supernet(**chosen), generator=generator)
         supernet.space_identity = self.identity
+        supernet.supernet_options = chosen
         return supernet
+
+    def supernet_options(self, options: Mapping[str, str]) -> dict[str, str]:
+        """``options`` checked against :attr:`SUPERNET_OPTIONS`, those at their default left out."""
+        chosen = {}
+        for key, value in options.items():
+            if key not in SUPERNET_OPTION_DEFAULTS:
+                raise ConfigError(f"unknown supernet option {key!r}. HINT: known: {', '.join(SUPERNET_OPTION_DEFAULTS)}.")
+            if value == SUPERNET_OPTION_DEFAULTS[key]:
+                continue
+            allowed = self.SUPERNET_OPTIONS.get(key, ())
+            if value not in allowed:
+                raise ConfigError(f"space {self.name} cannot build its supernet with {key} {value!r}. HINT: use "
+                                  f"{SUPERNET_OPTION_DEFAULTS[key]!r}, or a space that can ({_spaces_with(key, value)}).")
+            chosen[key] = value
+        return chosen
 
     def meta_build(self, encoding: Sequence[int]) -> nn.Module:
         """The model of ``encoding`` built on the meta device: shapes only, no memory, no RNG draws
@@ -395,6 +451,17 @@ def find_endpoints(first_stride: int, blocks: Sequence[Any]) -> tuple[Endpoint, 
 
 # ---------------------------------------------------------------------------------------- registry
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
+
+
+#: Every supernet option and its default (see :attr:`SearchSpace.SUPERNET_OPTIONS`). ``kernel_weights``:
+#: ``shared``, a smaller depthwise kernel is the centre of the largest; ``per_kernel``, each kernel size
+#: of a layer has its own depthwise weights (the expanded channels stay shared).
+SUPERNET_OPTION_DEFAULTS: dict[str, str] = {"kernel_weights": "shared"}
+
+
+def _spaces_with(option: str, value: str) -> str:
+    names = [name for name in SPACES.names() if value in SPACES.get(name).SUPERNET_OPTIONS.get(option, ())]
+    return ", ".join(names) or "none"
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:

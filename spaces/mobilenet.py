@@ -202,6 +202,7 @@ class MobileNetSpace(LayerTableSpace):
         "version": "v3-large", "width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1,
         "dropout": 0.2,
     }  # fmt: skip
+    SUPERNET_OPTIONS = {"kernel_weights": ("per_kernel",)}
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

@@ -98,6 +98,7 @@ class MogaSpace(LayerTableSpace):
         common.dropout(), common.task("classification"), common.head_depths(),
     )
     SMALL_SETTINGS = {"width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem_stride": 1, "dropout": 0.2}
+    SUPERNET_OPTIONS = {"kernel_weights": ("per_kernel",)}
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

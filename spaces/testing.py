@@ -38,6 +38,8 @@ __all__ = [
     "test_build_does_not_touch_the_global_rng",
     "test_build_forward_backward",
     "test_candidate_id_is_stable_and_distinguishes",
+    "test_largest_and_smallest_bound_the_space",
+    "test_supernet_options_are_checked",
     "test_decode_encode_round_trip",
     "test_detector_counts_match_hook_counts",
     "test_detector_onnx_matches_onnxruntime",
@@ -161,6 +163,17 @@ def test_samples_within_bounds_and_deterministic(contract_space: SearchSpace) ->
     assert drawn != samples(contract_space, 50, seed=8)
 
 
+def test_largest_and_smallest_bound_the_space(contract_space: SearchSpace) -> None:
+    """The sandwich rule's paths: valid, and no sampled architecture costs more (less) in MAdds."""
+    space = contract_space
+    largest, smallest = space.largest_encoding(), space.smallest_encoding()
+    assert space.validate(largest) == largest and space.validate(smallest) == smallest
+    top, bottom = space.count(largest)["madds"], space.count(smallest)["madds"]
+    assert bottom < top
+    for encoding in samples(space, 20, seed=3):
+        assert bottom <= space.count(encoding)["madds"] <= top
+
+
 def test_candidate_id_is_stable_and_distinguishes(contract_space: SearchSpace) -> None:
     space = contract_space
     first, second = samples(space, 2, seed=3)
@@ -229,9 +242,33 @@ def test_build_does_not_touch_the_global_rng(contract_space: SearchSpace) -> Non
         assert torch.equal(a, b), name
 
 
-def test_supernet_path_equals_extracted_model(contract_space: SearchSpace) -> None:
+def _option_sets(space: SearchSpace) -> list[dict[str, str]]:
+    """The default supernet and one per non-default option value the space declares."""
+    return [{}] + [{key: value} for key, values in space.SUPERNET_OPTIONS.items() for value in values]
+
+
+def test_supernet_options_are_checked(contract_space: SearchSpace) -> None:
+    from spaces.base import SUPERNET_OPTION_DEFAULTS
+
     space = contract_space
-    supernet = space.build_supernet()
+    assert space.supernet_options(SUPERNET_OPTION_DEFAULTS) == {}  # defaults: always accepted, never recorded
+    for options in _option_sets(space)[1:]:
+        assert space.build_supernet(options=options).supernet_options == options
+    for key in SUPERNET_OPTION_DEFAULTS:
+        if not space.SUPERNET_OPTIONS.get(key):
+            with pytest.raises(ConfigError, match=f"cannot build its supernet with {key}"):
+                space.build_supernet(options={key: "per_kernel"})
+    with pytest.raises(ConfigError, match="unknown supernet option"):
+        space.supernet_options({"bogus": "x"})
+
+
+def test_supernet_path_equals_extracted_model(contract_space: SearchSpace) -> None:
+    for options in _option_sets(contract_space):
+        _check_supernet_paths(contract_space, options)
+
+
+def _check_supernet_paths(space: SearchSpace, options: dict[str, str]) -> None:
+    supernet = space.build_supernet(options=options)
     assert supernet.space_identity == space.identity
     encodings = samples(space, 3, seed=5)
     with torch.no_grad():  # train-mode passes move the BN running stats away from their 0 / 1 init

@@ -79,6 +79,12 @@ class DetectionTask(Task):
                            neg_pos_ratio=s["neg_pos_ratio"], alpha=s["focal_alpha"], gamma=s["focal_gamma"])
         return loss
 
+    def distill_loss(self, outputs: tuple[torch.Tensor, torch.Tensor],
+                     teacher: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        from .detection.loss import distill_loss
+
+        return distill_loss(*outputs, *teacher, kind=self.settings["loss"])
+
     def batch_correct(self, outputs: tuple[torch.Tensor, torch.Tensor], targets: list[dict[str, Any]]) -> tuple[int, int]:
         """Positive anchors (matched to an object) whose top class is the object's: the progress figure."""
         import torch

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from core.digest import file_digest
-from core.errors import ExperimentError
+from core.errors import ConfigError, ExperimentError
 from core.seeding import make_rng, torch_generator
 from core.settings import Setting, choice, resolve_settings
 from spaces import SearchSpace
@@ -31,6 +31,13 @@ __all__ = ["SupernetTrainSettings", "SupernetTrainer", "build_trainer", "check_c
 CHECKPOINT_VERSION = 2  # 2: weight-sharing (elastic) MoGA supernet
 SAMPLINGS = ("uniform", "fair")
 OPTIMIZERS = ("sgd", "adam")
+#: The sandwich rule (BigNAS): besides the sampled path, every step also trains the largest path
+#: ("max") or the largest and the smallest ("max-min"); "off": the sampled path alone.
+SANDWICHES = ("off", "max", "max-min")
+DISTILL_NEEDS_SANDWICH = (
+    "supernet distill: true needs the sandwich rule (sandwich: max or max-min): the other paths learn from the "
+    "largest, and only the sandwich trains the largest on the labels. HINT: set supernet.sandwich: max."
+)
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,31 @@ class SupernetTrainSettings:
     #: (decoupled ``weight_decay``; ``momentum`` unused), which on the detection quickstart left the
     #: background-only start (every anchor predicted background) where SGD did not, in the same steps.
     optimizer: str = "sgd"
+    #: See :data:`SANDWICHES`. The paths of one step add their gradients before the optimiser step.
+    sandwich: str = "off"
+    #: In-place distillation (BigNAS): every path but the largest learns the largest path's predictions
+    #: (:meth:`Task.distill_loss`) instead of the labels; the largest learns the labels. Needs the sandwich
+    #: rule: without the largest path trained on the labels, no path would ever see them.
+    distill: bool = False
+    #: The first steps train the largest path alone (Once-for-All trains the full network before its
+    #: sub-networks); the LR warm-up (the first 5% of the steps) is separate.
+    largest_warmup_steps: int = 0
+    #: How smaller depthwise kernels hold their weights: "shared" (the centre of the largest) or
+    #: "per_kernel" (their own); a supernet option of the spaces that have it (``SUPERNET_OPTIONS``).
+    kernel_weights: str = "shared"
+
+    @property
+    def supernet_options(self) -> dict[str, str]:
+        """What :meth:`SearchSpace.build_supernet` is asked for (the defaults are left out by the space)."""
+        return {"kernel_weights": self.kernel_weights}
 
     def __post_init__(self) -> None:
-        checks = (Setting("sampling", "uniform", choice(*SAMPLINGS)), Setting("optimizer", "sgd", choice(*OPTIMIZERS)))
-        resolve_settings(checks, {"sampling": self.sampling, "optimizer": self.optimizer}, owner="supernet training")
+        checks = (Setting("sampling", "uniform", choice(*SAMPLINGS)), Setting("optimizer", "sgd", choice(*OPTIMIZERS)),
+                  Setting("sandwich", "off", choice(*SANDWICHES)))
+        resolve_settings(checks, {"sampling": self.sampling, "optimizer": self.optimizer, "sandwich": self.sandwich},
+                         owner="supernet training")
+        if self.distill and self.sandwich == "off":
+            raise ConfigError(DISTILL_NEEDS_SANDWICH)
 
 
 class SupernetTrainer:
@@ -73,7 +101,8 @@ class SupernetTrainer:
         self.settings = settings
         self.seed = seed
         self.checkpoint_path = Path(checkpoint_path)
-        self.model = space.build_supernet(generator=torch_generator(seed, "supernet", "init"))
+        self.model = space.build_supernet(generator=torch_generator(seed, "supernet", "init"),
+                                          options=settings.supernet_options)
         self.optimizer = make_optimizer(self.model, settings)
         self.step = 0
         if self.checkpoint_path.exists():
@@ -115,16 +144,34 @@ class SupernetTrainer:
             for layer, size in enumerate(sizes)
         )
 
+    def paths(self, step: int) -> list[tuple[tuple[int, ...], str]]:
+        """The paths trained at ``step`` with what each learns from: ``"labels"`` or ``"teacher"`` (the
+        largest path's predictions). The sampled path (:meth:`path`) comes last."""
+        s = self.settings
+        largest = self.space.largest_encoding()
+        if step < s.largest_warmup_steps:
+            return [(largest, "labels")]
+        student = "teacher" if s.distill else "labels"
+        extra = {"off": [], "max": [largest], "max-min": [largest, self.space.smallest_encoding()]}[s.sandwich]
+        return [(p, "labels" if p == largest else student) for p in (*extra, self.path(step))]
+
     def _one_step(self, step: int) -> tuple[float, int, int]:
-        path = self.path(step)
         x, y = self.dataset.train_batch(self._batch_indices(step))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = self.model(x, path)
-        loss = self.task.loss(outputs, y)
-        loss.backward()
+        teacher = None  # the largest path's predictions: it comes first in a sandwich
+        for path, target in self.paths(step):
+            outputs = self.model(x, path)
+            if target == "labels":
+                loss = self.task.loss(outputs, y)
+            else:
+                loss = self.task.distill_loss(outputs, teacher)
+            loss.backward()  # each path's graph is freed at once: memory stays that of one path
+            if path == self.space.largest_encoding():
+                teacher = _detached(outputs)
         self.optimizer.step()
+        # Progress is the sampled path's (the last): its loss (against the teacher when distilling) and hits.
         return (float(loss.detach()), *self.task.batch_correct(outputs, y))
 
     def _batch_indices(self, step: int) -> torch.Tensor:
@@ -147,7 +194,7 @@ class SupernetTrainer:
         """Write model + optimizer + step atomically (temp file, fsync, rename)."""
         state = {
             "version": CHECKPOINT_VERSION, "step": self.step,
-            "space": self.space.identity,
+            "space": self.space.identity, "supernet_options": self.model.supernet_options,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,10 +211,20 @@ class SupernetTrainer:
 
     def _load(self) -> None:
         state = _read_checkpoint(self.checkpoint_path, self.space)
+        if state.get("supernet_options", {}) != self.model.supernet_options:
+            raise ExperimentError(
+                f"supernet checkpoint {self.checkpoint_path} was trained with supernet options "
+                f"{state.get('supernet_options', {})}, not {self.model.supernet_options}. {_RETRAIN_HINT}"
+            )
         with _corrupt_if_raises(self.checkpoint_path):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
+
+
+def _detached(outputs: Any) -> Any:
+    """A model's outputs (a tensor or a tuple of them) without their graph."""
+    return tuple(o.detach() for o in outputs) if isinstance(outputs, tuple) else outputs.detach()
 
 
 def make_optimizer(model: nn.Module, settings: SupernetTrainSettings) -> torch.optim.Optimizer:
@@ -234,7 +291,7 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace, *, digest: s
             candidate is ever scored with other weights than the experiment's.
     """
     state = _read_checkpoint(Path(path), space, digest)
-    model = space.build_supernet()
+    model = space.build_supernet(options=state.get("supernet_options", {}))  # as it was trained
     with _corrupt_if_raises(Path(path)):
         model.load_state_dict(state["model"])
     return model.eval()

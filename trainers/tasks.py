@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch is imported when a task computes: configs validate wi
 
     from .datasets import Dataset
 
-__all__ = ["TASKS", "ClassificationTask", "Task", "make_task"]
+__all__ = ["TASKS", "ClassificationTask", "Task", "make_task", "soft_cross_entropy"]
 
 
 class Task(abc.ABC):
@@ -50,6 +50,11 @@ class Task(abc.ABC):
     def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         """The scalar training loss of a batch; called once per training step."""
 
+    def distill_loss(self, outputs: Any, teacher: Any) -> torch.Tensor:
+        """The scalar loss of ``outputs`` learning a teacher's (detached) outputs of the same batch: the
+        in-place distillation of a supernet's paths from its largest (``supernet.distill``)."""
+        raise NotImplementedError(f"task {self.name} has no distillation loss")
+
     @abc.abstractmethod
     def batch_correct(self, outputs: Any, targets: Any) -> tuple[int, int]:
         """``(correct, count)`` of a training batch, for the progress line (train accuracy)."""
@@ -68,7 +73,9 @@ TASKS: Registry[type[Task]] = Registry("task")
 class ClassificationTask(Task):
     """Image classification: targets are int64 class indices ``(N,)``, outputs ``(N, classes)`` logits.
 
-    Loss: cross-entropy with ``label_smoothing``. Metric: top-1 ``accuracy`` on the validation split.
+    Loss: cross-entropy with ``label_smoothing``; distillation: cross-entropy against the teacher's
+    softmax (the soft-label loss of BigNAS's in-place distillation). Metric: top-1 ``accuracy`` on the
+    validation split.
     """
 
     name = "classification"
@@ -79,6 +86,9 @@ class ClassificationTask(Task):
         import torch.nn.functional as F
 
         return F.cross_entropy(outputs, targets, label_smoothing=self.settings["label_smoothing"])
+
+    def distill_loss(self, outputs: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return soft_cross_entropy(outputs, teacher)
 
     def batch_correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
         return int((outputs.argmax(1) == targets).sum()), len(targets)
@@ -93,6 +103,12 @@ class ClassificationTask(Task):
                 hits, count = self.batch_correct(model(x), y)
                 correct, seen = correct + hits, seen + count
         return {"accuracy": correct / seen}
+
+
+def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``-sum softmax(teacher) * log_softmax(logits)`` (classes on the last axis)."""
+    targets = teacher_logits.detach().softmax(-1)
+    return -(targets * logits.log_softmax(-1)).sum(-1).mean()
 
 
 def make_task(name: str, settings: Mapping[str, Any]) -> Task:

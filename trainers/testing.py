@@ -25,6 +25,7 @@ __all__ = [
     "test_calibration_images_are_fixed_by_the_seed",
     "test_dataset_settings_are_data",
     "test_every_task_has_a_dataset",
+    "test_task_distill_loss_pulls_a_student_to_its_teacher",
     "test_task_evaluate_is_deterministic_and_complete",
     "test_task_loss_trains_the_model",
     "test_train_batches_are_well_formed",
@@ -131,6 +132,33 @@ def test_task_loss_trains_the_model(task_name: str, kind: str, tmp_path: Path) -
     assert losses[-1] < losses[0]
     correct, count = task.batch_correct(outputs, y)
     assert count >= 1 and 0 <= correct <= count  # images (classification) or matched anchors (detection)
+
+
+@pytest.mark.parametrize("task_name, kind", _task_dataset_pairs())
+def test_task_distill_loss_pulls_a_student_to_its_teacher(task_name: str, kind: str, tmp_path: Path) -> None:
+    """``supernet.distill``: a student (another architecture) learning a fixed teacher's outputs gets closer to
+    them. A task without a distillation loss says so (and configs with ``distill: true`` are refused)."""
+    task, dataset, teacher = _task_setup(task_name, kind, tmp_path)
+    if type(task).distill_loss is Task.distill_loss:
+        with pytest.raises(NotImplementedError):
+            task.distill_loss(None, None)
+        return
+    student = _small_space(dataset).build((11,) * 14).train()
+    x, _ = dataset.train_batch(torch.arange(min(16, dataset.train_size)))
+    with torch.no_grad():  # a confident teacher (logits x 20): an untrained one is near uniform, as is the student
+        out = teacher(x)
+        target = (out[0], 20 * out[1]) if isinstance(out, tuple) else 20 * out
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    losses = []
+    for _ in range(8):
+        torch.manual_seed(0)  # the same dropout every step: the loss moves by the training alone
+        optimizer.zero_grad()
+        loss = task.distill_loss(student(x), target)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
 
 
 @pytest.mark.parametrize("task_name, kind", _task_dataset_pairs())

@@ -36,7 +36,9 @@ def tiny_config(tmp_path: Path, name: str = "tiny", **overrides: object) -> Path
     raw["name"] = name
     raw["space"]["settings"].update(width_mult=0.25, stem_stride=2)
     raw["data"].update(train_size=512, val_size=256)
-    raw["supernet"].update(steps=40, checkpoint_every=10, batch_size=32)
+    # One path per step (the quickstart's sandwich trains three): the tests exercise the pipeline, and
+    # tests/trainers cover the sandwich and distillation themselves.
+    raw["supernet"].update(steps=40, checkpoint_every=10, batch_size=32, sandwich="off", distill=False)
     raw["evaluation"].update(bn_batches=2, bn_batch_size=64, batch_size=256)
     raw["search"]["settings"] = {"population_size": 4, "generations": 2}
     raw["cost"].update(kind="madds")

@@ -35,6 +35,15 @@ def test_set_overrides_are_validated_like_the_file() -> None:
         load_config(QUICKSTART, ["supernet.steps=0"])
 
 
+def test_supernet_remedies_read_as_written() -> None:
+    # YAML 1.1 reads a bare `off` as false: it still means the setting's "off".
+    assert load_config(QUICKSTART, ["supernet.sandwich=off", "supernet.distill=false"]).supernet.sandwich == "off"
+    cfg = load_config(QUICKSTART, ["supernet.sandwich=max-min", "supernet.distill=true",
+                                   "supernet.largest_warmup_steps=60", "supernet.kernel_weights=per_kernel"])
+    assert (cfg.supernet.sandwich, cfg.supernet.distill, cfg.supernet.largest_warmup_steps,
+            cfg.supernet.kernel_weights) == ("max-min", True, 60, "per_kernel")
+
+
 def test_round_trip_through_json() -> None:
     from orchestrator.config import config_from_json
 

@@ -361,3 +361,30 @@ def test_importing_spaces_does_not_import_torch() -> None:
     # Searchers and the CLI import spaces to decode and count; torch costs ~1 s of start-up there.
     code = "import sys, spaces; spaces.MogaSpace().count([0] * 14); sys.exit('torch' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------- supernet.kernel_weights: per_kernel
+def test_per_kernel_weights_keep_each_kernel_size_apart() -> None:
+    """A 3x3 choice trains its own depthwise weights, never the centre of the 7x7 ones, and its path is still
+    the extracted model."""
+    space = MogaSpace(width_mult=0.35, input_size=32, num_classes=4, stem_stride=2, dropout=0.0)
+    supernet = space.build_supernet(generator=torch.Generator().manual_seed(0), options={"kernel_weights": "per_kernel"})
+    shared = space.build_supernet(generator=torch.Generator().manual_seed(0))
+    assert not any("dw_kernels" in key for key in shared.state_dict())  # the default keeps its checkpoints' keys
+    block = supernet.blocks[0]
+    assert block.dw_kernels.sizes == (3, 5) and block.dw[0].weight.shape[-1] == 7
+    k3 = choice_index(6, 3, True)
+    path = (k3,) * 14
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    supernet.train()(x, path).sum().backward()
+    assert block.dw_kernels.weight(3).grad.abs().sum() > 0
+    assert block.dw_kernels.weight(5).grad is None
+    assert block.dw[0].weight.grad is None  # the 7x7 weights: untouched by a 3x3 path
+    supernet.eval()
+    model = space.extract(supernet, path)
+    torch.testing.assert_close(model.blocks[0].dw[0].weight, block.dw_kernels.weight(3).detach())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), supernet(x, path), rtol=0, atol=1e-6)
+    # a 7x7 choice still runs on the block's own dw conv
+    k7 = choice_index(6, 7, True)
+    torch.testing.assert_close(space.extract(supernet, (k7,) * 14).blocks[0].dw[0].weight, block.dw[0].weight.detach())

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .boxes import cxcywh_to_xyxy, encode_boxes, xyxy_to_cxcywh
 from .matching import match_anchors
 
-__all__ = ["select_hard_negatives", "ssd_loss"]
+__all__ = ["distill_loss", "select_hard_negatives", "ssd_loss"]
 
 LossKind = Literal["hard_negative", "focal"]
 
@@ -77,6 +77,31 @@ def ssd_loss(
         "positives": num_pos, "box_loss": float(box_loss.detach()), "cls_loss": float(cls_loss.detach()),
     }
     return box_loss + cls_loss, stats
+
+
+def distill_loss(
+    box_offsets: torch.Tensor, logits: torch.Tensor, teacher_offsets: torch.Tensor, teacher_logits: torch.Tensor,
+    *, kind: LossKind = "hard_negative",
+) -> torch.Tensor:
+    """A student detector learning a teacher's outputs on the same anchors (in-place distillation).
+
+    Classes: per anchor, cross-entropy against the teacher's softmax (``"hard_negative"``) or binary
+    cross-entropy against its sigmoids on the object classes (``"focal"``), averaged over the anchors.
+    Boxes: smooth L1 to the teacher's offsets, weighted by the teacher's belief that the anchor holds an
+    object (1 - background probability, or its top object sigmoid) and normalised by those weights, so
+    that the background anchors, where the teacher's offsets mean nothing, do not steer the boxes.
+    """
+    teacher_logits, teacher_offsets = teacher_logits.detach(), teacher_offsets.detach()
+    if kind == "focal":
+        target = torch.sigmoid(teacher_logits[..., 1:])
+        cls = F.binary_cross_entropy_with_logits(logits[..., 1:], target, reduction="none").sum(-1).mean()
+        foreground = target.max(-1).values
+    else:
+        probs = teacher_logits.softmax(-1)
+        cls = -(probs * logits.log_softmax(-1)).sum(-1).mean()
+        foreground = 1.0 - probs[..., 0]
+    box = F.smooth_l1_loss(box_offsets, teacher_offsets, beta=1.0, reduction="none").sum(-1)
+    return cls + (foreground * box).sum() / foreground.sum().clamp(min=1e-6)
 
 
 def select_hard_negatives(background_loss: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from spaces.ssdlite import ssd_anchors
 from trainers.detection.boxes import cxcywh_to_xyxy, encode_boxes, xyxy_to_cxcywh
-from trainers.detection.loss import select_hard_negatives, ssd_loss
+from trainers.detection.loss import distill_loss, select_hard_negatives, ssd_loss
 from trainers.detection.matching import match_anchors
 
 ANCHORS = torch.from_numpy(ssd_anchors((4, 2, 1, 1, 1, 1)))  # 96 anchors
@@ -172,3 +172,33 @@ def test_bad_inputs_raise() -> None:
         ssd_loss(offsets, logits, ANCHORS, [EMPTY, EMPTY])
     with pytest.raises(ValueError, match="kind"):
         ssd_loss(offsets, logits, ANCHORS, [EMPTY], kind="hinge")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- distillation (supernet.distill)
+@pytest.mark.parametrize("kind", ["hard_negative", "focal"])
+def test_distill_loss_is_smallest_where_the_student_matches_the_teacher(kind: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    teacher = (torch.randn(2, 30, 4, generator=gen), 2 * torch.randn(2, 30, 5, generator=gen))
+    student = [t.clone().requires_grad_(True) for t in teacher]
+    at_teacher = distill_loss(*student, *teacher, kind=kind)
+    at_teacher.backward()
+    for tensor in student:  # the soft cross-entropy and the smooth L1 are both stationary there
+        torch.testing.assert_close(tensor.grad, torch.zeros_like(tensor.grad), atol=1e-6, rtol=0)
+    moved = distill_loss(teacher[0] + 0.5, teacher[1] + torch.randn(2, 30, 5, generator=gen), *teacher, kind=kind)
+    assert float(moved) > float(at_teacher.detach())
+
+
+def test_distill_loss_leaves_boxes_free_where_the_teacher_sees_background() -> None:
+    logits = torch.zeros(1, 3, 4)
+    logits[0, :, 0] = 50.0  # the teacher is sure every anchor is background...
+    logits[0, 1, 0], logits[0, 1, 2] = -50.0, 50.0  # ...but anchor 1, which holds class 2
+    teacher_boxes = torch.zeros(1, 3, 4)
+    student_boxes = torch.zeros(1, 3, 4, requires_grad=True)
+    distill_loss(student_boxes + torch.tensor([1.0, 2.0, 3.0])[None, :, None], logits, teacher_boxes, logits).backward()
+    grad = student_boxes.grad[0].abs().sum(-1)
+    assert float(grad[1]) > 0 and float(grad[0]) < 1e-12 and float(grad[2]) < 1e-12
+    # the class part is the cross-entropy against the teacher's softmax, averaged over anchors
+    student_logits = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(1))
+    cls = distill_loss(teacher_boxes, student_logits, teacher_boxes, logits)
+    expected = F.cross_entropy(student_logits[0], logits[0].softmax(-1))
+    torch.testing.assert_close(cls, expected)
