@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = read_retrains(exp)
     rand = [r for r in rows if r["encoding"] in set(archs)]
     front = [r for r in rows if r["source"] == "search"]
+    if not rand or not front:
+        sys.exit(f"{len(front)} front and {len(rand)} random architectures retrained: run without --no-run")
     point = lambda r: (float(r[f"retrained_{quality}"]), float(r["latency_ms"]))  # noqa: E731
     result = compare([point(r) for r in front], [point(r) for r in rand])
     for name, group in (("front", front), ("random", rand)):
