@@ -29,9 +29,7 @@ one JSON file per (architecture, seed, recipe, data), so two processes can fill 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
