@@ -2,90 +2,50 @@
 
 With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
 one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor
-(:mod:`cluster.latency`) is placed by that resource, measures with :mod:`cluster.measure` and keeps
-every measurement in a :mod:`cluster.cache`. Cost models (:mod:`cluster.costmodels`) are
-fitted to such measurements (:mod:`cluster.calibration`: sample, measure through the service,
-fit, report held-out fidelity) and predict latency without measuring.
+(:mod:`cluster.latency`) is placed by that resource, measures with :mod:`cluster.measure` (ONNX
+Runtime) or :mod:`cluster.torch_runtime` (PyTorch, the ``cuda-torch`` device) and keeps every
+measurement in a :mod:`cluster.cache`. Cost models (:mod:`cluster.costmodels`) are fitted to such
+measurements (:mod:`cluster.calibration`: sample, measure, fit, report held-out fidelity) and predict
+latency without measuring.
+
+The names below are imported on first use (PEP 562): ``import cluster.measure`` or
+``cluster.calibration`` must not pull in Ray, so that a machine with only PyTorch (a lent GPU, a
+phone's host) can measure and fit cost models with the same code.
 """
 from __future__ import annotations
 
-from .calibration import (
-    CalibrationResult,
-    ServiceMeasurer,
-    evaluate_cost_model,
-    fit_cost_model,
-    load_cost_model,
-    save_cost_model,
-)
-from .costmodels import (
-    COST_MODELS,
-    CostModel,
-    LinearCostModel,
-    LookupTableCostModel,
-    fidelity,
-    kendall_tau,
-    spearman_rho,
-)
-from .devices import (
-    LOCAL_DEVICE,
-    DeviceProfile,
-    device_from_dict,
-    device_names,
-    get_device,
-    is_device_name,
-    provider_options,
-    register_device,
-    require_provider,
-    resolve_device,
-)
-from .cache import LatencyCache
-from .latency import (
-    LATENCY_NAMESPACE,
-    LatencyActor,
-    LatencyClient,
-    LatencyService,
-    get_latency_actor,
-    latency_actor_name,
-)
-from .measure import LatencyStats, MeasureOptions, measure_onnx, runtime_string
-from .runtime import connect, device_resource, require_device
+import importlib
+from typing import Any
 
-__all__ = [
-    "CalibrationResult",
-    "ServiceMeasurer",
-    "evaluate_cost_model",
-    "fit_cost_model",
-    "load_cost_model",
-    "save_cost_model",
-    "provider_options",
-    "require_provider",
-    "COST_MODELS",
-    "CostModel",
-    "LinearCostModel",
-    "LookupTableCostModel",
-    "fidelity",
-    "kendall_tau",
-    "spearman_rho",
-    "LOCAL_DEVICE",
-    "LATENCY_NAMESPACE",
-    "DeviceProfile",
-    "LatencyActor",
-    "LatencyCache",
-    "LatencyClient",
-    "LatencyService",
-    "LatencyStats",
-    "MeasureOptions",
-    "connect",
-    "device_from_dict",
-    "device_names",
-    "device_resource",
-    "get_device",
-    "get_latency_actor",
-    "is_device_name",
-    "latency_actor_name",
-    "measure_onnx",
-    "register_device",
-    "require_device",
-    "resolve_device",
-    "runtime_string",
-]
+# Public name -> the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("CalibrationResult", "ServiceMeasurer", "evaluate_cost_model", "fit_cost_model",
+                     "load_cost_model", "save_cost_model"), "calibration"),
+    **dict.fromkeys(("COST_MODELS", "CostModel", "LinearCostModel", "LookupTableCostModel", "fidelity",
+                     "kendall_tau", "spearman_rho"), "costmodels"),
+    **dict.fromkeys(("LOCAL_DEVICE", "DeviceProfile", "device_from_dict", "device_names", "get_device",
+                     "is_device_name", "provider_options", "register_device", "require_provider",
+                     "resolve_device"), "devices"),
+    "LatencyCache": "cache",
+    "LatencyService": "service",
+    **dict.fromkeys(("LATENCY_NAMESPACE", "LatencyActor", "LatencyClient", "get_latency_actor",
+                     "latency_actor_name"), "latency"),
+    **dict.fromkeys(("measure_model", "measure_onnx", "require_runtime", "runtime_string"), "measure"),
+    **dict.fromkeys(("LatencyStats", "MeasureOptions"), "stats"),
+    **dict.fromkeys(("connect", "device_resource", "require_device"), "runtime"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cluster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

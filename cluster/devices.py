@@ -31,8 +31,12 @@ __all__ = [
 LOCAL_DEVICE = "cpu"
 """The device every local (embedded) Ray node advertises: the machine's own CPU."""
 
-SUPPORTED_RUNTIMES = ("onnxruntime",)
+#: "onnxruntime": the exported model run by ONNX Runtime with ``provider``. "torch": the same exported
+#: model run by PyTorch (:mod:`cluster.torch_runtime`) on the torch device ``provider`` ("cuda" or
+#: "cpu"), for GPU nodes without the onnxruntime-gpu wheel.
+SUPPORTED_RUNTIMES = ("onnxruntime", "torch")
 SUPPORTED_PRECISIONS = ("fp32", "fp16", "int8")
+TORCH_DEVICES = ("cuda", "cpu")
 CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
@@ -52,8 +56,9 @@ class DeviceProfile:
 
     Attributes:
         name: Device name; the node holding the device advertises the resource ``device:NAME``.
-        runtime: Inference runtime that runs the model (only ``"onnxruntime"`` today).
-        provider: ONNX Runtime execution provider, e.g. ``"CPUExecutionProvider"``.
+        runtime: Inference runtime that runs the exported model: ``"onnxruntime"`` or ``"torch"``.
+        provider: ONNX Runtime execution provider, e.g. ``"CPUExecutionProvider"``; with runtime
+            ``"torch"``, the torch device type, ``"cuda"`` or ``"cpu"``.
         threads: Intra-op threads of the inference session.
         batch: Batch size callers put first in the input shape they measure.
         precision: Numeric precision of the models measured on the device (metadata for callers;
@@ -86,9 +91,15 @@ def _validate(profile: DeviceProfile) -> None:
                       "a letter or digit", profile.name, "e.g. 'pixel4-edgetpu'")
     check_choice("device.runtime", profile.runtime, SUPPORTED_RUNTIMES,
                  hint="measure other runtimes by exporting to ONNX")
-    if not isinstance(profile.provider, str) or not profile.provider.endswith("ExecutionProvider"):
+    if profile.runtime == "torch":
+        _validate_torch(profile)
+    elif not isinstance(profile.provider, str) or not profile.provider.endswith("ExecutionProvider"):
         raise invalid("device.provider", "must name an ONNX Runtime execution provider (ending in "
                       "'ExecutionProvider')", profile.provider, "e.g. 'CPUExecutionProvider'")
+    _validate_settings(profile)
+
+
+def _validate_settings(profile: DeviceProfile) -> None:
     for field_name in ("threads", "batch"):
         # check_int refuses bools (True threads is a config typo, not one thread) and returns a plain
         # int, stored so that a numpy integer never reaches a record or a Ray message.
@@ -97,6 +108,22 @@ def _validate(profile: DeviceProfile) -> None:
         object.__setattr__(profile, field_name, value)
     check_choice("device.precision", profile.precision, SUPPORTED_PRECISIONS,
                  hint="'fp32' unless the exported model is quantised")
+    _validate_precision(profile)
+
+
+def _validate_torch(profile: DeviceProfile) -> None:
+    check_choice(f"device.provider of torch device {profile.name!r}", profile.provider, TORCH_DEVICES,
+                 hint="the torch device type the model runs on: 'cuda' (or 'cpu')")
+
+
+def _validate_precision(profile: DeviceProfile) -> None:
+    if profile.runtime == "torch" and profile.precision not in ("fp32", "fp16"):
+        raise invalid(f"device.precision of device {profile.name!r}", "must be 'fp32' or 'fp16' with runtime torch "
+                      "(it casts the exported fp32 model; it does not quantise)", profile.precision,
+                      "use precision 'fp32' or 'fp16'")
+    if profile.runtime == "torch" and profile.precision == "fp16" and profile.provider != "cuda":
+        raise invalid(f"device.precision of device {profile.name!r}", "can be 'fp16' only on provider 'cuda' "
+                      "(PyTorch's CPU kernels are fp32)", profile.precision, "use precision 'fp32'")
     if profile.provider == CUDA_PROVIDER and profile.precision == "fp16":
         # The CUDA provider runs the graph in the precision it was exported in, and hwnas exports
         # fp32: an "fp16" label would record fp32 timings as fp16 ones.
@@ -209,3 +236,6 @@ register_device(DeviceProfile(name=LOCAL_DEVICE))
 register_device(DeviceProfile(name="cuda", provider=CUDA_PROVIDER))
 register_device(DeviceProfile(name="tensorrt", provider=TENSORRT_PROVIDER))
 register_device(DeviceProfile(name="tensorrt-fp16", provider=TENSORRT_PROVIDER, precision="fp16"))
+# The exported model run by PyTorch on the node's GPU and timed with CUDA events, where the
+# onnxruntime-gpu wheel is absent (see cluster.torch_runtime).
+register_device(DeviceProfile(name="cuda-torch", runtime="torch", provider="cuda"))

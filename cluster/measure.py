@@ -1,4 +1,7 @@
-"""Timing an ONNX model with ONNX Runtime in this process: the measurement the latency service runs.
+"""Timing an exported model in this process: the measurement the latency service runs.
+
+:func:`measure_model` measures on a device profile's runtime: ONNX Runtime here (:func:`measure_onnx`),
+or PyTorch for ``runtime: torch`` devices (:mod:`cluster.torch_runtime`).
 
 Ray-free, so a device node, a benchmark or a test can measure without a cluster. :class:`MeasureOptions`
 is the one place the measurement effort and its defaults are declared; :func:`measure_onnx` applies it
@@ -9,23 +12,24 @@ cache keys.
 from __future__ import annotations
 
 import gc
-import numbers
 import time
-from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from core.errors import DeviceError, HwnasError
-from core.validation import check_int, check_number, invalid
+from core.errors import DeviceError
+from core.validation import check_int, invalid
 
-from .devices import DeviceProfile, require_provider
+from .devices import DeviceProfile, provider_options, require_provider
+from .stats import LatencyStats, MeasureOptions, best_round, check_input_shape, check_options
 
 __all__ = [
     "LatencyStats",
     "MeasureOptions",
     "check_input_shape",
+    "measure_model",
     "measure_onnx",
+    "require_runtime",
     "model_input",
     "runtime_string",
 ]
@@ -36,127 +40,35 @@ _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _EXPORT_HINT = "export it with spaces.export_onnx, which writes one float input"
 
 
-@dataclass(frozen=True)
-class LatencyStats:
-    """Robust statistics of one measurement, in milliseconds per inference.
-
-    ``median_ms``, ``min_ms``, ``p90_ms``, ``mean_ms`` and ``cv`` (standard deviation / mean) are
-    computed over the runs at or below ``median + 5 * MAD`` of the kept round: those above are
-    interruptions (preemption, page faults, a neighbour's burst), not the model's latency, and a
-    single one would otherwise dominate the mean and the CV. ``runs`` counts every timed run of
-    that round, outliers included.
-    """
-
-    median_ms: float
-    min_ms: float
-    p90_ms: float
-    mean_ms: float
-    cv: float
-    runs: int
-
-    @classmethod
-    def from_samples_ns(cls, samples_ns: Sequence[float] | np.ndarray) -> LatencyStats:
-        """The statistics of per-run wall times in nanoseconds (timed here or on another device).
-
-        Raises:
-            HwnasError: ``samples_ns`` is empty or holds a value that is not finite and >= 0.
-        """
-        try:
-            ms = np.asarray(samples_ns, dtype=np.float64).reshape(-1) / 1e6
-        except (TypeError, ValueError):
-            ms = np.empty(0)
-        if ms.size == 0 or not np.all(np.isfinite(ms) & (ms >= 0)):
-            raise invalid("samples_ns", "must be a non-empty sequence of finite run times >= 0", samples_ns,
-                          "pass one wall time per timed run, in nanoseconds", error=HwnasError)
-        median = float(np.median(ms))
-        mad = float(np.median(np.abs(ms - median)))
-        kept = ms[ms <= median + 5.0 * mad]  # never empty: at least half the runs are <= median
-        mean = float(kept.mean())
-        return cls(
-            median_ms=float(np.median(kept)),
-            min_ms=float(kept.min()),
-            p90_ms=float(np.percentile(kept, 90)),
-            mean_ms=mean,
-            cv=float(kept.std() / mean) if mean > 0 else 0.0,
-            runs=int(ms.size),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form that :meth:`from_dict` reads back."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyStats:
-        """Read the statistics out of a mapping that may hold other keys (a measurement record).
-
-        Raises:
-            HwnasError: A statistic is missing or not a number.
-        """
-        try:
-            return cls(**{f.name: (int if f.name == "runs" else float)(data[f.name]) for f in fields(cls)})
-        except (KeyError, TypeError, ValueError) as exc:
-            names = ", ".join(f.name for f in fields(cls))
-            raise invalid("latency record", f"must hold the numbers {names} ({type(exc).__name__}: {exc})",
-                          data, "measure the model again", error=HwnasError) from None
-
-
-@dataclass(frozen=True)
-class MeasureOptions:
-    """How hard :func:`measure_onnx` works for one measurement, and the one place its defaults live.
-
-    After ``warmup`` untimed runs, each round times single inferences, at least ``min_runs`` of them
-    and until ``min_time_s`` has passed, at most ``max_runs``. While a round's CV exceeds
-    ``cv_threshold`` another round is timed, at most ``max_rounds`` in all. The input is drawn from
-    ``seed``. Class attributes hold the defaults (``MeasureOptions.warmup == 10``) for configs and CLI
-    flags to read.
-
-    Attributes:
-        warmup: Untimed runs first (allocations, caches, lazy kernel selection).
-        min_runs: Fewest timed runs per round.
-        max_runs: Most timed runs per round (bounds a slow model's round).
-        min_time_s: Shortest timed duration per round (fast models get many runs).
-        cv_threshold: A round with a CV at or below this is stable and ends the measurement.
-        max_rounds: Most rounds.
-        seed: Seed of the input tensor.
+def require_runtime(profile: DeviceProfile) -> None:
+    """Check that this process can measure on ``profile``: ONNX Runtime has its provider, or PyTorch its
+    device; call it where the measurement runs.
 
     Raises:
-        ConfigError: An option is out of range; the message names it.
+        DeviceError: It cannot; the message says what is missing and how to get it.
     """
+    if profile.runtime == "torch":
+        from .torch_runtime import require_torch_device
 
-    warmup: int = 10
-    min_runs: int = 30
-    max_runs: int = 300
-    min_time_s: float = 0.2
-    cv_threshold: float = 0.05
-    max_rounds: int = 3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        # Normalised values (a numpy int becomes an int) so records and Ray messages hold plain types.
-        checked = {
-            "warmup": check_int(_where("warmup"), self.warmup, minimum=0, maximum=100_000, hint=_example("warmup")),
-            "min_runs": check_int(_where("min_runs"), self.min_runs, minimum=1, maximum=1_000_000,
-                                  hint=_example("min_runs")),
-            "max_rounds": check_int(_where("max_rounds"), self.max_rounds, minimum=1, maximum=100,
-                                    hint=_example("max_rounds")),
-            "seed": check_int(_where("seed"), self.seed, minimum=0, hint=_example("seed")),
-            "min_time_s": check_number(_where("min_time_s"), self.min_time_s, low=0.0, high=3600.0, hint=_example("min_time_s")),
-            "cv_threshold": check_number(_where("cv_threshold"), self.cv_threshold, low=0.0, low_open=True,
-                                         hint=_example("cv_threshold")),
-        }
-        checked["max_runs"] = check_int(
-            _where("max_runs"), self.max_runs, minimum=checked["min_runs"], maximum=10_000_000,
-            hint="max_runs must be at least min_runs (and at most 10,000,000); raise it or lower min_runs")
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        require_torch_device(profile.provider)
+    else:
+        require_provider(profile.provider)
 
 
-def _where(name: str) -> str:
-    return f"measurement option '{name}'"
+def measure_model(profile: DeviceProfile, onnx_bytes: bytes, input_shape: Sequence[int], *,
+                  options: MeasureOptions | None = None) -> LatencyStats:
+    """Measure an exported model as ``profile`` says: its runtime, provider, threads and precision.
 
+    Raises:
+        DeviceError: The model cannot be measured, or this process lacks the profile's runtime.
+    """
+    if profile.runtime == "torch":
+        from .torch_runtime import measure_torch
 
-def _example(name: str) -> str:
-    return f"e.g. {name}={getattr(MeasureOptions, name)!r} (the default)"
+        return measure_torch(onnx_bytes, input_shape, options=options, device=profile.provider,
+                             threads=profile.threads, precision=profile.precision)
+    return measure_onnx(onnx_bytes, input_shape, options=options, threads=profile.threads,
+                        provider=profile.provider, provider_options=provider_options(profile))
 
 
 def measure_onnx(
@@ -191,28 +103,12 @@ def measure_onnx(
             cannot run on an input of ``input_shape``.
         ConfigError: ``options`` is not a :class:`MeasureOptions` or ``threads`` is not >= 1.
     """
-    options = _check_options(options)
+    options = check_options(options, where="measure_onnx argument 'options'")
     check_int("measure_onnx argument 'threads'", threads, minimum=1, hint="use 1 for a single-threaded measurement")
     session = _open_session(onnx_bytes, threads=threads, provider=provider, provider_options=provider_options)
     feed = _make_feed(session, check_input_shape(input_shape), seed=options.seed)
     _run_checked(session, feed, times=max(options.warmup, 1))
-    best = LatencyStats.from_samples_ns(_time_round(session, feed, options))
-    for _ in range(options.max_rounds - 1):
-        if best.cv <= options.cv_threshold:
-            break
-        stats = LatencyStats.from_samples_ns(_time_round(session, feed, options))
-        if stats.cv < best.cv:
-            best = stats
-    return best
-
-
-def _check_options(options: MeasureOptions | None) -> MeasureOptions:
-    if options is None:
-        return MeasureOptions()
-    if not isinstance(options, MeasureOptions):
-        raise invalid("measure_onnx argument 'options'", "must be a MeasureOptions or None", options,
-                      "e.g. options=MeasureOptions(min_runs=50)")
-    return options
+    return best_round(lambda: _time_round(session, feed, options), options)
 
 
 def model_input(
@@ -232,22 +128,6 @@ def model_input(
     """
     session = _open_session(onnx_bytes, threads=1, provider="CPUExecutionProvider")
     return _make_feed(session, check_input_shape(input_shape), seed=seed)
-
-
-def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    """``input_shape`` as a tuple of Python ints; numpy integers pass, 1.5 or True does not.
-
-    Raises:
-        DeviceError: Not a non-empty sequence of positive integers.
-    """
-    try:
-        dims = tuple(input_shape)
-    except TypeError:
-        dims = ()
-    if not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims):
-        raise invalid("input_shape", "must be a non-empty sequence of positive integers, batch first", input_shape,
-                      "e.g. (1, 3, 224, 224)", error=DeviceError)
-    return tuple(int(d) for d in dims)
 
 
 def _open_session(onnx_bytes: bytes, *, threads: int, provider: str,
@@ -324,12 +204,17 @@ def _time_round(session: Any, feed: dict[str, np.ndarray], options: MeasureOptio
 
 
 def runtime_string(profile: DeviceProfile) -> str:
-    """Runtime identity for cache keys, e.g. ``"onnxruntime-1.31.1-CPUExecutionProvider"``.
+    """Runtime identity for cache keys, e.g. ``"onnxruntime-1.31.1-CPUExecutionProvider"`` (for a torch
+    device, e.g. ``"torch-2.11.0+cu130-cuda-NVIDIA_H200"``).
 
     Evaluated where the measurement runs: the device node's ONNX Runtime is the one that counts. A
     precision other than fp32 is appended (``...-TensorrtExecutionProvider-fp16``) so fp16 timings
     never answer for fp32 ones; fp32 keys stay as they were, so existing caches remain valid.
     """
+    if profile.runtime == "torch":
+        from .torch_runtime import torch_runtime_string
+
+        return torch_runtime_string(profile.provider, profile.precision)
     import onnxruntime as ort
 
     base = f"{profile.runtime}-{ort.__version__}-{profile.provider}"

@@ -89,17 +89,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _check_placement(cfg: Any, address: str | None) -> None:
-    """Connect to Ray and make sure the latency device exists, so a bad cluster writes nothing."""
+    """Connect to Ray and make sure the latency device (and a GPU, where compute asks for one) exists, so a
+    bad cluster writes nothing."""
     from cluster import connect, require_device
+
+    from .placement import placed_compute
 
     quiet_ray()
     connect(address)
+    placed_compute(cfg.compute)
     if cfg.cost.measures or cfg.retrain is not None:  # retrained models are measured on the device
         require_device(cfg.cost.device)
     if cfg.retrain is not None:
         from .retrain import check_room
 
-        check_room(cfg.retrain)
+        check_room(cfg.retrain, cfg.compute)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from core.validation import check_choice, check_int, check_number, invalid
 from searchers import SEARCHERS, Constraint, Objective
 from spaces import SPACES, SearchSpace, get_space
 from trainers import DATASETS, TASKS, Task
+from trainers.compute import COMPUTE_SETTINGS, Compute
 
 from .metrics import metric_names
 
@@ -166,6 +167,8 @@ class ExperimentConfig:
     detection: dict[str, Any] = field(default_factory=dict)
     #: The retrain stage's settings (see :data:`trainers.retrain.RETRAIN_SETTINGS`); ``None``: no retrain stage.
     retrain: dict[str, Any] | None = None
+    #: Where supernet training, BN recalibration, scoring and retraining compute (:mod:`trainers.compute`).
+    compute: Compute = Compute()
 
     def to_dict(self) -> dict[str, Any]:
         """The config as the YAML a user could have written (what ``experiment.json`` stores)."""
@@ -440,6 +443,19 @@ def _detection(raw: Any, data: DataConfig) -> dict[str, Any]:
     return TASKS.get("detection").check_settings(raw if raw is not None else {}, where=_where("detection"))
 
 
+def _compute(raw: Any) -> Compute:
+    """The compute section: device (auto, cpu, cuda), precision (fp32, bf16, fp16), gpus_per_trial."""
+    from core.settings import resolve_settings
+
+    if not isinstance(raw, Mapping):
+        raise _fail("compute", "must be a mapping of settings", raw, "e.g. compute: {device: auto, precision: fp32}")
+    settings = resolve_settings(COMPUTE_SETTINGS, raw, owner="compute", where=_where("compute"))
+    try:
+        return Compute(**settings)
+    except ConfigError as exc:  # a rule across settings (fp16 on the CPU)
+        raise ConfigError(f"{_field('compute.precision')}: {exc}") from None
+
+
 def _retrain(raw: Any, data: DataConfig) -> dict[str, Any] | None:
     """The retrain section complete (its recipe's values and the defaults filled in); absent: no retrain stage."""
     from trainers.retrain import check_retrain_settings
@@ -504,6 +520,7 @@ def config_from_dict(raw: Any, *, check_files: bool = True, base_dir: str | Path
         cost=_cost(values.get("cost", {})),
         detection=_detection(values.get("detection"), data),
         retrain=_retrain(values.get("retrain"), data),
+        compute=_compute(values.get("compute", {})),
     )
     try:
         space = cfg.build_space()  # the space's own cross-setting rules

@@ -91,11 +91,11 @@ def _check_out(path: str, force: bool) -> Path:
 
 def _device(name: str, address: str | None) -> Any:
     """The device's profile; on a local Ray, also check its provider here, before Ray starts."""
-    from cluster import get_device, require_provider
+    from cluster import get_device, require_runtime
 
     profile = get_device(name)
     if address is None:
-        require_provider(profile.provider)  # with --address the device node checks its own
+        require_runtime(profile)  # with --address the device node checks its own
     return profile
 
 

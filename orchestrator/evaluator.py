@@ -21,11 +21,13 @@ __all__ = ["EvalContext", "evaluator_fingerprint", "worker_state"]
 
 def evaluator_fingerprint(*, space_identity: dict[str, Any], supernet_digest: str, seed: int,
                           data: dict[str, Any], evaluation: dict[str, Any], cost: dict[str, Any],
-                          task: dict[str, Any] | None = None) -> str:
+                          task: dict[str, Any] | None = None, compute: dict[str, Any] | None = None) -> str:
     """Identifies everything a score depends on; a changed input gives a new fingerprint. ``task`` (the
-    detection settings) enters only when there are any, so classifiers keep their fingerprints."""
+    detection settings) enters only when there are any, so classifiers keep their fingerprints; likewise
+    ``compute`` (device and precision) only when scores are not computed on the CPU in fp32."""
     return json_digest({"space": space_identity, "supernet": supernet_digest, "seed": seed,
-                        "data": data, "evaluation": evaluation, "cost": cost, **({"task": task} if task else {})})
+                        "data": data, "evaluation": evaluation, "cost": cost, **({"task": task} if task else {}),
+                        **({"compute": compute} if compute else {})})
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ class EvalContext:
     cost: dict[str, Any]
     fingerprint: str
     task: dict[str, Any] = field(default_factory=dict)  # the task's settings (detection's NMS, ...)
+    #: The experiment's compute section, its device resolved for the cluster ("cuda" or "cpu").
+    compute: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trial_resources(self) -> dict[str, float]:
+        """What one scoring trial asks Ray for: a CPU, and a share of a GPU when scoring on CUDA."""
+        if self.compute.get("device") == "cuda":
+            return {"cpu": 1, "gpu": float(self.compute["gpus_per_trial"])}
+        return {"cpu": 1}
 
     @cached_property
     def space(self) -> SearchSpace:
@@ -78,8 +89,9 @@ class EvalContext:
         from trainers import score
 
         started = time.perf_counter()
-        model = self.inherited_model(state, encoding)
-        metrics: dict[str, Any] = score(state.task, model, state.dataset, batch_size=self.evaluation["batch_size"])
+        with state.compute.autocast(state.device):
+            model = self.inherited_model(state, encoding)
+            metrics: dict[str, Any] = score(state.task, model, state.dataset, batch_size=self.evaluation["batch_size"])
         counts = self.space.count(encoding)
         metrics.update(params=int(counts["params"]), madds=int(counts["madds"]))
         metrics.update(self._latency(state, model, encoding, candidate_id, counts["madds"]))
@@ -112,15 +124,17 @@ class _WorkerState:
     def __init__(self, ctx: EvalContext) -> None:
         import torch
 
-        from trainers import load_supernet, make_dataset, make_task
+        from trainers import Compute, load_supernet, make_dataset, make_task
 
         torch.set_num_threads(1)  # one core per trial; also keeps accuracy bitwise reproducible
+        self.compute = Compute.from_dict({**ctx.compute, "device": ctx.compute.get("device", "cpu")})
+        self.device = self.compute.torch_device()
         self.dataset = make_dataset(ctx.data_kind, seed=ctx.seed, settings=ctx.data)
         self.task = make_task(self.dataset.task, ctx.task)
         self.task.bind(ctx.space)
         # Checked against the digest recorded when training finished: no candidate is ever scored
         # with a damaged or replaced checkpoint.
-        self.supernet = load_supernet(ctx.supernet_path, ctx.space, digest=ctx.supernet_digest)
+        self.supernet = load_supernet(ctx.supernet_path, ctx.space, digest=ctx.supernet_digest).to(self.device)
         self.cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
         self._ctx = ctx
         self._latency_client = None

@@ -19,6 +19,7 @@ from .evaluator import EvalContext, evaluator_fingerprint, measure_options, work
 from .experiment import Experiment
 from .journal import JournalState
 from .metrics import candidate_metrics
+from .placement import placed_compute
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
 from .search import (TRIAL_RETRIES, SearchProgress, SearchStopped, encoding_of, first_line, format_seconds,
                      run_search)
@@ -109,6 +110,7 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     journal = exp.journal
     journal.append("attempt_started", attempt=state.attempts + 1)
     connect(address, num_cpus=None)
+    placed_compute(cfg.compute)  # a cuda or fp16 setting the cluster cannot run fails before any stage
     if cfg.cost.measures:
         require_device(cfg.cost.device)
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer,
@@ -241,9 +243,12 @@ def _run_trainer(exp: Experiment, printer: Printer) -> None:
 
     cfg = exp.config
     cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
+    compute = placed_compute(cfg.compute)
+    printer(f"[train_supernet] computing on {compute.device} ({compute.precision})")
     for attempt in range(TRIAL_RETRIES + 1):
         actor = start_trainer_actor(
-            num_cpus=cpus, space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
+            num_cpus=cpus, num_gpus=1 if compute.device == "cuda" else 0, compute=compute.to_dict(),
+            space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
             data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
             train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}), task_settings=cfg.detection,
         )
@@ -292,14 +297,20 @@ def eval_context(exp: Experiment, digest: str) -> EvalContext:
     del cost["model"], cost["calibration_samples"]  # the model's content counts, not where it came from
     if cfg.cost.uses_model:
         cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE, length=SHORT)
+    compute = placed_compute(cfg.compute)
+    # Scores computed otherwise than on the CPU in fp32 differ in their last bits: another fingerprint.
+    numerics = None if (compute.device, compute.precision) == ("cpu", "fp32") else {
+        "device": compute.device, "precision": compute.precision}
     fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
-                                        data=data, evaluation=evaluation, cost=cost, task=cfg.detection)
+                                        data=data, evaluation=evaluation, cost=cost, task=cfg.detection,
+                                        compute=numerics)
     if cfg.cost.uses_model:
         cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(
         experiment_dir=str(exp.directory), space_name=cfg.space.name, space_settings=cfg.space_settings(),
         supernet_path=str(exp.supernet_path), supernet_digest=digest, seed=cfg.seed, data_kind=cfg.data.kind, data=data,
         evaluation=evaluation, cost=cost, fingerprint=fingerprint, task=dict(cfg.detection),
+        compute=compute.to_dict(),
     )
 
 

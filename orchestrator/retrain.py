@@ -135,17 +135,27 @@ def plan_retrains(exp: Experiment, state: JournalState, settings: dict[str, Any]
 
 
 # ---------------------------------------------------------------------- room on the cluster
-def check_room(settings: dict[str, Any]) -> dict[str, Any]:
+def check_room(settings: dict[str, Any], compute: Any = None) -> dict[str, Any]:
     """How the retrains are placed on the connected Ray cluster: ``{use_gpu, at_once}``. More workers than
-    it can place is one :class:`ConfigError` that says how many it can."""
+    it can place is one :class:`ConfigError` that says how many it can.
+
+    ``retrain.device: auto`` follows the experiment's ``compute.device`` (a :class:`trainers.Compute`);
+    ``gpu`` (or ``cuda``) and ``cpu`` override it for the retrain stage."""
     import ray
 
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
-    use_gpu = settings["device"] == "gpu" or (settings["device"] == "auto" and gpus >= 1)
-    if settings["device"] == "gpu" and gpus < 1:
-        raise ConfigError("retrain setting 'device' is gpu, but the Ray cluster has no GPU. HINT: use device: auto "
-                          "(GPUs where there are any) or cpu, or join a cluster with GPU nodes (--address).")
+    wanted = settings["device"]
+    if wanted == "auto" and compute is not None:
+        wanted = compute.device
+    use_gpu = wanted in ("gpu", "cuda") or (wanted == "auto" and gpus >= 1)
+    if use_gpu and gpus < 1:
+        raise ConfigError(f"the retrain stage is to run on the GPU (device {wanted}), but the Ray cluster has no GPU. "
+                          f"HINT: use retrain.device: cpu or compute.device: auto (GPUs where there are any), or "
+                          f"join a cluster with GPU nodes (--address).")
+    if not use_gpu and compute is not None and compute.precision == "fp16":
+        raise ConfigError("config field 'compute.precision' is fp16, but the retrain stage runs on CPUs. HINT: use "
+                          "compute.precision: bf16 or fp32, or retrain on GPUs (retrain.device: gpu).")
     per = settings["cpus_per_worker"]
     fit = int(cpus // per)
     if use_gpu:
@@ -258,7 +268,8 @@ def _run_pending(exp: Experiment, pending: list[dict[str, Any]], state: JournalS
 
     cfg = exp.config
     # The largest retrain sets how many fit at once (retrains asked for at different times may differ).
-    room = check_room(max((r["settings"] for r in pending), key=lambda s: s["workers"] * s["cpus_per_worker"]))
+    room = check_room(max((r["settings"] for r in pending), key=lambda s: s["workers"] * s["cpus_per_worker"]),
+                      cfg.compute)
     progress = _Progress(exp, state, tracker, printer, cfg.quality_metric)
     configs = [_trial_config(exp, request, room["use_gpu"], eval_batch_size) for request in pending]
     for request in pending:
@@ -333,7 +344,8 @@ def _trial_config(exp: Experiment, request: dict[str, Any], use_gpu: bool, eval_
            "seed": cfg.seed, "settings": request["settings"], "task_settings": dict(cfg.detection)}
     run_dir = exp.directory / RETRAIN_DIR / request["retrain_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    return {"job": job, "run_dir": str(run_dir), "eval_batch_size": eval_batch_size, "use_gpu": use_gpu}
+    return {"job": job, "run_dir": str(run_dir), "eval_batch_size": eval_batch_size, "use_gpu": use_gpu,
+            "precision": cfg.compute.precision}
 
 
 def _tune_callback(progress: _Progress) -> Any:

@@ -84,6 +84,6 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
                              arches=args.arch or ())
     quiet_ray()
     connect(args.address)
-    check_room(settings)  # too many workers for this cluster: one line, before anything is written
+    check_room(settings, exp.config.compute)  # too many workers for this cluster: one line, before anything is written
     out(f"hwnas: retraining {len(requests)} architecture(s) of experiment {exp.config.name} in {exp.directory}")
     return run_and_report(exp, args.address, retrain_requests=requests)

@@ -241,7 +241,7 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     # log of it is a page of traceback, kept in the trial's error file under tune/.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
-    trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), {"cpu": 1})
+    trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), ctx.trial_resources)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from .coco import CocoDataset
+from .compute import Compute
 from .datasets import DATASETS, Dataset, SyntheticDataset, make_dataset
 from .detect import DetectionTask
 from .imagefolder import ImageFolderDataset
@@ -33,6 +34,7 @@ __all__ = [
     "TASKS",
     "ClassificationTask",
     "CocoDataset",
+    "Compute",
     "Dataset",
     "DetectionTask",
     "ImageFolderDataset",

@@ -21,11 +21,14 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
+    from .compute import module_device
+
+    device = module_device(model)  # the calibration images come from the CPU
     was_training = model.training
     model.train()
     try:
         for x in batches:
-            model(x)
+            model(x.to(device))
     finally:
         for m, momentum in zip(bns, saved):
             m.momentum = momentum

@@ -75,7 +75,8 @@ class DetectionTask(Task):
         from .detection import ssd_loss
 
         s = self.settings
-        loss, _ = ssd_loss(*outputs, self._anchors(), targets, kind=s["loss"], iou_threshold=s["match_iou"],
+        # fp32 whatever the autocast: anchors matched and boxes decoded in bf16 would move by pixels.
+        loss, _ = ssd_loss(*(o.float() for o in outputs), self._anchors(), targets, kind=s["loss"], iou_threshold=s["match_iou"],
                            neg_pos_ratio=s["neg_pos_ratio"], alpha=s["focal_alpha"], gamma=s["focal_gamma"])
         return loss
 
@@ -83,16 +84,14 @@ class DetectionTask(Task):
                      teacher: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         from .detection.loss import distill_loss
 
-        return distill_loss(*outputs, *teacher, kind=self.settings["loss"])
+        return distill_loss(*(o.float() for o in outputs), *(t.float() for t in teacher), kind=self.settings["loss"])
 
     def batch_correct(self, outputs: tuple[torch.Tensor, torch.Tensor], targets: list[dict[str, Any]]) -> tuple[int, int]:
         """Positive anchors (matched to an object) whose top class is the object's: the progress figure."""
-        import torch
-
         from .detection import cxcywh_to_xyxy, match_anchors
 
-        anchors = cxcywh_to_xyxy(self._anchors())
         logits = outputs[1].detach()
+        anchors = cxcywh_to_xyxy(self._anchors().to(logits.device))
         correct = count = 0
         for i, target in enumerate(targets):
             matched = match_anchors(anchors, target["boxes"], iou_threshold=self.settings["match_iou"])
@@ -108,16 +107,18 @@ class DetectionTask(Task):
         ``category_id`` (the dataset's own ids), ``bbox`` ``[x, y, w, h]`` in original image pixels, ``score``."""
         import torch
 
+        from .compute import module_device
         from .detection import postprocess
 
         s = self.settings
         model.eval()
+        device = module_device(model)
         results: list[dict[str, Any]] = []
         inference = nms = 0.0
         with torch.no_grad():
             for x, targets in dataset.val_batches(batch_size):
                 began = time.perf_counter()
-                boxes, logits = model(x)
+                boxes, logits = (o.float() for o in model(x.to(device)))
                 middle = time.perf_counter()
                 found = postprocess(boxes, logits, self._anchors(), score_threshold=s["score_threshold"],
                                     iou_threshold=s["nms_iou"], max_detections=s["max_detections"],
@@ -142,7 +143,7 @@ class DetectionTask(Task):
 
 def _coco_results(det: dict[str, Any], target: dict[str, Any], category_ids: list[int]) -> list[dict[str, Any]]:
     height, width = target["orig_size"]
-    boxes = det["boxes"].double() * _scale(width, height)
+    boxes = det["boxes"].cpu().double() * _scale(width, height)
     out = []
     for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
         out.append({"image_id": int(target["image_id"]), "category_id": int(category_ids[label - 1]),

@@ -23,7 +23,8 @@ __all__ = ["RETRAIN_SETTINGS", "RECIPES", "RetrainJob", "RetrainLoop", "check_re
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "step")
-DEVICES = ("auto", "cpu", "gpu")
+#: "auto": as the experiment's ``compute.device``; "gpu" (or "cuda") and "cpu" override it for retraining.
+DEVICES = ("auto", "cpu", "gpu", "cuda")
 
 #: The settings of a ``retrain`` config section (and of ``hwnas retrain --set retrain.KEY=VALUE``).
 RETRAIN_SETTINGS: tuple[Setting, ...] = (
@@ -161,20 +162,24 @@ class RetrainLoop:
         rank, world: This worker and the number of workers.
         device: Where the model trains.
         wrap: Turns the model into what is trained (Ray Train's ``prepare_model``: DDP); default as is.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast (fp16 with a gradient scaler; see
+            :mod:`trainers.compute`).
     """
 
     def __init__(self, job: RetrainJob, *, rank: int = 0, world: int = 1, device: Any = "cpu",
-                 wrap: Callable[[Any], Any] | None = None) -> None:
+                 wrap: Callable[[Any], Any] | None = None, precision: str = "fp32") -> None:
         import torch
 
         from core.seeding import torch_generator
 
+        from .compute import Compute
         from .datasets import make_dataset
         from .tasks import make_task
 
         self.job, self.rank, self.world = job, rank, world
         self.settings = job.settings
         self.device = torch.device(device)
+        self.compute = Compute(device=self.device.type, precision=precision)
         self.space = job.space()
         self.dataset = make_dataset(job.data_kind, seed=job.seed, settings=job.data_settings)
         self.task = make_task(self.dataset.task, {**self.settings, **job.task_settings})
@@ -183,8 +188,10 @@ class RetrainLoop:
         self.model.to(self.device)
         self.trained = wrap(self.model) if wrap else self.model
         self.optimizer = self._optimizer()
+        self.scaler = self.compute.grad_scaler(self.device)
         self.ema = self._ema() if self.settings["ema_decay"] > 0 else None
         self.epoch = 0
+        self._order: tuple[int, Any] = (-1, None)  # (epoch, its permutation of the training set)
         self.history: list[dict[str, Any]] = []
         batch = self.settings["batch_size"]
         if self.dataset.train_size < batch:
@@ -223,8 +230,10 @@ class RetrainLoop:
         from core.seeding import torch_generator
 
         n, batch = self.dataset.train_size, self.settings["batch_size"]
-        perm = torch.randperm(n, generator=torch_generator(self.job.seed, "retrain", self.job.candidate_id, epoch))
-        return perm[step * batch:(step + 1) * batch][self.rank::self.world]
+        if self._order[0] != epoch:  # one permutation per epoch, not one per step: O(n) each time
+            self._order = (epoch, torch.randperm(n, generator=torch_generator(self.job.seed, "retrain",
+                                                                            self.job.candidate_id, epoch)))
+        return self._order[1][step * batch:(step + 1) * batch][self.rank::self.world]
 
     def train_epoch(self, *, steps: int | None = None) -> dict[str, Any]:
         """Train epoch :attr:`epoch` (or its first ``steps`` steps, for benchmarks); advance the epoch."""
@@ -232,10 +241,12 @@ class RetrainLoop:
 
         from core.seeding import derive_seed
 
+        from .compute import batch_to
+
         self.trained.train()
         # Dropout draws from torch's global RNG: seeded per (epoch, worker), a resumed epoch draws the same.
         torch.manual_seed(derive_seed(self.job.seed, "retrain", self.job.candidate_id, self.epoch, self.rank))
-        losses: list[float] = []
+        losses: list[Any] = []  # kept on the device: a float() per step would wait for the GPU every step
         started = time.perf_counter()
         steps = self.steps_per_epoch if steps is None else min(steps, self.steps_per_epoch)
         for k in range(steps):
@@ -245,29 +256,35 @@ class RetrainLoop:
             for group in self.optimizer.param_groups:
                 group["lr"], group["weight_decay"] = lr, wd
             x, y = self.dataset.train_batch(self.batch_indices(self.epoch, k))
-            x, y = x.to(self.device), _to(y, self.device)
+            x, y = batch_to(x, self.device), batch_to(y, self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.task.loss(self.trained(x), y)
-            loss.backward()
-            self.optimizer.step()
+            with self.compute.autocast(self.device):
+                loss = self.task.loss(self.trained(x), y)
+            self.scaler.scale(loss).backward()  # a pass-through unless fp16
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())
         self.epoch += 1
-        return {"epoch": self.epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": lr if steps else 0.0,
+        # Each loss read as a Python float and summed in order: the same number as reading them step by step.
+        values = torch.stack(losses).tolist() if losses else []
+        return {"epoch": self.epoch, "train_loss": sum(values) / max(1, len(values)), "lr": lr if steps else 0.0,
                 "weight_decay": wd if steps else 0.0, "epoch_seconds": time.perf_counter() - started,
                 "steps": steps}
 
     def evaluate(self, batch_size: int = 256) -> dict[str, float]:
         """The task's metrics of the shipped model on the validation split (the model is put back in training
         mode by the next epoch)."""
-        return self.task.evaluate(self.shipped, self.dataset, batch_size=batch_size)
+        with self.compute.autocast(self.device):
+            return self.task.evaluate(self.shipped, self.dataset, batch_size=batch_size)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None, "history": list(self.history),
-                "retrain_id": self.job.retrain_id}
+                "retrain_id": self.job.retrain_id,
+                **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("retrain_id") != self.job.retrain_id:
@@ -275,19 +292,12 @@ class RetrainLoop:
                              f"{self.job.retrain_id!r}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler.is_enabled() and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
-
-
-def _to(targets: Any, device: Any) -> Any:
-    """Targets on ``device``: a tensor (classes) or a detector's list of per-image dicts of tensors."""
-    if hasattr(targets, "to"):
-        return targets.to(device)
-    if isinstance(targets, list):
-        return [{k: (v.to(device) if hasattr(v, "to") else v) for k, v in t.items()} for t in targets]
-    return targets
 
 
 def shipped_state(state: Mapping[str, Any]) -> dict[str, Any]:

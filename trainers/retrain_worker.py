@@ -37,7 +37,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(job.settings["cpus_per_worker"])
     _record_worker(Path(config["run_dir"]), rank)
     loop = RetrainLoop(job, rank=rank, world=world, device=ray.train.torch.get_device(),
-                       wrap=ray.train.torch.prepare_model if world > 1 else None)
+                       wrap=ray.train.torch.prepare_model if world > 1 else None,
+                       precision=config.get("precision", "fp32"))
     checkpoint = ray.train.get_checkpoint()
     restored = None
     if checkpoint is not None:
@@ -88,7 +89,8 @@ def fit_retrain(config: dict[str, Any]) -> dict[str, Any]:
     from ray.tune.integration.ray_train import TuneReportCallback
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": config["job"], "run_dir": str(run_dir), "eval_batch_size": config["eval_batch_size"]},
+        train_loop_config={"job": config["job"], "run_dir": str(run_dir), "eval_batch_size": config["eval_batch_size"],
+                           "precision": config.get("precision", "fp32")},
         scaling_config=ray.train.ScalingConfig(num_workers=settings["workers"], use_gpu=config["use_gpu"],
                                                resources_per_worker={"CPU": settings["cpus_per_worker"],
                                                                      **({"GPU": 1} if config["use_gpu"] else {})}),

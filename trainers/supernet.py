@@ -23,6 +23,7 @@ from core.seeding import make_rng, torch_generator
 from core.settings import Setting, choice, resolve_settings
 from spaces import SearchSpace
 
+from .compute import Compute, batch_to
 from .datasets import Dataset, make_dataset
 from .tasks import Task, make_task
 
@@ -91,7 +92,7 @@ class SupernetTrainer:
 
     def __init__(
         self, *, space: SearchSpace, task: Task, dataset: Dataset, settings: SupernetTrainSettings,
-        seed: int, checkpoint_path: str | os.PathLike[str],
+        seed: int, checkpoint_path: str | os.PathLike[str], compute: Compute | None = None,
     ) -> None:
         torch.set_num_threads(settings.threads)  # fixed threads: bitwise-reproducible float sums
         self.space = space
@@ -101,9 +102,13 @@ class SupernetTrainer:
         self.settings = settings
         self.seed = seed
         self.checkpoint_path = Path(checkpoint_path)
+        self.compute = compute or Compute(device="cpu")  # library callers keep the CPU unless they ask
+        self.device = self.compute.torch_device()
+        # Built on the CPU from the seeded generator, then moved: the same initial weights on any device.
         self.model = space.build_supernet(generator=torch_generator(seed, "supernet", "init"),
-                                          options=settings.supernet_options)
+                                          options=settings.supernet_options).to(self.device)
         self.optimizer = make_optimizer(self.model, settings)
+        self.scaler = self.compute.grad_scaler(self.device)
         self.step = 0
         if self.checkpoint_path.exists():
             self._load()
@@ -157,20 +162,22 @@ class SupernetTrainer:
 
     def _one_step(self, step: int) -> tuple[float, int, int]:
         x, y = self.dataset.train_batch(self._batch_indices(step))
+        x, y = batch_to(x, self.device), batch_to(y, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(step)
         self.optimizer.zero_grad(set_to_none=True)
         teacher = None  # the largest path's predictions: it comes first in a sandwich
         for path, target in self.paths(step):
-            outputs = self.model(x, path)
-            if target == "labels":
-                loss = self.task.loss(outputs, y)
-            else:
-                loss = self.task.distill_loss(outputs, teacher)
-            loss.backward()  # each path's graph is freed at once: memory stays that of one path
+            with self.compute.autocast(self.device):
+                outputs = self.model(x, path)
+                loss = self.task.loss(outputs, y) if target == "labels" else self.task.distill_loss(outputs, teacher)
+            # Each path's graph is freed at once: memory stays that of one path. The scaler is a
+            # pass-through unless the precision is fp16.
+            self.scaler.scale(loss).backward()
             if path == self.space.largest_encoding():
                 teacher = _detached(outputs)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         # Progress is the sampled path's (the last): its loss (against the teacher when distilling) and hits.
         return (float(loss.detach()), *self.task.batch_correct(outputs, y))
 
@@ -196,6 +203,7 @@ class SupernetTrainer:
             "version": CHECKPOINT_VERSION, "step": self.step,
             "space": self.space.identity, "supernet_options": self.model.supernet_options,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.checkpoint_path.parent, suffix=".tmp")
@@ -219,6 +227,8 @@ class SupernetTrainer:
         with _corrupt_if_raises(self.checkpoint_path):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler.is_enabled() and "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
             self.step = int(state["step"])
 
 
@@ -300,10 +310,11 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace, *, digest: s
 def build_trainer(
     *, space: SearchSpace, data_kind: str, data_settings: dict[str, Any], train: SupernetTrainSettings, seed: int,
     checkpoint_path: str | os.PathLike[str], task_settings: dict[str, Any] | None = None,
+    compute: Compute | None = None,
 ) -> SupernetTrainer:
     """Load the dataset where the trainer runs (a Ray actor), take its task (with the training settings it
     declares, e.g. label smoothing, and ``task_settings``, e.g. the detection loss), then build the trainer."""
     dataset = make_dataset(data_kind, seed=seed, settings=data_settings)
     task = make_task(dataset.task, {**vars(train), **(task_settings or {})})
     return SupernetTrainer(space=space, task=task, dataset=dataset, settings=train, seed=seed,
-                           checkpoint_path=checkpoint_path)
+                           checkpoint_path=checkpoint_path, compute=compute)

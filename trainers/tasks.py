@@ -96,11 +96,14 @@ class ClassificationTask(Task):
     def evaluate(self, model: nn.Module, dataset: Dataset, *, batch_size: int) -> dict[str, float]:
         import torch
 
+        from .compute import module_device
+
         model.eval()
+        device = module_device(model)
         correct = seen = 0
         with torch.no_grad():
             for x, y in dataset.val_batches(batch_size):
-                hits, count = self.batch_correct(model(x), y)
+                hits, count = self.batch_correct(model(x.to(device)), y.to(device))
                 correct, seen = correct + hits, seen + count
         return {"accuracy": correct / seen}
 

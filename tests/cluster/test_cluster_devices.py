@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cluster import LOCAL_DEVICE, DeviceProfile, device_from_dict, device_names, get_device, register_device
-from core.errors import ConfigError, HwnasError, UnknownNameError
+from core.errors import ConfigError, DeviceError, HwnasError, UnknownNameError
 
 
 def test_local_cpu_profile_is_built_in() -> None:
@@ -41,7 +42,7 @@ _NAME_RULE = r"must be 1-64 characters of letters, digits, '\.', '_' or '-', sta
         ({"name": "x", "batch": 1.5}, r"device\.batch: must be an integer >= 1, got 1\.5"),
         ({"name": "x", "precision": "fp8"}, r"device\.precision: must be one of fp32, fp16, int8, got 'fp8'\. HINT: "
                                             r"'fp32' unless the exported model is quantised"),
-        ({"name": "x", "runtime": "tflite"}, r"device\.runtime: must be one of onnxruntime, got 'tflite'\. HINT: "
+        ({"name": "x", "runtime": "tflite"}, r"device\.runtime: must be one of onnxruntime, torch, got 'tflite'\. HINT: "
                                              r"measure other runtimes by exporting to ONNX"),
         ({"name": "x", "provider": "CUDA"}, r"device\.provider: must name an ONNX Runtime execution provider .*, got "
                                             r"'CUDA'\. HINT: e\.g\. 'CPUExecutionProvider'"),
@@ -68,3 +69,25 @@ def test_register_is_idempotent_for_equal_profiles_and_refuses_conflicts() -> No
     with pytest.raises(HwnasError, match="already registered"):
         register_device(DeviceProfile(name="test-registry-device", threads=4))
     assert get_device("test-registry-device") is profile
+
+
+def test_torch_runtime_profiles() -> None:
+    """``runtime: torch`` runs the exported model in PyTorch on ``provider`` (a torch device type)."""
+    from cluster.measure import require_runtime, runtime_string
+
+    profile = get_device("cuda-torch")
+    assert (profile.runtime, profile.provider, profile.precision) == ("torch", "cuda", "fp32")
+    assert device_from_dict({"name": "gpu16", "runtime": "torch", "provider": "cuda", "precision": "fp16"})
+    for data, message in (
+        ({"name": "x", "runtime": "torch", "provider": "CPUExecutionProvider"}, "must be one of cuda, cpu"),
+        ({"name": "x", "runtime": "torch", "provider": "cpu", "precision": "fp16"}, "can be 'fp16' only on provider"),
+        ({"name": "x", "runtime": "torch", "provider": "cuda", "precision": "int8"}, "must be 'fp32' or 'fp16'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            device_from_dict(data)
+    cpu_torch = device_from_dict({"name": "cpu-torch", "runtime": "torch", "provider": "cpu"})
+    require_runtime(cpu_torch)
+    assert runtime_string(cpu_torch).startswith("torch-") and runtime_string(cpu_torch).endswith("-cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA device.*HINT"):
+            require_runtime(profile)

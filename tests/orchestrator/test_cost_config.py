@@ -63,3 +63,18 @@ def test_a_model_of_another_kind_or_space_is_refused(tmp_path: Path) -> None:
     other = fitted_model_file(config, tmp_path / "other.json", kind_input_size=64)
     with pytest.raises(ConfigError, match=r"was fitted for space .* --input-size 32 .*--kind linear"):
         load_config(config, ["cost.kind=linear", f"cost.model={other}"])
+
+
+def test_the_shipped_gpu_cost_model_serves_a_cpu_search() -> None:
+    """benchmarks/data's H200 model (fitted on a lent GPU by benchmarks/gpu_check.py) is a valid cost.model
+    for the shipped example's space, and predicts latencies in the range it was measured in."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / "gpu_costed_search.yaml")
+    from cluster.calibration import load_cost_model
+
+    loaded = load_cost_model(cfg.cost.model, kind="linear", space=cfg.build_space())
+    assert loaded.info["device"] == "cuda-torch" and loaded.info["samples"] == 180
+    space = cfg.build_space()
+    predicted = [loaded.model.predict(e) for e in sample_architectures(space, 20, seed=5, purpose="eval")]
+    assert 0.3 < min(predicted) and max(predicted) < 1.5  # H200 batch-1 latencies at 128 px: 0.51-0.82 ms
+    assert load_config(root / "examples" / "cpu_measured_search.yaml").cost.kind == "measured"
