@@ -101,6 +101,9 @@ class EvaluationConfig:
     batch_size: int = 512
 
 
+SEARCH_MODES = ("trials", "joint")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     searcher: str = "weighted-nsga2"
@@ -111,10 +114,15 @@ class SearchConfig:
     constraints: tuple[Constraint, ...] = ()
     max_concurrent: int = 1
     top_k: int = 5
+    #: "trials": the searcher proposes candidates scored with the trained supernet. "joint" (TuNAS, searcher
+    #: reinforce): the controller learns while the supernet trains; its best architectures are scored after.
+    mode: str = "trials"
 
     @property
     def budget(self) -> int:
         """How many candidates the search evaluates (the searcher says, from its settings)."""
+        if self.mode == "joint":
+            return self.settings["candidates"]
         return SEARCHERS.get(self.searcher).budget(self.settings)
 
 
@@ -481,6 +489,12 @@ def _search(raw: Any, data: DataConfig) -> SearchConfig:
     cfg = dataclasses.replace(_build_flat(SearchConfig, values, "search"), objectives=objectives,
                               constraints=constraints)
     _registered("search.searcher", cfg.searcher, SEARCHERS, "searcher")
+    _choice("search.mode", cfg.mode, SEARCH_MODES)
+    if cfg.mode == "joint":
+        from .joint import check_joint_settings, require_joint_searcher
+
+        require_joint_searcher(cfg.searcher)
+        return dataclasses.replace(cfg, settings=check_joint_settings(cfg.settings, where=_where("search.settings")))
     settings = SEARCHERS.get(cfg.searcher).check_settings(
         cfg.settings, where=_where("search.settings"), objectives=objectives, constraints=constraints)
     cfg = dataclasses.replace(cfg, settings=settings)

@@ -123,7 +123,7 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     try:
         if cfg.cost.uses_model:
             _calibrate(exp, state, printer)
-        digest = _train_supernet(exp, state, printer)
+        digest = _train_supernet(exp, state, printer, tracker)
         _search(exp, state, digest, tracker, attempt=state.attempts + 1, printer=printer)
         summary = _finalize(exp, digest, tracker, printer)
         return _retrain(exp, summary, tracker, printer, requests=retrain_requests)
@@ -202,7 +202,7 @@ def _calibration_metrics(state: JournalState) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- stage 1: supernet
-def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> str:
+def _train_supernet(exp: Experiment, state: JournalState, printer: Printer, tracker: Tracker | None = None) -> str:
     """Train the supernet (or finish training it); return the sha256 of its final checkpoint.
 
     A completed stage's checkpoint must still be the file its digest was taken of: every score depends
@@ -215,7 +215,7 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> s
             printer(f"[{stage}] done earlier (step {state.completed[stage]['steps']}); skipped")
             return digest
         printer(f"[{stage}] {path} is missing: training it again from the seed (it must match the recorded digest)")
-        _run_trainer(exp, printer)
+        _run_trainer(exp, printer, _report_to(exp, tracker))
         if file_digest(path) != digest:
             raise ExperimentError(
                 f"the supernet trained again into {path} differs from the one recorded ({digest[:12]}...), so the "
@@ -224,13 +224,40 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer) -> s
             )
         return digest
     exp.journal.stage_started(stage)
-    _run_trainer(exp, printer)
+    _run_trainer(exp, printer, _report_to(exp, tracker))
     digest = file_digest(path)
     exp.journal.stage_completed(stage, steps=exp.config.supernet.steps, digest=digest)
     return digest
 
 
-def _run_trainer(exp: Experiment, printer: Printer) -> None:
+def _report_to(exp: Experiment, tracker: Tracker | None) -> Callable[[dict[str, Any]], None] | None:
+    """A joint search's controller, logged to MLflow after every chunk of steps (a history over steps)."""
+    if tracker is None or exp.config.search.mode != "joint":
+        return None
+    from .joint import controller_metrics
+
+    space = exp.config.build_space()
+    return lambda info: tracker.log_metrics(controller_metrics(space, info), step=int(info["step"]))
+
+
+def _start_trainer(exp: Experiment, cpus: int, compute: Any) -> Any:
+    """The trainer's Ray actor: the supernet alone, or with the controller (``search.mode: joint``)."""
+    from trainers import SupernetTrainSettings, start_trainer_actor
+
+    cfg = exp.config
+    common = dict(num_cpus=cpus, num_gpus=1 if compute.device == "cuda" else 0, compute=compute.to_dict(),
+                  space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
+                  data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
+                  train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}), task_settings=cfg.detection)
+    if cfg.search.mode != "joint":
+        return start_trainer_actor(**common)
+    from .joint import start_joint_actor
+
+    cost = {k: v for k, v in vars(cfg.cost).items() if k not in ("model", "calibration_samples")}
+    return start_joint_actor(**common, joint=dict(cfg.search.settings), cost=cost, experiment_dir=str(exp.directory))
+
+
+def _run_trainer(exp: Experiment, printer: Printer, on_report: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Train in a Ray actor up to the configured step, from the checkpoint if there is one.
 
     A trainer that dies (its process killed, its node lost) is started again from the last checkpoint,
@@ -239,21 +266,15 @@ def _run_trainer(exp: Experiment, printer: Printer) -> None:
     import ray
     from ray.exceptions import RayActorError
 
-    from trainers import SupernetTrainSettings, start_trainer_actor
-
     cfg = exp.config
     cpus = max(1, min(cfg.supernet.threads, int(ray.available_resources().get("CPU", 1))))
     compute = placed_compute(cfg.compute)
-    printer(f"[train_supernet] computing on {compute.device} ({compute.precision})")
+    joint = " with the REINFORCE controller (joint search)" if cfg.search.mode == "joint" else ""
+    printer(f"[train_supernet] computing on {compute.device} ({compute.precision}){joint}")
     for attempt in range(TRIAL_RETRIES + 1):
-        actor = start_trainer_actor(
-            num_cpus=cpus, num_gpus=1 if compute.device == "cuda" else 0, compute=compute.to_dict(),
-            space_name=cfg.space.name, space_settings=cfg.space_settings(), data_kind=cfg.data.kind,
-            data_settings=cfg.data.settings, seed=cfg.seed, checkpoint_path=str(exp.supernet_path),
-            train=SupernetTrainSettings(**{**vars(cfg.supernet), "threads": cpus}), task_settings=cfg.detection,
-        )
+        actor = _start_trainer(exp, cpus, compute)
         try:
-            _train_loop(actor, cfg, printer)
+            _train_loop(actor, cfg, printer, on_report=on_report)
             return
         except RayActorError as exc:
             if exc.actor_init_failed:  # an error in the trainer's own start-up (data, code): not worth a retry
@@ -272,7 +293,8 @@ def _run_trainer(exp: Experiment, printer: Printer) -> None:
             ray.kill(actor)  # free its CPUs for the search trials
 
 
-def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
+def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer,
+                on_report: Callable[[dict[str, Any]], None] | None = None) -> None:
     import ray
 
     total = cfg.supernet.steps
@@ -285,11 +307,37 @@ def _train_loop(actor: Any, cfg: ExperimentConfig, printer: Printer) -> None:
         info = ray.get(actor.train_steps.remote(chunk))
         step = info["step"]
         rate = (step - start) / (time.perf_counter() - began)
+        controller = "" if "reward" not in info else (
+            f"  reward {info['reward']:.3f}  cost {info['cost']:.3f} ms  entropy {info['entropy']:.2f}")
         printer(f"[train_supernet] step {step}/{total}  loss {info['loss']:.3f}  "
-                f"train acc {info['train_accuracy']:.3f}  {rate:.1f} steps/s  ETA {format_seconds((total - step) / rate)}")
+                f"train acc {info['train_accuracy']:.3f}{controller}  {rate:.1f} steps/s  "
+                f"ETA {format_seconds((total - step) / rate)}")
+        if on_report is not None:
+            on_report(info)
 
 
 # ---------------------------------------------------------------------- stage 2: search
+def _joint_searcher(exp: Experiment, tracker: Tracker, printer: Printer) -> Any:
+    """A joint search's result to score: the trained controller's argmax and next most probable
+    architectures, read from the supernet checkpoint (so a resumed search scores the same ones); the
+    controller's files (``controller.json``, the heat map ``controller.png``) are written and logged."""
+    from searchers.given import GivenSearcher
+
+    from .joint import controller_from_checkpoint, write_controller_files
+    from .search import param_space_of
+
+    cfg = exp.config
+    space = cfg.build_space()
+    report = controller_from_checkpoint(exp.supernet_path, space, cfg.search.settings)
+    tracker.log_artifacts(write_controller_files(exp.directory, space, report), artifact_path="controller")
+    printer(f"[search] the controller's argmax {space.to_string(report['argmax'])} and {len(report['candidates']) - 1} "
+            f"next most probable architectures are scored (entropy {report['entropy']:.2f})")
+    return GivenSearcher(param_space=param_space_of(space), metric=[o.metric for o in cfg.search.objectives],
+                         mode=[o.mode for o in cfg.search.objectives], seed=cfg.seed,
+                         constraints=cfg.search.constraints, candidates=report["candidates"])
+
+
+
 def eval_context(exp: Experiment, digest: str) -> EvalContext:
     cfg = exp.config
     space = cfg.build_space()
@@ -346,8 +394,10 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     progress = SearchProgress(total=cfg.total_candidates, known=known, on_candidate=on_candidate,
                               on_failure=on_failure, printer=printer, score_metric=cfg.quality_metric,
                               candidate_of=lambda config: space.candidate_id(encoding_of(space, config)))
+    searcher = _joint_searcher(exp, tracker, printer) if cfg.search.mode == "joint" else None
     try:
-        run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt, progress=progress)
+        run_search(cfg=cfg.search, space=space, ctx=ctx, seed=cfg.seed, attempt=attempt, progress=progress,
+                   searcher=searcher)
     except SearchStopped as exc:
         hint = "" if "HINT:" in str(exc) else (
             f" HINT: see the traceback under {exp.directory / 'tune'}; fix the cause, then "

@@ -225,10 +225,11 @@ def _abort_stopper(progress: SearchProgress) -> Any:
 
 
 def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed: int, attempt: int,
-               progress: SearchProgress, trial_fn: Callable[..., None] | None = None) -> Any:
+               progress: SearchProgress, trial_fn: Callable[..., None] | None = None, searcher: Any = None) -> Any:
     """Run (or replay) the whole search; returns the searcher after it reported FINISHED.
 
-    ``trial_fn(config, ctx)`` replaces the default trainable (benchmarks use a trivially cheap one).
+    ``trial_fn(config, ctx)`` replaces the default trainable (benchmarks use a trivially cheap one);
+    ``searcher`` the configured searcher (a joint search scores its controller's architectures).
     """
     from ray import tune
 
@@ -240,7 +241,7 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     # A failed trial is reported by hwnas in one line (retried, or why the search stopped); Tune's own
     # log of it is a page of traceback, kept in the trial's error file under tune/.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-    searcher = make_searcher(cfg, param_space=param_space_of(space), seed=seed)
+    searcher = searcher or make_searcher(cfg, param_space=param_space_of(space), seed=seed)
     trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), ctx.trial_resources)
     tuner = tune.Tuner(
         trainable,

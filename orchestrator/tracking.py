@@ -389,6 +389,28 @@ class Tracker:
 
         self._call("syncing retrains", sync, wait=True)
 
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        """Metrics of the experiment's run at ``step`` (a joint search's controller), queued: training never waits."""
+        def log() -> None:
+            from mlflow.entities import Metric
+
+            if self._parent_id is None:
+                raise RuntimeError("the search run was not started")
+            ts = int(time.time() * 1000)
+            items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+            for i in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
+                self.client.log_batch(self._parent_id, metrics=items[i:i + 1000])
+
+        self._call("logging the controller", log, wait=False)
+
+    def log_artifacts(self, paths: Iterable[Path], *, artifact_path: str) -> None:
+        """Files attached to the experiment's run under ``artifact_path``."""
+        def log() -> None:
+            for path in paths:
+                self.client.log_artifact(self._parent_id, str(path), artifact_path=artifact_path)
+
+        self._call(f"logging {artifact_path} artifacts", log, wait=True)
+
     def log_ranking(self, metrics: dict[str, float], artifacts: Iterable[Path]) -> None:
         """The ranking check on the experiment's run: its numbers and its plot."""
         def log() -> None:

@@ -95,6 +95,43 @@ class ReinforceController:
         """The most likely architecture (ties: the lowest index)."""
         return tuple(int(np.argmax(z)) for z in self.logits)
 
+    def most_probable(self, k: int) -> list[tuple[int, ...]]:
+        """The ``k`` most likely architectures, most likely first (:meth:`argmax` leads), by best-first search
+        over the product of the independent decisions (ties: the lower choice indices first)."""
+        import heapq
+
+        order = [np.argsort(-z, kind="stable") for z in self.logits]  # each decision's choices, best first
+        logp = [np.log(np.maximum(p, 1e-300))[o] for p, o in zip(self.probabilities(), order)]
+        start = (0,) * len(order)
+        heap, seen, out = [(-sum(lp[0] for lp in logp), start)], {start}, []
+        while heap and len(out) < k:
+            neg, ranks = heapq.heappop(heap)
+            out.append(tuple(int(o[r]) for o, r in zip(order, ranks)))
+            for d, r in enumerate(ranks):
+                if r + 1 < len(order[d]):
+                    nxt = ranks[:d] + (r + 1,) + ranks[d + 1:]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (neg + logp[d][r] - logp[d][r + 1], nxt))
+        return out
+
+    def observe(self, rewards: Sequence[float]) -> None:
+        """Move the baseline with ``rewards`` and nothing else: a step at learning rate zero (TuNAS's warm-up),
+        so that the first real update already has a baseline of the warm-up's rewards.
+
+        Raises:
+            ValueError: no rewards, or a non-finite one.
+        """
+        r = np.array(list(rewards), dtype=float)
+        if len(r) == 0 or not np.isfinite(r).all():
+            raise ValueError("rewards must be a non-empty sequence of finite numbers")
+        m = self.baseline_momentum
+        self.baseline = float(r.mean()) if self.baseline is None else float(m * self.baseline + (1.0 - m) * r.mean())
+
+    def entropy(self) -> float:
+        """The policy's entropy in nats, summed over decisions (0 when it has converged)."""
+        return float(sum(-(p * np.log(np.maximum(p, 1e-300))).sum() for p in self.probabilities()))
+
     def update(self, samples: Sequence[Sequence[int]], rewards: Sequence[float]) -> None:
         """One REINFORCE + Adam step from ``samples`` and their ``rewards`` (finite numbers).
 

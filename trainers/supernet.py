@@ -204,6 +204,7 @@ class SupernetTrainer:
             "space": self.space.identity, "supernet_options": self.model.supernet_options,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
+            **self.extra_state(),
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.checkpoint_path.parent, suffix=".tmp")
@@ -217,6 +218,13 @@ class SupernetTrainer:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def extra_state(self) -> dict[str, Any]:
+        """What a subclass checkpoints beside the weights (a joint search's controller); plain data."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state` from a checkpoint's ``state``."""
+
     def _load(self) -> None:
         state = _read_checkpoint(self.checkpoint_path, self.space)
         if state.get("supernet_options", {}) != self.model.supernet_options:
@@ -229,6 +237,7 @@ class SupernetTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scaler.is_enabled() and "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
+            self.load_extra_state(state)
             self.step = int(state["step"])
 
 
