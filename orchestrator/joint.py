@@ -86,7 +86,7 @@ def require_joint_searcher(searcher: str) -> None:
 def make_cost_fn(cost: Mapping[str, Any], space: Any, experiment_dir: str) -> Callable[[Sequence[int]], float]:
     """The experiment's latency (ms) of a path, as its candidates get it: ``madds`` (1 M MAdds = 1 ms),
     ``linear`` / ``lut`` (the experiment's cost model), or ``measured`` (the device's latency service: a
-    path measured before is a cache hit; a new one is exported and measured, about a second each)."""
+    path measured before is a cache hit; a new one is exported and measured: slow, a cost model is better)."""
     from pathlib import Path
 
     kind = cost["kind"]
@@ -95,8 +95,8 @@ def make_cost_fn(cost: Mapping[str, Any], space: Any, experiment_dir: str) -> Ca
     if kind in ("linear", "lut"):
         from cluster.calibration import load_cost_model
 
-        model = load_cost_model(Path(experiment_dir) / "cost_model.json", kind=kind, space=space, what="cost model").model
-        return model.predict
+        path = Path(experiment_dir) / "cost_model.json"
+        return load_cost_model(path, kind=kind, space=space, what="cost model").model.predict
     from cluster import LatencyClient
     from cluster.calibration import ServiceMeasurer
 
@@ -202,4 +202,5 @@ def controller_from_checkpoint(path: Any, space: Any, settings: Mapping[str, Any
                                      baseline_momentum=joint.baseline_momentum, entropy_weight=joint.entropy_weight)
     controller.load_state(state["controller"])
     return {"probabilities": [p.tolist() for p in controller.probabilities()], "argmax": list(controller.argmax()),
-            "entropy": controller.entropy(), "candidates": [list(c) for c in controller.most_probable(joint.candidates)]}
+            "entropy": controller.entropy(),
+            "candidates": [list(c) for c in controller.most_probable(joint.candidates)]}
