@@ -14,10 +14,15 @@ __all__ = ["cluster_gpus", "placed_compute"]
 
 
 def cluster_gpus() -> float:
-    """The GPUs of the connected Ray cluster (0 on a CPU-only one)."""
+    """The GPUs of the connected Ray cluster (0 on a CPU-only one); without Ray (``hwnas evaluate`` scores
+    in its own process), this machine's."""
     import ray
 
-    return float(ray.cluster_resources().get("GPU", 0))
+    if ray.is_initialized():
+        return float(ray.cluster_resources().get("GPU", 0))
+    import torch
+
+    return float(torch.cuda.device_count())
 
 
 def placed_compute(compute: Compute) -> Compute:

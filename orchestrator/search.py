@@ -242,7 +242,10 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
     # log of it is a page of traceback, kept in the trial's error file under tune/.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     searcher = searcher or make_searcher(cfg, param_space=param_space_of(space), seed=seed)
-    trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx), ctx.trial_resources)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn or _evaluate_trial, ctx=ctx),
+                                     # a CPU, and a share of a GPU when scoring on CUDA; a stand-in context
+                                     # (benchmarks, tests) without that property takes a CPU
+                                     getattr(ctx, "trial_resources", {"cpu": 1}))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
