@@ -99,13 +99,6 @@ class Compute:
 
         return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
 
-    def describe(self, device: torch.device) -> str:
-        """One line for logs: ``cuda (NVIDIA H200), bf16``."""
-        import torch
-
-        where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
-        return f"{where}, {self.precision}"
-
 
 def module_device(model: Any) -> torch.device:
     """The device of a model's first parameter (or buffer); the CPU for a model with neither."""
