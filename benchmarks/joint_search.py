@@ -32,17 +32,23 @@ from trainers.supernet import build_trainer  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def trainer(cfg: Any, directory: Path, name: str, *, steps: int, joint: JointSettings | None) -> Any:
+def trainer(cfg: Any, directory: Path, name: str, *, steps: int, joint: JointSettings | None,
+            seed: int | None = None) -> Any:
+    seed = cfg.seed if seed is None else seed
     train = SupernetTrainSettings(**{**vars(cfg.supernet), "steps": steps, "checkpoint_every": 10**9})
-    if joint is None:
+    if joint is None and seed == cfg.seed:
         return build_trainer(space=cfg.build_space(), data_kind=cfg.data.kind, data_settings=cfg.data.settings,
-                             train=train, seed=cfg.seed, checkpoint_path=directory / name)
-    from trainers import make_dataset, make_task
+                             train=train, seed=seed, checkpoint_path=directory / name)
+    from trainers import SupernetTrainer, make_dataset, make_task
 
     space = cfg.build_space()
+    # Another seed changes the initialisation and the paths, never the data: those stay the config's.
     dataset = make_dataset(cfg.data.kind, seed=cfg.seed, settings=cfg.data.settings)
+    if joint is None:
+        return SupernetTrainer(space=space, task=make_task(dataset.task, vars(train)), dataset=dataset,
+                               settings=train, seed=seed, checkpoint_path=directory / name)
     return JointTrainer(joint=joint, cost_fn=lambda path: space.count(path)["madds"] / 1e6, space=space,
-                        task=make_task(dataset.task, vars(train)), dataset=dataset, settings=train, seed=cfg.seed,
+                        task=make_task(dataset.task, vars(train)), dataset=dataset, settings=train, seed=seed,
                         checkpoint_path=directory / name)
 
 
