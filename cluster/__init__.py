@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("measure_model", "measure_onnx", "require_runtime", "runtime_string"), "measure"),
     **dict.fromkeys(("LatencyStats", "MeasureOptions"), "stats"),
     **dict.fromkeys(("connect", "device_resource", "require_device"), "runtime"),
+    "check_shared_directory": "shared_storage",
 }
 
 __all__ = sorted(_EXPORTS)

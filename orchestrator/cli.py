@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cost_cli import add_cost_commands
     from .data_cli import add_data_commands
     from .evaluate_cli import add_evaluate_command
+    from .jobs_cli import add_jobs_commands
     from .retrain_cli import add_retrain_command
 
     COMMANDS.update(add_arch_commands(sub))
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS.update(add_data_commands(sub))
     COMMANDS.update(add_evaluate_command(sub))
     COMMANDS.update(add_retrain_command(sub))
+    COMMANDS.update(add_jobs_commands(sub))
     return parser
 
 
@@ -82,21 +84,25 @@ def _cmd_search(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     Experiment.new_directory(cfg, Path(args.storage))  # refuse an existing experiment before Ray starts
     DATASETS.get(cfg.data.kind).prepare(cfg.data.settings, printer=_out)  # a bad image: one line, nothing written
-    _check_placement(cfg, args.address)  # before anything is written
+    _check_placement(cfg, args.address, storage=Path(args.storage))  # before anything is written
     exp = Experiment.create(cfg, Path(args.storage), args.tracking_uri or default_tracking_uri())
     _out(f"hwnas: experiment {cfg.name} in {exp.directory}")
     return run_and_report(exp, args.address)
 
 
-def _check_placement(cfg: Any, address: str | None) -> None:
-    """Connect to Ray and make sure the latency device (and a GPU, where compute asks for one) exists, so a
-    bad cluster writes nothing."""
+def _check_placement(cfg: Any, address: str | None, *, storage: Path) -> None:
+    """Connect to Ray and make sure the latency device (and a GPU, where compute asks for one) exists and, on
+    a cluster, that every node sees the storage, so a bad cluster writes nothing."""
     from cluster import connect, require_device
 
     from .placement import placed_compute
 
     quiet_ray()
     connect(address)
+    if address is not None:
+        from cluster import check_shared_directory
+
+        check_shared_directory(storage)
     placed_compute(cfg.compute)
     if cfg.cost.measures or cfg.retrain is not None:  # retrained models are measured on the device
         require_device(cfg.cost.device)
@@ -110,6 +116,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from .experiment import Experiment
 
     exp = Experiment.open(args.experiment_dir, args.tracking_uri)
+    if args.address is not None:  # every node must see the experiment before anything resumes
+        from cluster import check_shared_directory, connect
+
+        quiet_ray()
+        connect(args.address)
+        check_shared_directory(exp.directory)
     _out(f"hwnas: resuming experiment {exp.config.name} in {exp.directory}")
     return run_and_report(exp, args.address)
 

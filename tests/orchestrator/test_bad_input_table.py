@@ -268,6 +268,26 @@ COMMAND_CASES = [
     Case("costmodel-eval-missing", ("costmodel", "eval", "--model", "missing.json", "--samples", "4"), "missing.json"),
     Case("costmodel-eval-garbage", ("costmodel", "eval", "--model", "m.json", "--samples", "4"), "m.json",
          _file("m.json", os.urandom(64))),
+    # hwnas submit / jobs: everything checked here before a cluster is contacted (port 9: nothing listens).
+    Case("submit-nothing", ("submit", "--address", "127.0.0.1:9"), "takes a CONFIG or --resume"),
+    Case("submit-config-and-resume", ("submit", "config.yaml", "--resume", ".", "--address", "127.0.0.1:9"),
+         "takes a CONFIG or --resume", lambda d: _tiny(d)),
+    Case("submit-no-address", ("submit", "config.yaml"), "no Ray cluster to talk to", lambda d: _tiny(d)),
+    Case("submit-gcs-address", ("submit", "config.yaml", "--address", "ray://head:10001"),
+         "is not a Ray dashboard address", lambda d: _tiny(d)),
+    Case("submit-bad-config", ("submit", "config.yaml", "--address", "127.0.0.1:9", "--set", "seed=x"),
+         "config field 'seed'", lambda d: _tiny(d)),
+    Case("submit-onto-existing", ("submit", "config.yaml", "--storage", ".", "--address", "127.0.0.1:9"),
+         "already holds an experiment", lambda d: (_tiny(d, name="exp"), _experiment(d))),
+    Case("submit-resume-not-an-experiment", ("submit", "--resume", ".", "--address", "127.0.0.1:9"),
+         "is not an hwnas experiment directory"),
+    Case("submit-resume-with-set", ("submit", "--resume", "exp", "--set", "seed=1", "--address", "127.0.0.1:9"),
+         "--set does not apply to --resume", _experiment),
+    Case("submit-unreachable", ("submit", "config.yaml", "--address", "127.0.0.1:9"), "cannot reach the Ray dashboard",
+         lambda d: _tiny(d)),
+    Case("jobs-no-action", ("jobs",), "the following arguments are required: ACTION"),
+    Case("jobs-status-no-id", ("jobs", "status", "--address", "127.0.0.1:9"), "the following arguments are required: JOB"),
+    Case("jobs-list-unreachable", ("jobs", "list", "--address", "http://127.0.0.1:9"), "cannot reach the Ray dashboard"),
 ]
 
 EXPERIMENT_FILE_CASES = [

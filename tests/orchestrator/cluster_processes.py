@@ -1,0 +1,149 @@
+"""Real clusters for tests: `ray start` nodes and an `mlflow server`, each its own process tree on this machine.
+
+Not ``ray.cluster_utils.Cluster``: every node is a separate ``ray start --block`` (its own raylet, object
+store and workers; the head with its dashboard, so Ray's job API is real), and each is stopped by the PID
+recorded here, never by ``ray stop`` (which stops every Ray on the machine). ``--block`` makes SIGTERM to
+that PID take the node's processes down with it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from cli_helpers import cli_env
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_env() -> dict[str, str]:
+    """As a user who activated the venv starts a node: its ``python`` is this one, hwnas importable."""
+    env = cli_env()
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    return env
+
+
+def wait_for(url: str, what: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before answering at {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout:g} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM the recorded PID, then SIGKILL its process group (its own session) if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def start_mlflow_server(directory: Path, port: int) -> subprocess.Popen:
+    directory.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{directory / 'server.db'}",
+           "--default-artifact-root", str(directory / "server-artifacts"), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=directory, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", "mlflow server", proc=proc)
+    except RuntimeError:
+        stop_process(proc)
+        raise
+    return proc
+
+
+@dataclass
+class RayNodes:
+    """A head node (with the dashboard) and worker nodes, each a ``ray start --block`` process."""
+
+    logs: Path
+    gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    temp_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def gcs_address(self) -> str:
+        return f"{self.node_ip()}:{self.gcs_port}"
+
+    def node_ip(self) -> str:
+        return next(n["node_ip"] for n in self.alive_nodes() if n["is_head_node"])
+
+    def _start(self, name: str, args: Sequence[str], wrap: Sequence[str] = ()) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("w")
+        # Each node its own temp dir, as on separate machines: nodes sharing one would also share (and
+        # garbage-collect) each other's runtime_env folders, the job's working_dir among them.
+        temp = Path(tempfile.mkdtemp(prefix=f"ray-{name}-", dir="/tmp"))
+        self.temp_dirs.append(temp)
+        cmd = [*wrap, RAY, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp), *args]
+        proc = subprocess.Popen(cmd, env=node_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_head(self, *, num_cpus: int, resources: dict[str, float] | None = None) -> None:
+        proc = self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
+                                    "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
+                                    "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {})])
+        wait_for(f"{self.dashboard}/api/version", "the Ray head's dashboard", proc=proc)
+        deadline = time.monotonic() + 60
+        while not self.alive_nodes():  # the dashboard answers a moment before it knows its node
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the head never listed itself: {(self.logs / 'head.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    def add_node(self, name: str, *, num_cpus: int, resources: dict[str, float] | None = None,
+                 wrap: Sequence[str] = ()) -> None:
+        """Start a worker node (``wrap``: a command it runs under, e.g. ``unshare``) and wait until it is alive."""
+        before = self.alive_nodes()
+        self._start(name, ["--address", self.gcs_address(), "--num-cpus", str(num_cpus),
+                           "--resources", json.dumps(resources or {})], wrap)
+        deadline = time.monotonic() + 120
+        while len(self.alive_nodes()) <= len(before):
+            if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node {name} did not join: {(self.logs / f'{name}.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    def alive_nodes(self) -> list[dict]:
+        from ray.util.state import list_nodes
+
+        return [dict(vars(n)) for n in list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])]
+
+    def stop(self, name: str) -> None:
+        stop_process(self.procs.pop(name))
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.procs if n != "head"] + (["head"] if "head" in self.procs else []):
+            self.stop(name)
+        for temp in self.temp_dirs:
+            shutil.rmtree(temp, ignore_errors=True)
