@@ -43,6 +43,10 @@ LATENCY_NAMESPACE = "hwnas"
 _KEEP_ALIVE: dict[str, ActorHandle] = {}
 # Times a LatencyClient call meets a dead actor before it gives up.
 _ACTOR_ATTEMPTS = 3
+# How often a wait on the latency actor checks that some node still carries the device.
+_DEVICE_POLL_S = 2.0
+# How long an actor that kept dying is given to turn out to have lost its node (Ray's health checks).
+_NODE_DEATH_GRACE_S = 30.0
 
 
 @ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=3)
@@ -116,6 +120,8 @@ class LatencyClient:
         cache_path: Passed to :func:`get_latency_actor` if the actor does not exist yet.
         options: Passed likewise.
         timeout_s: Longest wait for one result, queueing behind other requests included.
+        device_wait_s: How long a call waits for the device to come back when no node carries it any
+            more (its node died or left); ``0``: fail at once, with a :class:`DeviceError` that says so.
     """
 
     def __init__(
@@ -125,9 +131,12 @@ class LatencyClient:
         *,
         options: MeasureOptions | None = None,
         timeout_s: float = 900.0,
+        device_wait_s: float = 0.0,
     ) -> None:
         timeout_s = check_number("LatencyClient argument 'timeout_s'", timeout_s, low=0.0, low_open=True,
                                  hint="e.g. timeout_s=900 (seconds; a queue of requests counts)")
+        self._device_wait_s = check_number("LatencyClient argument 'device_wait_s'", device_wait_s, low=0.0,
+                                           hint="e.g. device_wait_s=600, or 0 to fail at once")
         self._profile = resolve_device(device)
         # Absolute here, in the driver: Tune runs trials in their own working directories.
         self._cache_path = None if cache_path is None else os.path.abspath(os.fspath(cache_path))
@@ -179,31 +188,80 @@ class LatencyClient:
             if attempt:
                 time.sleep(0.5 * attempt)  # the GCS releases a dead actor's name shortly after
             try:
+                if self._actor is None:  # first use, or after a death: is there a node to place it on?
+                    self._await_device(what)
                 return self._wait(getattr(self.actor(), method).remote(*args), what=what)
             except ray.exceptions.RayActorError as exc:
                 # Ray's restarts and retries cover a crashed actor; this one is beyond them: killed
                 # for good, or dead with the process that owned it.
                 self._actor = None
                 died = exc
+        # An actor that keeps dying is most often one whose node is gone, which the cluster notices only
+        # after its health checks fail (seconds): say so when that is what happened.
+        deadline = time.monotonic() + _NODE_DEATH_GRACE_S
+        while time.monotonic() < deadline:
+            if not self._device_present():
+                raise self._device_gone(what) from died
+            time.sleep(_DEVICE_POLL_S)
         raise DeviceError(
             f"{what} on device {self._profile.name!r} failed: its latency actor died {_ACTOR_ATTEMPTS} "
             f"times ({died}). HINT: check the device node with `ray status`."
         ) from died
 
-    def _wait(self, ref: ray.ObjectRef, *, what: str) -> Any:
-        name = self._profile.name
+    def _device_present(self) -> bool:
         try:
-            return ray.get(ref, timeout=self._timeout_s)
-        except ray.exceptions.GetTimeoutError as exc:
-            # A request waits forever for an actor whose node is gone (Ray keeps it restarting until a
-            # node with the device returns), so tell that case apart from a long queue.
+            require_device(self._profile)
+            return True
+        except DeviceError:
+            return False
+
+    def _device_gone(self, what: str) -> DeviceError:
+        waited = f" and did not come back within {self._device_wait_s:g} s" if self._device_wait_s else ""
+        resource = self._profile.resource
+        return DeviceError(
+            f"{what}: no node of the Ray cluster carries {resource} any more (its node died or left{waited}). "
+            f"HINT: start the device node again (`ray start --address=HEAD:6379 --resources='{{\"{resource}\": 1}}'`) "
+            f"and resume the experiment; set cost.device_wait_s to wait for it instead of stopping.")
+
+    def _await_device(self, what: str) -> None:
+        """Return once a node carries the device; if none does for ``device_wait_s``, raise
+        :func:`~cluster.runtime.require_device`'s error (it lists the devices present)."""
+        deadline = time.monotonic() + self._device_wait_s
+        while True:
             try:
                 require_device(self._profile)
-            except DeviceError as gone:
-                raise gone from exc
-            raise DeviceError(f"{what} on device {name!r} took longer than {self._timeout_s:g} s. HINT: the "
-                              f"device may be busy with a queue of requests (raise timeout_s), or its node is "
-                              f"down (check `ray status`).") from exc
+                return
+            except DeviceError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(_DEVICE_POLL_S)
+
+    def _wait(self, ref: ray.ObjectRef, *, what: str) -> Any:
+        """The result of ``ref``; while it is pending, check every few seconds that the device still exists:
+        Ray keeps a request for an actor whose node is gone waiting (restarting it) until a node with the
+        device returns, which without this check would look like a long queue until ``timeout_s``."""
+        deadline = time.monotonic() + self._timeout_s
+        gone_since: float | None = None
+        while True:
+            ready, _ = ray.wait([ref], timeout=max(0.0, min(_DEVICE_POLL_S, deadline - time.monotonic())))
+            if ready:
+                return self._get(ref, what=what)
+            now = time.monotonic()
+            if self._device_present():
+                gone_since = None
+            else:
+                gone_since = now if gone_since is None else gone_since
+                if now - gone_since >= self._device_wait_s:
+                    raise self._device_gone(what)
+            if now >= deadline:
+                raise DeviceError(
+                    f"{what} on device {self._profile.name!r} took longer than {self._timeout_s:g} s. HINT: the "
+                    f"device may be busy with a queue of requests (raise timeout_s), or its node is overloaded.")
+
+    def _get(self, ref: ray.ObjectRef, *, what: str) -> Any:
+        name = self._profile.name
+        try:
+            return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, HwnasError):
                 raise exc.cause from None  # our own clear message; Ray's wrapper adds only a traceback

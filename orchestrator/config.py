@@ -145,6 +145,9 @@ class CostConfig:
     min_runs: int = MeasureOptions.min_runs
     max_runs: int = MeasureOptions.max_runs
     cv_threshold: float = MeasureOptions.cv_threshold
+    #: Seconds a measurement waits for the device to come back when its node is gone; 0: stop the search at
+    #: once (resumable) with an error that says so.
+    device_wait_s: float = 0.0
 
     @property
     def uses_model(self) -> bool:
@@ -364,6 +367,9 @@ def _cost(raw: Any) -> CostConfig:
     _choice("cost.kind", cfg.kind, COST_KINDS)
     _choice("cost.device", cfg.device, device_names())
     _cost_model_fields(cfg)
+    if not 0 <= cfg.device_wait_s <= 7 * 86400:
+        raise _fail("cost.device_wait_s", "must be in [0, 604800] seconds", cfg.device_wait_s,
+                    "use 0 to stop at once when the device's node is gone, or e.g. 600 to wait ten minutes")
     try:
         cfg.measure_options()
     except ConfigError as exc:

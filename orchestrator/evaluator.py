@@ -157,7 +157,7 @@ class _WorkerState:
 
             self._latency_client = LatencyClient(
                 self._ctx.cost["device"], str(Path(self._ctx.experiment_dir) / "latency_cache.jsonl"),
-                options=measure_options(self._ctx.cost),
+                options=measure_options(self._ctx.cost), device_wait_s=self._ctx.cost.get("device_wait_s", 0.0),
             )
         return self._latency_client
 

@@ -103,7 +103,8 @@ def make_cost_fn(cost: Mapping[str, Any], space: Any, experiment_dir: str) -> Ca
     from .evaluator import measure_options
 
     measurer = ServiceMeasurer(LatencyClient(cost["device"], str(Path(experiment_dir) / "latency_cache.jsonl"),
-                                             options=measure_options(cost)))
+                                             options=measure_options(cost),
+                                             device_wait_s=cost.get("device_wait_s", 0.0)))
     return lambda path: float(measurer.measure(space, path)["median_ms"])
 
 

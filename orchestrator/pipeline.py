@@ -173,7 +173,7 @@ def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
         printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {cfg.cost.calibration_samples} "
                 f"architectures measured on {cfg.cost.device}")
         client = LatencyClient(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"),
-                               options=cfg.cost.measure_options())
+                               options=cfg.cost.measure_options(), device_wait_s=cfg.cost.device_wait_s)
         result = fit_cost_model(cfg.cost.kind, cfg.build_space(), samples=cfg.cost.calibration_samples,
                                 seed=cfg.seed, measurer=ServiceMeasurer(client, progress=printer),
                                 device=cfg.cost.device)
@@ -343,6 +343,7 @@ def eval_context(exp: Experiment, digest: str) -> EvalContext:
     space = cfg.build_space()
     data, evaluation, cost = dict(cfg.data.settings), dict(vars(cfg.evaluation)), dict(vars(cfg.cost))
     del cost["model"], cost["calibration_samples"]  # the model's content counts, not where it came from
+    device_wait_s = cost.pop("device_wait_s")  # how long to wait for a lost device changes no score
     if cfg.cost.uses_model:
         cost["model_digest"] = file_digest(exp.directory / COST_MODEL_FILE, length=SHORT)
     compute = placed_compute(cfg.compute)
@@ -352,6 +353,7 @@ def eval_context(exp: Experiment, digest: str) -> EvalContext:
     fingerprint = evaluator_fingerprint(space_identity=space.identity, supernet_digest=digest, seed=cfg.seed,
                                         data=data, evaluation=evaluation, cost=cost, task=cfg.detection,
                                         compute=numerics)
+    cost["device_wait_s"] = device_wait_s
     if cfg.cost.uses_model:
         cost["model_path"] = str(exp.directory / COST_MODEL_FILE)  # not fingerprinted: a moved directory is the same
     return EvalContext(

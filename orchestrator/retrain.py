@@ -323,7 +323,8 @@ def _measure(exp: Experiment, shipped: dict[str, dict[str, Any]], progress: "_Pr
     from cluster import LatencyClient
 
     cost = exp.config.cost
-    client = LatencyClient(cost.device, str(exp.directory / "latency_cache.jsonl"), options=cost.measure_options())
+    client = LatencyClient(cost.device, str(exp.directory / "latency_cache.jsonl"), options=cost.measure_options(),
+                           device_wait_s=cost.device_wait_s)
     shape = list(exp.config.build_space().input_shape)
     for rid, result in shipped.items():
         onnx_bytes = Path(result["files"]["onnx"]).read_bytes()

@@ -34,6 +34,8 @@ TRACKING_KEY = "hwnas_tracking_uri"
 #: The packages of this checkout that ``--ship-source`` uploads (the top-level folders of the product).
 SOURCE_PACKAGES = ("core", "spaces", "searchers", "trainers", "cluster", "orchestrator")
 CONFIG_NAME = "hwnas-config.yaml"
+AUTH_HINT = ("set RAY_AUTH_MODE=token and give the cluster's token as RAY_AUTH_TOKEN, in RAY_AUTH_TOKEN_PATH or in "
+             "~/.ray/auth_token (Ray's token authentication)")
 ADDRESS_HINT = ("pass --address http://HEAD:8265 (the head node's dashboard; Ray's default port) or set "
                 "RAY_ADDRESS=http://HEAD:8265")
 
@@ -80,8 +82,13 @@ def job_client(address: str | None) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     logging.getLogger("ray.dashboard").setLevel(logging.WARNING)  # "Uploading package ...": Ray's chatter
+    from ray.exceptions import AuthenticationError
+
     try:
         return JobSubmissionClient(url)
+    except AuthenticationError:
+        raise ConfigError(f"the Ray cluster at {url} requires token authentication and this machine has no token "
+                          f"for it. HINT: {AUTH_HINT}.") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot use the Ray job API at {url}: {first}. HINT: the head needs `ray[default]` (the "

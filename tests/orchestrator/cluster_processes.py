@@ -4,11 +4,18 @@ Not ``ray.cluster_utils.Cluster``: every node is a separate ``ray start --block`
 store and workers; the head with its dashboard, so Ray's job API is real), and each is stopped by the PID
 recorded here, never by ``ray stop`` (which stops every Ray on the machine). ``--block`` makes SIGTERM to
 that PID take the node's processes down with it.
+
+The cluster runs with Ray's token authentication, deliberately: its own token file, given to the nodes and
+to the hwnas CLI through ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` (as a user of a secured
+cluster sets them). Whether a bare ``ray start`` would enable it depends on what earlier Ray starts left in
+``~/.ray``; this way the tests do not. The test process itself reads Ray's state over HTTP with the token,
+leaving its own Ray authentication untouched.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +40,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_env() -> dict[str, str]:
+def node_env(auth: dict[str, str]) -> dict[str, str]:
     """As a user who activated the venv starts a node: its ``python`` is this one, hwnas importable."""
-    env = cli_env()
+    env = {**cli_env(), **auth}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     return env
@@ -47,6 +55,8 @@ def wait_for(url: str, what: str, timeout: float = 120.0, proc: subprocess.Popen
             raise RuntimeError(f"{what} exited with {proc.returncode} before answering at {url}")
         try:
             urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:  # it answers, if only to say 401 (token auth): it is up
             return
         except OSError:
             time.sleep(0.5)
@@ -88,6 +98,32 @@ class RayNodes:
     dashboard_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     temp_dirs: list[Path] = field(default_factory=list)
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    @property
+    def auth_env(self) -> dict[str, str]:
+        """What a client of this cluster sets: Ray's token-auth variables."""
+        path = self.logs / "auth_token"
+        if not path.exists():
+            self.logs.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.token)
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+    def api(self, path: str) -> dict:
+        """GET a dashboard REST path (Ray's job and state APIs) with the cluster's token."""
+        request = urllib.request.Request(f"{self.dashboard}{path}", headers={"authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def job(self, submission_id: str) -> dict:
+        """Ray's JobDetails of a job, as JSON (status, job_id, driver_info, driver_exit_code, message)."""
+        return self.api(f"/api/jobs/{submission_id}")
+
+    def actors(self, job_hex: str) -> list[dict]:
+        """The alive actors of a Ray job (by its hex job id), as the state API lists them."""
+        out = self.api(f"/api/v0/actors?limit=10000&detail=true&filter_keys=job_id&filter_predicates=%3D"
+                       f"&filter_values={job_hex}")
+        return [a for a in out["data"]["result"]["result"] if a["state"] == "ALIVE"]
 
     @property
     def dashboard(self) -> str:
@@ -107,7 +143,8 @@ class RayNodes:
         temp = Path(tempfile.mkdtemp(prefix=f"ray-{name}-", dir="/tmp"))
         self.temp_dirs.append(temp)
         cmd = [*wrap, RAY, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp), *args]
-        proc = subprocess.Popen(cmd, env=node_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=node_env(self.auth_env), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -115,7 +152,11 @@ class RayNodes:
         proc = self._start("head", ["--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
                                     "--dashboard-port", str(self.dashboard_port), "--include-dashboard", "true",
                                     "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {})])
-        wait_for(f"{self.dashboard}/api/version", "the Ray head's dashboard", proc=proc)
+        try:
+            wait_for(f"{self.dashboard}/api/version", "the Ray head's dashboard", proc=proc)
+        except RuntimeError as exc:
+            logs = sorted(self.temp_dirs[-1].glob("session_*/logs/dashboard.*")) + [self.logs / "head.log"]
+            raise RuntimeError(f"{exc}; " + " | ".join(f"{p.name}: {p.read_text()[-1500:]}" for p in logs)) from None
         deadline = time.monotonic() + 60
         while not self.alive_nodes():  # the dashboard answers a moment before it knows its node
             if time.monotonic() > deadline:
@@ -135,12 +176,25 @@ class RayNodes:
             time.sleep(0.5)
 
     def alive_nodes(self) -> list[dict]:
-        from ray.util.state import list_nodes
-
-        return [dict(vars(n)) for n in list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])]
+        try:
+            nodes = self.api("/api/v0/nodes?limit=1000&detail=true")["data"]["result"]["result"]
+        except urllib.error.HTTPError:  # the state API answers 5xx for a moment at start
+            return []
+        return [n for n in nodes if n["state"] == "ALIVE"]
 
     def stop(self, name: str) -> None:
         stop_process(self.procs.pop(name))
+
+    def crash(self, name: str) -> None:
+        """The node dies at once, as a machine that loses power: SIGKILL to its `ray start` and every process
+        below it (raylet, object store, workers), found from the PID recorded when it started."""
+        from core.reaper import _signal, descendants
+
+        proc = self.procs.pop(name)
+        below = descendants(proc.pid)
+        proc.kill()
+        _signal(below, signal.SIGKILL)
+        proc.wait(timeout=30)
 
     def stop_all(self) -> None:
         for name in [n for n in self.procs if n != "head"] + (["head"] if "head" in self.procs else []):

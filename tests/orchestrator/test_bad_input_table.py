@@ -459,6 +459,8 @@ RETRAIN_CASES = [
     Case("retrain-ids-and-arch", _retrain("--candidates", "a", "--arch", "1"), "not allowed with argument",
          _finished),
     Case("retrain-missing-dir", ("retrain", "absent"), "does not exist", None),
+    Case("config-device-wait-negative", _search("cost.device_wait_s=-1"), "'cost.device_wait_s': must be in [0, 604800]",
+         lambda d: _tiny(d)),
     Case("config-retrain-not-a-mapping", _search("retrain=5"), "'retrain': must be a mapping", lambda d: _tiny(d)),
     Case("config-retrain-zero-epochs", _search("retrain.epochs=0"), "'retrain.epochs': must be an integer",
          lambda d: _tiny(d)),

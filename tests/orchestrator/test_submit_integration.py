@@ -8,7 +8,9 @@ MLflow and in Ray's state API.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -39,12 +41,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _jobs(cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_cli("jobs", *args, "--address", cluster["nodes"].dashboard, cwd=cwd, timeout=300)
+    nodes = cluster["nodes"]
+    return run_cli("jobs", *args, "--address", nodes.dashboard, cwd=cwd, timeout=300, env=nodes.auth_env)
 
 
 def _submit(cluster, *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return run_cli("submit", *args, "--address", cluster["nodes"].dashboard, "--tracking-uri", cluster["tracking"],
-                   cwd=cwd, timeout=timeout)
+    nodes = cluster["nodes"]
+    return run_cli("submit", *args, "--address", nodes.dashboard, "--tracking-uri", cluster["tracking"],
+                   cwd=cwd, timeout=timeout, env=nodes.auth_env)
 
 
 def _job_id(stdout: str) -> str:
@@ -97,9 +101,7 @@ def test_submitted_search_runs_on_the_cluster_and_measures_on_the_device_node(cl
     assert len(_jobs(cluster, "list", "--json", cwd=tmp_path).stdout.splitlines()) == len(rows)
 
 
-def test_stopped_job_leaves_nothing_running_and_resumes_as_a_job(cluster, tmp_path: Path) -> None:
-    from ray.util.state import list_actors
-
+def test_stopped_or_killed_job_leaves_nothing_running_and_resumes_as_a_job(cluster, tmp_path: Path) -> None:
     config = tiny_config(tmp_path, name="stopped", supernet__steps=400, supernet__checkpoint_every=20)
     storage = tmp_path / "runs"
     proc = _submit(cluster, str(config), "--storage", str(storage), cwd=tmp_path)
@@ -115,23 +117,42 @@ def test_stopped_job_leaves_nothing_running_and_resumes_as_a_job(cluster, tmp_pa
     ray_job_id = json.loads(_jobs(cluster, "status", job, "--json", cwd=tmp_path).stdout)
     assert ray_job_id["status"] == "STOPPED"
 
-    # Nothing of that job lives on any node: no trainer, trial or latency actor.
-    from ray.job_submission import JobSubmissionClient
+    _assert_nothing_left(cluster["nodes"], job)
 
-    hex_id = JobSubmissionClient(cluster["nodes"].dashboard).get_job_info(job).job_id
-    deadline = time.monotonic() + 60
-    alive = None
-    while alive != [] and time.monotonic() < deadline:
-        alive = [a.class_name for a in list_actors(address=cluster["nodes"].dashboard,
-                                                   filters=[("job_id", "=", hex_id), ("state", "=", "ALIVE")])]
+    # Resumed as a job, whose driver is then SIGKILLed (a crash of the head's driver process).
+    proc = _submit(cluster, "--resume", str(exp_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    killed = _job_id(proc.stdout)
+    nodes = cluster["nodes"]
+    deadline = time.monotonic() + 300
+    while not (nodes.job(killed).get("driver_info") or {}).get("pid") or "resuming" not in _jobs(
+            cluster, "logs", killed, cwd=tmp_path).stdout:
+        assert time.monotonic() < deadline and nodes.job(killed)["status"] in ("PENDING", "RUNNING")
         time.sleep(1)
-    assert alive == [], alive
+    time.sleep(5)  # training under way again
+    os.kill(int(nodes.job(killed)["driver_info"]["pid"]), signal.SIGKILL)
+    while nodes.job(killed)["status"] not in ("FAILED", "STOPPED", "SUCCEEDED"):
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert nodes.job(killed)["status"] == "FAILED"
+    _assert_nothing_left(nodes, killed)
 
     resumed = _submit(cluster, "--resume", str(exp_dir), "--wait", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-3000:]
     journal = _journal_candidates(exp_dir)
     assert len(journal) == len(set(journal)) == 8
     assert _mlflow_candidates(cluster["tracking"], "stopped") == journal
+
+
+def _assert_nothing_left(nodes, job: str) -> None:
+    """Nothing of the job lives on any node: no trainer, trial or latency actor."""
+    hex_id = nodes.job(job)["job_id"]
+    deadline = time.monotonic() + 60
+    alive = None
+    while alive != [] and time.monotonic() < deadline:
+        alive = [a["class_name"] for a in nodes.actors(hex_id)]
+        time.sleep(1)
+    assert alive == [], alive
 
 
 def test_bad_job_commands_say_one_line(cluster, tmp_path: Path) -> None:
@@ -141,6 +162,12 @@ def test_bad_job_commands_say_one_line(cluster, tmp_path: Path) -> None:
         assert len(proc.stderr.strip().splitlines()) == 1
     proc = _submit(cluster, "--resume", str(tmp_path / "missing"), cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    # Without the cluster's token: one line saying so, nothing submitted.
+    config = tiny_config(tmp_path, name="notoken")
+    proc = run_cli("submit", str(config), "--storage", str(tmp_path / "runs"), "--address", cluster["nodes"].dashboard,
+                   cwd=tmp_path, env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "none")})
+    assert proc.returncode == 2 and "requires token authentication" in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare to give a node its own mounts")
