@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli, tiny_config
-from cluster_processes import RayNodes, free_port, start_mlflow_server, stop_process
+from cluster.local_cluster import RayNodes, free_port, start_mlflow_server, stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

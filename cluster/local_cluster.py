@@ -1,25 +1,27 @@
-"""Real clusters for tests: `ray start` nodes and an `mlflow server`, each its own process tree on this machine.
+"""A real multi-process Ray cluster on this machine: ``ray start`` nodes and an ``mlflow server``, each its
+own process tree, for the tests, the benchmarks, and trying the cluster path (``hwnas submit``, device
+nodes, node failures) on one machine before a real cluster.
 
 Not ``ray.cluster_utils.Cluster``: every node is a separate ``ray start --block`` (its own raylet, object
-store and workers; the head with its dashboard, so Ray's job API is real), and each is stopped by the PID
-recorded here, never by ``ray stop`` (which stops every Ray on the machine). ``--block`` makes SIGTERM to
-that PID take the node's processes down with it.
+store, workers and temp dir; the head with its dashboard, so Ray's job API is real), and each is stopped by
+the PID recorded here, never by ``ray stop`` (which stops every Ray on the machine). ``--block`` makes
+SIGTERM to that PID take the node's processes down with it; :meth:`RayNodes.crash` SIGKILLs the whole tree.
 
 The cluster runs with Ray's token authentication, deliberately: its own token file, given to the nodes and
-to the hwnas CLI through ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` (as a user of a secured
-cluster sets them). Whether a bare ``ray start`` would enable it depends on what earlier Ray starts left in
-``~/.ray``; this way the tests do not. The test process itself reads Ray's state over HTTP with the token,
-leaving its own Ray authentication untouched.
+to clients through ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` (:attr:`RayNodes.auth_env`, what a
+user of a secured cluster sets). Whether a bare ``ray start`` would enable it depends on what earlier Ray
+starts left in ``~/.ray``; this way nothing does. The caller's own process reads Ray's state over HTTP with
+the token (:meth:`RayNodes.api`), leaving its Ray authentication untouched.
 """
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
-import shutil
 import sys
 import tempfile
 import time
@@ -29,9 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from cli_helpers import cli_env
+__all__ = ["RayNodes", "client_env", "free_port", "start_mlflow_server", "stop_process", "wait_for"]
 
 RAY = str(Path(sys.executable).with_name("ray"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def client_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with hwnas importable, and never a cluster the caller happens to point at."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("RAY_ADDRESS", None)
+    return {**env, **(extra or {})}
 
 
 def free_port() -> int:
@@ -42,7 +53,7 @@ def free_port() -> int:
 
 def node_env(auth: dict[str, str]) -> dict[str, str]:
     """As a user who activated the venv starts a node: its ``python`` is this one, hwnas importable."""
-    env = {**cli_env(), **auth}
+    env = client_env(auth)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     return env
@@ -79,7 +90,7 @@ def start_mlflow_server(directory: Path, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{directory / 'server.db'}",
            "--default-artifact-root", str(directory / "server-artifacts"), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=directory, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=directory, env=client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", "mlflow server", proc=proc)
@@ -188,12 +199,16 @@ class RayNodes:
     def crash(self, name: str) -> None:
         """The node dies at once, as a machine that loses power: SIGKILL to its `ray start` and every process
         below it (raylet, object store, workers), found from the PID recorded when it started."""
-        from core.reaper import _signal, descendants
+        from core.reaper import descendants
 
         proc = self.procs.pop(name)
         below = descendants(proc.pid)
         proc.kill()
-        _signal(below, signal.SIGKILL)
+        for pid, _started in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # gone already
+                pass
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
