@@ -251,7 +251,7 @@ class LatencyClient:
                 gone_since = None
             else:
                 gone_since = now if gone_since is None else gone_since
-                if now - gone_since >= self._device_wait_s:
+                if now - gone_since >= self._device_wait_s or now >= deadline:
                     raise self._device_gone(what)
             if now >= deadline:
                 raise DeviceError(

@@ -93,6 +93,8 @@ def test_submitted_search_runs_on_the_cluster_and_measures_on_the_device_node(cl
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout and str(exp_dir) in status.stdout
     logs = _jobs(cluster, "logs", job, cwd=tmp_path)
     assert logs.returncode == 0 and "Pareto" in logs.stdout
+    followed = _jobs(cluster, "logs", job, "--follow", cwd=tmp_path)  # an ended job: all of it, then it returns
+    assert followed.returncode == 0 and "Pareto" in followed.stdout and f"job {job} SUCCEEDED" in followed.stdout
 
     # The same config again: refused here, with nothing submitted.
     again = _submit(cluster, str(config), "--storage", str(storage), cwd=tmp_path)
