@@ -99,10 +99,6 @@ def _check_placement(cfg: Any, address: str | None, *, storage: Path) -> None:
 
     quiet_ray()
     connect(address)
-    if address is not None:
-        from cluster import check_shared_directory
-
-        check_shared_directory(storage)
     placed_compute(cfg.compute)
     if cfg.cost.measures or cfg.retrain is not None:  # retrained models are measured on the device
         require_device(cfg.cost.device)
@@ -110,6 +106,10 @@ def _check_placement(cfg: Any, address: str | None, *, storage: Path) -> None:
         from .retrain import check_room
 
         check_room(cfg.retrain, cfg.compute)
+    if address is not None:  # last: it writes (and removes) probe files; a failed check leaves nothing
+        from cluster import check_shared_directory
+
+        check_shared_directory(storage)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

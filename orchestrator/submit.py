@@ -17,6 +17,7 @@ import os
 import shlex
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ TRACKING_KEY = "hwnas_tracking_uri"
 #: The packages of this checkout that ``--ship-source`` uploads (the top-level folders of the product).
 SOURCE_PACKAGES = ("core", "spaces", "searchers", "trainers", "cluster", "orchestrator")
 CONFIG_NAME = "hwnas-config.yaml"
+SUBMIT_ATTEMPTS = 30  # 2 s apart: a minute for a fresh head's job agent
 AUTH_HINT = ("set RAY_AUTH_MODE=token and give the cluster's token as RAY_AUTH_TOKEN, in RAY_AUTH_TOKEN_PATH or in "
              "~/.ray/auth_token (Ray's token authentication)")
 ADDRESS_HINT = ("pass --address http://HEAD:8265 (the head node's dashboard; Ray's default port) or set "
@@ -81,7 +83,9 @@ def job_client(address: str | None) -> Any:
 
     from ray.job_submission import JobSubmissionClient
 
-    logging.getLogger("ray.dashboard").setLevel(logging.WARNING)  # "Uploading package ...": Ray's chatter
+    for name in ("ray.dashboard", "ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging",
+                 "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "Uploading package ...": Ray's chatter
     from ray.exceptions import AuthenticationError
 
     try:
@@ -137,13 +141,20 @@ def submit_job(client: Any, spec: JobSpec) -> str:
         if spec.py_modules:
             runtime_env["py_modules"] = spec.py_modules
             runtime_env["excludes"] = ["__pycache__", "*.pyc"]
-        try:
-            return client.submit_job(entrypoint=spec.entrypoint, submission_id=spec.submission_id,
-                                     runtime_env=runtime_env, metadata=spec.metadata)
-        except (RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ExperimentError(f"the cluster refused the job: {first}. HINT: check the head node's dashboard "
-                                  f"log (session_latest/logs/dashboard.log) for the reason.") from None
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                return client.submit_job(entrypoint=spec.entrypoint, submission_id=spec.submission_id,
+                                         runtime_env=runtime_env, metadata=spec.metadata)
+            except (RuntimeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0][:300]
+                # A head that has just started (or just gained a node) answers this until its job agent is
+                # up; Ray itself says "try again later".
+                if "No available agent" in first and attempt < SUBMIT_ATTEMPTS - 1:
+                    time.sleep(2.0)
+                    continue
+                raise ExperimentError(f"the cluster refused the job: {first}. HINT: check the head node's "
+                                      f"dashboard log (session_latest/logs/dashboard.log) for the reason.") from None
+    raise AssertionError("unreachable")
 
 
 def hwnas_jobs(client: Any) -> list[Any]:
