@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default="hwnas-runs", metavar="DIR",
                    help="parent of experiment directories; the experiment lives in DIR/<name> (default: ./hwnas-runs)")
     p.add_argument("--tracking-uri", metavar="URI",
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<working dir>/mlflow.db)")
+                   help="MLflow tracking URI (default: sqlite:///<working dir>/mlflow.db)")
     p.add_argument("--address", metavar="RAY_ADDRESS",
                    help="join this Ray cluster (HOST:PORT of its head, or auto); default: start a local Ray")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

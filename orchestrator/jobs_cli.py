@@ -38,8 +38,8 @@ def add_jobs_commands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]
     _address_arg(p)
     p.add_argument("--storage", default="hwnas-runs", metavar="DIR",
                    help="parent of experiment directories, shared by every node (default: ./hwnas-runs, made absolute)")
-    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                   "sqlite:///<working dir>/mlflow.db; on a real cluster use a tracking server, http://...)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///<working dir>/"
+                   "mlflow.db, made absolute; on a real cluster use a tracking server, http://...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by dotted path (repeatable)")
     p.add_argument("--ship-source", action="store_true",

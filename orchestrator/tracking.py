@@ -27,9 +27,9 @@ UID_TAG, ROLE_TAG = "hwnas_uid", "hwnas_role"
 
 
 def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
-    """Where a search logs without ``--tracking-uri``: ``MLFLOW_TRACKING_URI`` (MLflow's own variable, e.g. set
-    for every pod of a cluster), else a SQLite store in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
+    # Not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() sets it in its own process, so any process that
+    # logged once would hand its store on to every hwnas it starts. A store is named with --tracking-uri.
+    return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
 
 
 def ui_command(tracking_uri: str) -> str:
