@@ -3,45 +3,18 @@ journal, and `hwnas resume` logs every candidate exactly once when a real server
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import cli_env, run_cli, tiny_config
+from cli_helpers import run_cli, tiny_config
+from cluster.local_cluster import free_port, start_mlflow_server, stop_process
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-           "--default-artifact-root", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("mlflow server did not start")
-
-
 def test_search_survives_mlflow_outage_and_resume_syncs_exactly_once(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     config = tiny_config(tmp_path, name="outage")
     proc = run_cli("search", str(config), "--storage", str(tmp_path / "runs"), "--tracking-uri", uri, cwd=tmp_path)
@@ -51,7 +24,7 @@ def test_search_survives_mlflow_outage_and_resume_syncs_exactly_once(tmp_path: P
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert summary["mlflow_synced"] is False and summary["candidates"] == 8
 
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path / "server", port)
     try:
         for _ in range(2):  # a second resume must not duplicate anything
             again = run_cli("resume", str(exp_dir), cwd=tmp_path)
@@ -71,5 +44,4 @@ def test_search_survives_mlflow_outage_and_resume_syncs_exactly_once(tmp_path: P
         assert {r.data.params["candidate_id"] for r in cands if r.data.tags["pareto"] == "true"} == front
         assert json.loads((exp_dir / "summary.json").read_text())["mlflow_synced"] is True
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process(server)
