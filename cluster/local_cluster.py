@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["RayNodes", "client_env", "free_port", "start_mlflow_server", "stop_process", "wait_for"]
+__all__ = ["RayNodes", "client_env", "free_port", "python_without_hwnas", "start_mlflow_server", "stop_process",
+           "wait_for"]
 
-RAY = str(Path(sys.executable).with_name("ray"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,12 +51,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_env(auth: dict[str, str]) -> dict[str, str]:
-    """As a user who activated the venv starts a node: its ``python`` is this one, hwnas importable."""
-    env = client_env(auth)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+def node_env(auth: dict[str, str], python: str = sys.executable) -> dict[str, str]:
+    """As a user who activated ``python``'s venv starts a node: ``python`` first on the PATH. With this
+    process's own Python hwnas is importable there; another Python keeps only what it has itself."""
+    env = client_env(auth) if python == sys.executable else {**_without("PYTHONPATH", "RAY_ADDRESS"), **auth}
+    env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     return env
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+def python_without_hwnas(directory: Path) -> str:
+    """A venv at ``directory`` with every dependency of this one but not hwnas: a cluster's Python where
+    hwnas was never installed (what ``hwnas submit --ship-source`` is for). Its site-packages points at this
+    venv's by a path line, so this venv's ``.pth`` files, hwnas's editable-install hook among them, are not run."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True, capture_output=True)
+    python = directory / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "hwnas-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return str(python)
 
 
 def wait_for(url: str, what: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
@@ -110,6 +129,7 @@ class RayNodes:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     temp_dirs: list[Path] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_hex(32))
+    python: str = sys.executable  # the Python every node runs (its workers and job drivers too)
 
     @property
     def auth_env(self) -> dict[str, str]:
@@ -153,8 +173,9 @@ class RayNodes:
         # garbage-collect) each other's runtime_env folders, the job's working_dir among them.
         temp = Path(tempfile.mkdtemp(prefix=f"ray-{name}-", dir="/tmp"))
         self.temp_dirs.append(temp)
-        cmd = [*wrap, RAY, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp), *args]
-        proc = subprocess.Popen(cmd, env=node_env(self.auth_env), stdout=log, stderr=subprocess.STDOUT,
+        cmd = [*wrap, self.python, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
+               "--temp-dir", str(temp), *args]
+        proc = subprocess.Popen(cmd, env=node_env(self.auth_env, self.python), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs[name] = proc
         return proc

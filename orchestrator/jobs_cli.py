@@ -170,7 +170,20 @@ def _follow(client: Any, job_id: str) -> int:
     out(f"hwnas: job {job_id} {info.status}")
     if str(info.status) == "SUCCEEDED":
         return 0
+    if _lacks_hwnas(client.get_job_logs(job_id)):
+        out(f"hwnas: {NO_HWNAS_HINT}")
     return info.driver_exit_code if info.driver_exit_code not in (None, 0) else 1
+
+
+#: What a job's output says when the cluster's Python cannot import hwnas, and what to do about it.
+NO_HWNAS_HINT = ("the cluster's Python has no hwnas (the job could not import it). HINT: submit again with "
+                 "--ship-source to upload this checkout's packages with the job, or install hwnas on every node.")
+
+
+def _lacks_hwnas(logs: str) -> bool:
+    from .submit import SOURCE_PACKAGES
+
+    return any(f"No module named '{name}'" in logs for name in SOURCE_PACKAGES)
 
 
 def _when(ms: int | None) -> str:
@@ -196,6 +209,8 @@ def _job_text(job: Any) -> str:
              f"  started {d['started']}, ended {d['ended']}"]
     if d["message"]:
         lines.append(f"  message: {str(d['message']).strip().splitlines()[0][:300]}")
-    if d["status"] in ("FAILED", "STOPPED"):
+    if d["status"] == "FAILED" and _lacks_hwnas(str(d["message"] or "")):
+        lines.append(f"  {NO_HWNAS_HINT}")
+    elif d["status"] in ("FAILED", "STOPPED"):
         lines.append(f"  resume: hwnas submit --resume {d['experiment']} --address ...")
     return "\n".join(lines)

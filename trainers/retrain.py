@@ -21,7 +21,7 @@ from core.settings import Setting, boolean, choice, integer, number, optional, r
 __all__ = ["RETRAIN_SETTINGS", "RECIPES", "RetrainJob", "RetrainLoop", "check_retrain_settings", "lr_at",
            "weight_decay_at"]
 
-OPTIMIZERS = ("sgd", "rmsprop")
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
 SCHEDULES = ("cosine", "step")
 #: "auto": as the experiment's ``compute.device``; "gpu" (or "cuda") and "cpu" override it for retraining.
 DEVICES = ("auto", "cpu", "gpu", "cuda")
@@ -207,6 +207,8 @@ class RetrainLoop:
         if s["optimizer"] == "rmsprop":  # TF-style: decay 0.9, momentum, eps from the recipe
             return torch.optim.RMSprop(params, lr=s["lr"], alpha=0.9, eps=s["rmsprop_eps"], momentum=s["momentum"],
                                        weight_decay=s["weight_decay"])
+        if s["optimizer"] == "adam":  # AdamW, as the detection supernet: SGD leaves background-only far later
+            return torch.optim.AdamW(params, lr=s["lr"], weight_decay=s["weight_decay"])
         return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
                                nesterov=s["momentum"] > 0)
 

@@ -4,6 +4,9 @@ A head node (`ray start --head`, with the dashboard: Ray's real job API) and a s
 `device:cpu`, each its own `ray start` process tree, plus an `mlflow server` on 127.0.0.1 as the tracking
 server. Searches are submitted as a user would, from the CLI, and checked in the experiment directory, in
 MLflow and in Ray's state API.
+
+The nodes run a Python that has every dependency but not hwnas (a cluster where hwnas was never
+installed), so every job here carries the source with ``--ship-source``, and one without it fails saying so.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli, tiny_config
-from cluster.local_cluster import RayNodes, free_port, start_mlflow_server, stop_process
+from cluster.local_cluster import RayNodes, free_port, python_without_hwnas, start_mlflow_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +30,9 @@ pytestmark = pytest.mark.integration
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """Head (2 CPUs, no device), a device node (1 CPU, device:cpu), and an MLflow server."""
     base = tmp_path_factory.mktemp("cluster")
-    nodes = RayNodes(logs=base / "ray-logs")
+    python = python_without_hwnas(base / "venv")
+    assert subprocess.run([python, "-c", "import orchestrator"], cwd=base, capture_output=True).returncode != 0
+    nodes = RayNodes(logs=base / "ray-logs", python=python)
     port = free_port()
     server = start_mlflow_server(base / "mlflow", port)
     try:
@@ -45,10 +50,10 @@ def _jobs(cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_cli("jobs", *args, "--address", nodes.dashboard, cwd=cwd, timeout=300, env=nodes.auth_env)
 
 
-def _submit(cluster, *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def _submit(cluster, *args: str, cwd: Path, timeout: float = 900, ship: bool = True) -> subprocess.CompletedProcess[str]:
     nodes = cluster["nodes"]
-    return run_cli("submit", *args, "--address", nodes.dashboard, "--tracking-uri", cluster["tracking"],
-                   cwd=cwd, timeout=timeout, env=nodes.auth_env)
+    return run_cli("submit", *args, *(["--ship-source"] if ship else []), "--address", nodes.dashboard,
+                   "--tracking-uri", cluster["tracking"], cwd=cwd, timeout=timeout, env=nodes.auth_env)
 
 
 def _job_id(stdout: str) -> str:
@@ -164,6 +169,13 @@ def test_bad_job_commands_say_one_line(cluster, tmp_path: Path) -> None:
         assert len(proc.stderr.strip().splitlines()) == 1
     proc = _submit(cluster, "--resume", str(tmp_path / "missing"), cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    # Without --ship-source on a cluster that lacks hwnas: the job fails, and both --wait and status say why.
+    proc = _submit(cluster, str(tiny_config(tmp_path, name="nosource")), "--storage", str(tmp_path / "runs"), "--wait",
+                   cwd=tmp_path, ship=False)
+    assert proc.returncode != 0 and "FAILED" in proc.stdout and "--ship-source" in proc.stdout, proc.stdout[-3000:]
+    status = _jobs(cluster, "status", _job_id(proc.stdout), cwd=tmp_path)
+    assert "no hwnas" in status.stdout and "--ship-source" in status.stdout, status.stdout
+    assert not (tmp_path / "runs").exists()  # nothing ran, nothing written
     # Without the cluster's token: one line saying so, nothing submitted.
     config = tiny_config(tmp_path, name="notoken")
     proc = run_cli("submit", str(config), "--storage", str(tmp_path / "runs"), "--address", cluster["nodes"].dashboard,

@@ -63,8 +63,9 @@ def test_cosine_with_warmup_step_decay_and_annealed_weight_decay() -> None:
 
 
 # ---------------------------------------------------------------------- the loop
-def test_a_loop_resumed_from_its_state_continues_exactly() -> None:
-    job = _job(ema_decay=0.9)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_loop_resumed_from_its_state_continues_exactly(optimizer: str) -> None:
+    job = _job(ema_decay=0.9, optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.1)
     straight = RetrainLoop(job)
     straight.train_epoch()
     saved = copy.deepcopy(straight.state_dict())  # as written to a checkpoint: not the live tensors
@@ -77,6 +78,15 @@ def test_a_loop_resumed_from_its_state_continues_exactly() -> None:
     assert _same(shipped_state(resumed.state_dict()), shipped_state(straight.state_dict()))
     with pytest.raises(ValueError, match="belongs to retrain"):
         RetrainLoop(_job(epochs=4)).load_state_dict({**saved, "retrain_id": "other"})
+
+
+def test_adam_is_adamw_with_the_recipes_decoupled_weight_decay() -> None:
+    loop = RetrainLoop(_job(optimizer="adam", lr=0.003, weight_decay=0.05))
+    assert type(loop.optimizer) is torch.optim.AdamW
+    assert loop.optimizer.param_groups[0]["weight_decay"] == 0.05
+    before = copy.deepcopy(loop.model.state_dict())
+    assert math.isfinite(loop.train_epoch()["train_loss"])
+    assert not _same(before, loop.model.state_dict())
 
 
 def test_workers_split_each_global_batch_between_them() -> None:
