@@ -131,14 +131,15 @@ def supernet_scores(cfg: Any, space: SearchSpace, data: trainers.Dataset, data_s
     info = trainer.train_steps(settings.steps)
     train_seconds = time.perf_counter() - started
     quality = task.METRICS[0]
-    scores = []
+    metrics = []
     for enc in archs:
         model = trainers.inherit_and_calibrate(space=space, supernet=trainer.model, encoding=enc, dataset=data,
                                                bn_batches=cfg.evaluation.bn_batches,
                                                bn_batch_size=cfg.evaluation.bn_batch_size)
-        scores.append(trainers.score(task, model, data, batch_size=cfg.evaluation.batch_size)[quality])
+        metrics.append(trainers.score(task, model, data, batch_size=cfg.evaluation.batch_size))
     checkpoint.unlink(missing_ok=True)
-    row = {"scores": scores, "train_seconds": train_seconds, "seconds_per_step": train_seconds / settings.steps,
+    row = {"scores": [m[quality] for m in metrics], "metrics": metrics, "train_seconds": train_seconds,
+           "seconds_per_step": train_seconds / settings.steps,
            "final_train_accuracy": info["train_accuracy"], "final_loss": info["loss"]}
     write_json_atomic(path, row)
     return row
@@ -190,7 +191,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=ROOT / "examples" / "quickstart.yaml")
     p.add_argument("--archs", type=int, default=12)
-    p.add_argument("--val-size", type=int, default=4096)
+    p.add_argument("--val-size", type=int, default=4096, help="validation images of a generated classification "
+                   "set (a detection config names its own val split)")
+    p.add_argument("--metric", default=None, help="the score to rank by (default: the task's first, accuracy or map)")
     p.add_argument("--standalone-seeds", default="0,1")
     p.add_argument("--standalone-only", action="store_true")
     p.add_argument("--supernet-only", action="store_true", help="train and score the variants' supernets only")
@@ -204,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cfg = load_config(args.config)
     space = cfg.build_space()
-    data_settings = {**cfg.data.settings, "val_size": args.val_size}
+    kind = trainers.DATASETS.get(cfg.data.kind)
+    has_val_size = any(setting.name == "val_size" for setting in kind.SETTINGS)
+    data_settings = {**cfg.data.settings, **({"val_size": args.val_size} if has_val_size else {})}
+    metric = args.metric or trainers.TASKS.get(kind.task).METRICS[0]
     recipe = check_retrain_settings(cfg.retrain or DEFAULT_RECIPE)
     archs = spread_architectures(space, args.archs, cfg.seed)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -225,10 +231,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for i, enc in enumerate(archs):
             r = standalone(cfg.space.name, cfg.space_settings(), cfg.data.kind, data_settings, cfg.seed, recipe,
                            enc, seed, args.cache, tag=f"a{i:02d}")
-            quality = next(k for k in ("accuracy", "map") if k in r)
-            print(f"  stand-alone seed {seed} {space.to_string(enc)} {quality} {r[quality]:.4f} "
+            print(f"  stand-alone seed {seed} {space.to_string(enc)} {metric} {r[metric]:.4f} "
                   f"({r['seconds']:.0f} s)", flush=True)
-            row.append(r[quality])
+            row.append(r[metric])
         truth.append(row)
     if args.standalone_only:
         return
@@ -239,10 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         name, overrides = parse_variant(text)
         for seed in [int(s) for s in args.supernet_seeds.split(",")]:
             info = supernet_scores(cfg, space, data, data_settings, archs, overrides, seed, args.cache)
-            proxy = np.array(info["scores"])
+            proxy = np.array([m[metric] for m in info["metrics"]] if "metrics" in info else info["scores"])
             tau = agreement(proxy, truth_arr)
             interval = bootstrap(proxy, truth_arr, args.bootstrap, seed)
-            result = {"variant": name, "overrides": overrides, "supernet_seed": seed, "n": len(archs),
+            result = {"variant": name, "overrides": overrides, "supernet_seed": seed, "n": len(archs), "metric": metric,
                       "tau": tau, "ceiling": ceiling, "fraction": tau / ceiling if ceiling > 0 else None,
                       "interval": interval, "tau_vs_mean": kendall(proxy, truth_arr.mean(0)),
                       "madds_tau": kendall(proxy, [space.count(a)["madds"] for a in archs]),

@@ -88,14 +88,14 @@ class EvalContext:
     def _score(self, state: "_WorkerState", encoding: tuple[int, ...], candidate_id: str) -> dict[str, Any]:
         from trainers import score
 
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()  # a duration, and when (the MLflow run's span)
         with state.compute.autocast(state.device):
             model = self.inherited_model(state, encoding)
             metrics: dict[str, Any] = score(state.task, model, state.dataset, batch_size=self.evaluation["batch_size"])
         counts = self.space.count(encoding)
         metrics.update(params=int(counts["params"]), madds=int(counts["madds"]))
         metrics.update(self._latency(state, model, encoding, candidate_id, counts["madds"]))
-        metrics["eval_seconds"] = time.perf_counter() - started
+        metrics.update(eval_seconds=time.perf_counter() - started, eval_started=began)
         return metrics
 
     def _latency(self, state: "_WorkerState", model: Any, encoding: tuple[int, ...], candidate_id: str,

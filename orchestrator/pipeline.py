@@ -18,11 +18,13 @@ from .config import ExperimentConfig
 from .evaluator import EvalContext, evaluator_fingerprint, measure_options, worker_state
 from .experiment import Experiment
 from .journal import JournalState
-from .metrics import candidate_metrics
+from .metrics import TIMING_KEYS, candidate_metrics
 from .placement import placed_compute
+from .pareto_view import write_pareto_html
 from .results import front_table, pareto_ids, plot_front, write_pareto_csv
 from .search import (TRIAL_RETRIES, SearchProgress, SearchStopped, encoding_of, first_line, format_seconds,
                      run_search)
+from .run_tags import describe_experiment, identifying_tags, source_tags
 from .tracking import Tracker
 
 __all__ = ["run_experiment", "STAGES", "stages_for"]
@@ -114,8 +116,10 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     if cfg.cost.measures:
         require_device(cfg.cost.device)
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer,
-                      space_name=cfg.space.name, quality=cfg.quality_metric)
-    tracker.start(params=_flat_params(cfg), tags={"hwnas_experiment": cfg.name, "hwnas_dir": str(exp.directory),
+                      space_name=cfg.space.name, quality=cfg.quality_metric, space=cfg.build_space(),
+                      run_tags=identifying_tags(cfg, exp.uid), description=describe_experiment(cfg))
+    tracker.start(params=_flat_params(cfg), tags={"hwnas_dir": str(exp.directory),
+                                                   **source_tags(f"hwnas search {exp.directory}"),
                                                    "note": f"hwnas experiment {exp.directory}"})
     train = cfg.data.settings.get("train")  # a folder, or a COCO split's {images, annotations}
     source = train.get("annotations") if isinstance(train, dict) else train
@@ -231,13 +235,21 @@ def _train_supernet(exp: Experiment, state: JournalState, printer: Printer, trac
 
 
 def _report_to(exp: Experiment, tracker: Tracker | None) -> Callable[[dict[str, Any]], None] | None:
-    """A joint search's controller, logged to MLflow after every chunk of steps (a history over steps)."""
-    if tracker is None or exp.config.search.mode != "joint":
+    """After every chunk of steps: the supernet's per-step curves to its MLflow run, and a joint search's
+    controller to the search run (each a history over steps)."""
+    if tracker is None:
         return None
+    settings = {f"supernet.{k}": v for k, v in vars(exp.config.supernet).items()}
+    if exp.config.search.mode != "joint":
+        return lambda info: tracker.log_supernet(info, params=settings)
     from .joint import controller_metrics
 
     space = exp.config.build_space()
-    return lambda info: tracker.log_metrics(controller_metrics(space, info), step=int(info["step"]))
+
+    def report(info: dict[str, Any]) -> None:
+        tracker.log_supernet(info, params=settings)
+        tracker.log_metrics(controller_metrics(space, info), step=int(info["step"]))
+    return report
 
 
 def _start_trainer(exp: Experiment, cpus: int, compute: Any) -> Any:
@@ -381,7 +393,8 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
 
     def on_candidate(result: dict[str, Any]) -> None:
         record = {"candidate_id": result["candidate_id"], "encoding": result["encoding"], "space": space.name,
-                  "generation": int(result["generation"]), **candidate_metrics(result)}
+                  "generation": int(result["generation"]), **candidate_metrics(result),
+                  **{k: float(result[k]) for k in TIMING_KEYS if result.get(k) is not None}}
         exp.journal.append("candidate", **record)
         tracker.log_candidate({**record, "time": time.time()})
 
@@ -459,17 +472,18 @@ def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) 
     if state.stage("finalize") != "completed":
         exp.journal.stage_started("finalize")
     onnx_paths = _export_front(exp, digest, rows, printer)
-    write_pareto_csv(rows, exp.directory / "pareto.csv", quality)
-    plot_front(records, front, exp.directory / "pareto.png", title=f"{cfg.name}: {len(records)} candidates",
-               quality=quality)
+    # Candidates first: their run ids go into pareto.csv, summary.json and the Pareto view.
+    synced = tracker.sync(records)
+    run_ids = tracker.candidate_run_ids() if synced else {}
+    rows = [{**row, "mlflow_run_id": run_ids.get(row["candidate_id"], "")} for row in rows]
     summary = {"experiment": cfg.name, "directory": str(exp.directory), "candidates": len(records),
-               "failed_trials": len(state.failures), "pareto": rows, "tracking_uri": exp.tracking_uri}
-    write_json_atomic(exp.directory / "summary.json", summary)
+               "failed_trials": len(state.failures), "pareto": rows, "tracking_uri": exp.tracking_uri,
+               "mlflow_experiment_id": tracker.experiment_id, "mlflow_run_id": tracker.parent_run_id}
+    files = _write_results(exp, records, front, rows, run_ids, summary)
     model_file = exp.directory / COST_MODEL_FILE
-    synced = tracker.sync(records) and tracker.finish(
-        pareto_ids=front,
-        artifacts=[(exp.directory / "pareto.png", None), (exp.directory / "pareto.csv", None),
-                   (exp.directory / "summary.json", None), *[(p, "onnx") for p in onnx_paths],
+    synced = synced and tracker.finish(
+        pareto_ids=front, models={row["candidate_id"]: path for row, path in zip(rows, onnx_paths)},
+        artifacts=[*[(path, None) for path in files],
                    *([(model_file, None)] if cfg.cost.uses_model and model_file.is_file() else [])],
         metrics={"candidates": len(records), "pareto_size": len(front), **_calibration_metrics(state)},
     )
@@ -479,6 +493,21 @@ def _finalize(exp: Experiment, digest: str, tracker: Tracker, printer: Printer) 
     summary["mlflow_synced"] = bool(synced)
     write_json_atomic(exp.directory / "summary.json", summary)
     return summary
+
+
+def _write_results(exp: Experiment, records: list[dict[str, Any]], front: set[str], rows: list[dict[str, Any]],
+                   run_ids: dict[str, str], summary: dict[str, Any]) -> list[Path]:
+    """pareto.csv, pareto.png, the interactive pareto.html and summary.json; their paths."""
+    cfg, folder = exp.config, exp.directory
+    title = f"{cfg.name}: {len(records)} candidates"
+    write_pareto_csv(rows, folder / "pareto.csv", cfg.quality_metric)
+    objectives, constraints = cfg.search.objectives, cfg.search.constraints
+    plot_front(records, front, folder / "pareto.png", title=title, quality=cfg.quality_metric,
+               objectives=objectives, constraints=constraints)
+    write_pareto_html(records, objectives, front, folder / "pareto.html", title=title, run_ids=run_ids,
+                      quality=cfg.quality_metric, constraints=constraints)
+    write_json_atomic(folder / "summary.json", summary)
+    return [folder / name for name in ("pareto.html", "pareto.png", "pareto.csv", "summary.json")]
 
 
 def _export_front(exp: Experiment, digest: str, rows: list[dict[str, Any]], printer: Printer) -> list[Path]:

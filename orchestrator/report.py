@@ -31,7 +31,7 @@ def run_and_report(exp: Any, address: str | None, retrain_requests: list[dict[st
         out(format_retrain_table(summary["retrains"], exp.config.quality_metric))
         out("")
     out(f"experiment directory: {exp.directory}")
-    out(f"MLflow UI:            {ui_command(exp.tracking_uri)}")
+    out(f"MLflow UI:            {ui_command(exp.tracking_uri, summary.get('mlflow_experiment_id'))}")
     if not summary["mlflow_synced"]:
         out(f"MLflow was unreachable: run `hwnas resume {exp.directory}` to log what is missing.")
     return 0

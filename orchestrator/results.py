@@ -13,10 +13,11 @@ import pandas as pd
 
 from searchers import Constraint, Objective, feasible, pareto_mask
 
-__all__ = ["COLUMNS", "candidates_frame", "columns", "format_table", "front_plot_data", "front_table", "pareto_ids",
-           "plot_front", "write_pareto_csv"]
+__all__ = ["COLUMNS", "candidates_frame", "columns", "format_table", "front_plot_data", "front_table",
+           "hidden_front_label", "pareto_ids", "plane_objectives", "plot_front", "write_pareto_csv"]
 
 COLUMNS = ("candidate_id", "generation", "accuracy", "latency_ms", "params", "madds", "encoding")
+RUN_ID_COLUMN = "mlflow_run_id"
 
 
 def columns(quality: str = "accuracy") -> tuple[str, ...]:
@@ -59,14 +60,16 @@ def _plain(value: Any) -> Any:
 def _quality_of(rows: Sequence[dict[str, Any]], quality: str | None) -> str:
     """The rows' headline column: given, or the one column of a row that :data:`COLUMNS` lacks."""
     if quality is None and rows:
-        quality = next((k for k in rows[0] if k not in COLUMNS), "accuracy")
+        quality = next((k for k in rows[0] if k not in COLUMNS and k != RUN_ID_COLUMN), "accuracy")
     return quality or "accuracy"
 
 
 def write_pareto_csv(rows: Sequence[dict[str, Any]], path: Path, quality: str | None = None) -> None:
     """The front table as CSV (header: :func:`columns`), written to a temp file and renamed."""
     tmp = path.with_suffix(".csv.tmp")
-    pd.DataFrame(list(rows), columns=list(columns(_quality_of(rows, quality)))).to_csv(tmp, index=False)
+    # Each row's MLflow run id last, where the rows carry one (finalize adds them once MLflow holds the runs).
+    extra = [RUN_ID_COLUMN] if any(RUN_ID_COLUMN in row for row in rows) else []
+    pd.DataFrame(list(rows), columns=list(columns(_quality_of(rows, quality))) + extra).to_csv(tmp, index=False)
     tmp.replace(path)
 
 
@@ -82,44 +85,92 @@ def format_table(rows: Sequence[dict[str, Any]], quality: str | None = None) -> 
     return "\n".join(lines)
 
 
-def front_plot_data(records: Sequence[dict[str, Any]], ids: set[str], quality: str = "accuracy") -> dict[str, np.ndarray]:
-    """What :func:`plot_front` draws: every candidate's latency and ``quality`` (its task's headline
-    score), which are on the front of all objectives, and the quality-vs-latency staircase (best quality at
-    or below each latency)."""
+def front_plot_data(records: Sequence[dict[str, Any]], ids: set[str], quality: str = "accuracy", *,
+                    objectives: Sequence[Objective] | None = None,
+                    constraints: Sequence[Constraint] = ()) -> dict[str, np.ndarray]:
+    """What :func:`plot_front` draws, fastest first: every candidate's ``ids``, ``latency`` and ``quality`` (its
+    task's headline score); ``pareto``, which are on the front of all objectives (``ids``); ``plane``, which no
+    feasible candidate beats in quality *and* latency; and the staircase of that plane's front (best feasible
+    quality at or below each latency).
+
+    With a third objective (e.g. params) a candidate can be on the front of all objectives yet beaten in this
+    plane: what makes it Pareto-optimal is not plotted. ``pareto & ~plane`` are those candidates; the plot
+    draws them apart so that they do not read as points below the front. ``objectives`` gives the two plotted
+    quantities' directions (default: quality up, latency down); ``constraints`` are the search's, so that an
+    infeasible candidate neither raises the staircase nor beats anyone.
+    """
     frame = candidates_frame(records)
     if not len(frame):
         empty = np.zeros(0)
-        return {"latency": empty, "quality": empty, "pareto": empty.astype(bool), "step_latency": empty,
-                "step_quality": empty}
+        return {"ids": empty.astype(str), "latency": empty, "quality": empty, "pareto": empty.astype(bool),
+                "plane": empty.astype(bool), "step_latency": empty, "step_quality": empty}
     frame = frame.sort_values("latency_ms", kind="stable")
     latency, score = frame["latency_ms"].to_numpy(float), frame[quality].to_numpy(float)
-    return {"latency": latency, "quality": score, "pareto": frame["candidate_id"].isin(ids).to_numpy(),
-            "step_latency": latency, "step_quality": np.maximum.accumulate(score)}
+    plane = pareto_ids(records, plane_objectives(quality, objectives), constraints)
+    fits = np.array([feasible(r, constraints) for r in frame.to_dict(orient="records")], dtype=bool)
+    best = np.fmax if _mode(quality, objectives, "max") == "max" else np.fmin
+    cid = frame["candidate_id"].astype(str)
+    # fmax/fmin skip NaN, so an infeasible (NaN-ed) or unscored candidate leaves the staircase where it was.
+    return {"ids": cid.to_numpy(), "latency": latency, "quality": score, "pareto": cid.isin(ids).to_numpy(),
+            "plane": cid.isin(plane).to_numpy(), "step_latency": latency,
+            "step_quality": best.accumulate(np.where(fits, score, np.nan))}
+
+
+def _mode(metric: str, objectives: Sequence[Objective] | None, default: str) -> str:
+    return next((o.mode for o in objectives or () if o.metric == metric), default)
+
+
+def plane_objectives(quality: str, objectives: Sequence[Objective] | None = None) -> tuple[Objective, Objective]:
+    """The plot's two quantities as objectives (``quality`` and ``latency_ms``), directed as the search's
+    ``objectives`` direct them, else quality up and latency down (whether or not the search optimised them)."""
+    return (Objective(quality, _mode(quality, objectives, "max"), 0.5),
+            Objective("latency_ms", _mode("latency_ms", objectives, "min"), 0.5))
+
+
+def hidden_front_label(hidden: Sequence[str]) -> str:
+    """The legend entry of front candidates beaten in a plot's plane: they are better in ``hidden``."""
+    if not hidden:  # the objectives are unknown (an old caller): say so rather than guess
+        return "Pareto, better in an objective not plotted"
+    return f"Pareto, better in {'another objective' if len(hidden) == 1 else 'other objectives'} " \
+           f"({', '.join(hidden)})"
 
 
 def plot_front(records: Sequence[dict[str, Any]], ids: set[str], path: Path, title: str,
-               quality: str = "accuracy") -> None:
-    """``quality`` vs latency of every candidate, the Pareto candidates highlighted (see :func:`front_plot_data`)."""
+               quality: str = "accuracy", *, objectives: Sequence[Objective] | None = None,
+               constraints: Sequence[Constraint] = ()) -> None:
+    """``quality`` vs latency of every candidate, the Pareto candidates highlighted (see :func:`front_plot_data`).
+
+    ``objectives`` (the search's) name the objectives the plot hides, in the legend entry of the front
+    candidates that are beaten in this plane; without them the entry says only that one is hidden.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = front_plot_data(records, ids, quality)
+    data = front_plot_data(records, ids, quality, objectives=objectives, constraints=constraints)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     if not len(data["latency"]):
         ax.text(0.5, 0.5, "no candidate was scored", ha="center", va="center", transform=ax.transAxes)
     else:
-        on = data["pareto"]
-        ax.scatter(data["latency"][~on], data["quality"][~on], s=14, c="0.65", label="evaluated")
-        ax.scatter(data["latency"][on], data["quality"][on], s=28, c="tab:red", label="Pareto (all objectives)")
-        ax.step(data["step_latency"], data["step_quality"], where="post", c="tab:red", lw=1, alpha=0.6,
-                label=f"{quality}-latency front")
-        ax.set_xlabel("latency (ms)")
-        ax.set_ylabel(f"supernet {quality}")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        hidden = [o.metric for o in objectives or () if o.metric not in (quality, "latency_ms")]
+        _draw_front(ax, data, quality, hidden_front_label(hidden))
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _draw_front(ax: Any, data: dict[str, np.ndarray], quality: str, hidden_label: str) -> None:
+    on, plane = data["pareto"], data["plane"]
+    ax.scatter(data["latency"][~on], data["quality"][~on], s=14, c="0.65", label="evaluated")
+    ax.scatter(data["latency"][on & plane], data["quality"][on & plane], s=28, c="tab:red", label="Pareto")
+    if np.any(on & ~plane):  # only with an objective the plot hides; an empty legend entry would puzzle
+        ax.scatter(data["latency"][on & ~plane], data["quality"][on & ~plane], s=34, facecolors="none",
+                   edgecolors="tab:purple", linewidths=1.4, label=hidden_label)
+    ax.step(data["step_latency"], data["step_quality"], where="post", c="tab:red", lw=1, alpha=0.6,
+            label=f"{quality}-latency front")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel(f"supernet {quality}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")  # dominated candidates crowd the lower right

@@ -19,11 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .metrics import candidate_metrics
+from .metrics import readable_metrics
 
 __all__ = ["Tracker", "default_tracking_uri", "ui_command"]
 
 UID_TAG, ROLE_TAG = "hwnas_uid", "hwnas_role"
+#: MLflow's own tags: the experiment's kind (what its UI opens on) and the markdown description of an
+#: experiment or run.
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"
+#: The supernet's per-step curves, as its trainer reports them.
+SUPERNET_CURVES = ("loss", "train_accuracy", "lr")
 
 
 def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
@@ -32,10 +38,17 @@ def default_tracking_uri(cwd: str | os.PathLike[str] | None = None) -> str:
     return f"sqlite:///{Path(cwd or os.getcwd()).resolve() / 'mlflow.db'}"
 
 
-def ui_command(tracking_uri: str) -> str:
+def ui_command(tracking_uri: str, experiment_id: str | None = None) -> str:
+    """How to look at an experiment: the server to start (for a local store) and the page to open.
+
+    MLflow 3's UI opens every experiment in its GenAI view (traces) unless the browser chose "Model
+    training" in the sidebar; ``workflowType=machine_learning`` in the link opens the runs table instead.
+    """
+    page = f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning" if experiment_id else ""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri} in a browser"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+        return f"open {tracking_uri.rstrip('/')}{page} in a browser"
+    serve = f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    return f"{serve}, then open http://127.0.0.1:5000{page}" if page else serve
 
 
 def _quiet_mlflow() -> None:
@@ -79,8 +92,14 @@ class Tracker:
     """Idempotent MLflow logging for one experiment directory."""
 
     def __init__(self, *, tracking_uri: str, experiment_name: str, uid: str,
-                 printer: Callable[[str], None] = print, space_name: str = "", quality: str = "accuracy") -> None:
+                 printer: Callable[[str], None] = print, space_name: str = "", quality: str = "accuracy",
+                 space: Any = None, run_tags: dict[str, str] | None = None, description: str = "") -> None:
         self.tracking_uri, self.experiment_name, self.uid = tracking_uri, experiment_name, uid
+        self.space = space  # names each candidate's per-layer choices; None: the encoding alone
+        #: What tells this search apart from another in one runs table (space, searcher, device, experiment).
+        self.run_tags = dict(run_tags or {})
+        self.description = description
+        self._supernet: list[Any] | None = None  # [run id, last step logged, status]
         self.printer = printer
         self.available = True
         self._client: Any = None
@@ -143,9 +162,20 @@ class Tracker:
                     root = Path(self.tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
                     location = (root / self.experiment_name).resolve().as_uri()
                 self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+                tags: dict[str, str] = {}
             else:
                 self._experiment_id = exp.experiment_id
+                tags = exp.tags
+            self._describe_experiment(tags)
         return self._experiment_id
+
+    def _describe_experiment(self, tags: dict[str, str]) -> None:
+        """MLflow 3's UI opens an experiment of no kind on its GenAI overview (traces); marked as model
+        development it opens on its runs. A description says what the experiment holds."""
+        if tags.get(EXPERIMENT_KIND_TAG) != MODEL_DEVELOPMENT:
+            self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+        if self.description and not tags.get(NOTE_TAG):
+            self.client.set_experiment_tag(self._experiment_id, NOTE_TAG, self.description)
 
     def _find(self, role: str) -> list[Any]:
         runs, token = [], None
@@ -172,13 +202,16 @@ class Tracker:
             if found[0].info.status != "RUNNING":
                 self.client.update_run(self._parent_id, status="RUNNING")
             return
+        # Two searches of one config name stay apart in the runs table: the name carries the date and uid.
+        name = f"{tags.get('hwnas_experiment', self.experiment_name)} {time.strftime('%Y-%m-%d %H:%M')} {self.uid[:8]}"
         run = self.client.create_run(
-            self._experiment(), run_name=tags.get("hwnas_experiment", self.experiment_name),
-            tags={UID_TAG: self.uid, ROLE_TAG: "search", **tags},
+            self._experiment(), run_name=name,
+            tags={UID_TAG: self.uid, ROLE_TAG: "search", **self.run_tags,
+                  **{k: v for k, v in tags.items() if k != "note"}},
         )
         self._parent_id = run.info.run_id
         self.client.log_batch(self._parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-                              tags=[RunTag("mlflow.note.content", tags.get("note", ""))])
+                              tags=[RunTag(NOTE_TAG, tags.get("note", ""))])
 
     def log_dataset(self, *, name: str, identity: dict[str, Any], source: str) -> None:
         """Record the data as the search run's input (MLflow dedups a dataset logged again on resume)."""
@@ -198,6 +231,57 @@ class Tracker:
     @property
     def parent_run_id(self) -> str | None:
         return self._parent_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        return self._experiment_id
+
+    # ------------------------------------------------------------------ the supernet
+    def log_supernet(self, info: dict[str, Any], *, params: dict[str, Any]) -> None:
+        """A chunk of supernet training on its nested ``supernet`` run: each step's loss, train accuracy and
+        learning rate, and the chunk's steps per second. Steps a resumed training does again (from its
+        last checkpoint) were logged already and are skipped, so every step is in the history once."""
+        self._call("logging the supernet", lambda: self._log_supernet(dict(info), params), wait=False)
+
+    def _supernet_run(self, params: dict[str, Any]) -> list[Any]:
+        """[run id, last step logged, status] of the supernet's run, created (RUNNING) if there is none."""
+        if self._supernet is None:
+            from mlflow.entities import Param
+
+            found = self._find("supernet")
+            if found:
+                run = found[0]
+                history = self.client.get_metric_history(run.info.run_id, "loss")
+                self._supernet = [run.info.run_id, max((m.step for m in history), default=0), run.info.status]
+            else:
+                if self._parent_id is None:
+                    raise RuntimeError("the search run was not started")
+                run_id = self.client.create_run(
+                    self._experiment(), run_name="supernet",
+                    tags={UID_TAG: self.uid, ROLE_TAG: "supernet", "mlflow.parentRunId": self._parent_id,
+                          **self.run_tags}).info.run_id
+                self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+                self._supernet = [run_id, 0, "RUNNING"]
+        return self._supernet
+
+    def _log_supernet(self, info: dict[str, Any], params: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        run = self._supernet_run(params)
+        run_id, last, status = run
+        if status == "FINISHED":
+            return
+        ts = int(time.time() * 1000)
+        steps = [h for h in info.get("history", ()) if int(h["step"]) > last]
+        metrics = [Metric(k, float(h[k]), ts, int(h["step"])) for h in steps for k in SUPERNET_CURVES if k in h]
+        if steps and info.get("seconds"):
+            metrics.append(Metric("steps_per_s", len(info["history"]) / float(info["seconds"]), ts, int(info["step"])))
+        for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        run[1] = max([last] + [int(h["step"]) for h in steps])
+        if int(info["step"]) >= int(info.get("steps", info["step"] + 1)):
+            self.client.set_terminated(run_id, "FINISHED")
+            run[2] = "FINISHED"
 
     # ------------------------------------------------------------------ candidates
     def log_candidate(self, record: dict[str, Any]) -> None:
@@ -222,22 +306,40 @@ class Tracker:
         known = self._known_runs()
         if cid in known and known[cid][1] == "FINISHED":
             return
+        # The run spans the candidate's evaluation (older journals lack its times: then the logging time).
+        started = float(rec.get("eval_started") or rec.get("time", 0))
+        ended = started + float(rec.get("eval_seconds") or 0.0)
         if cid in known:
             run_id = known[cid][0]  # created before a crash: finish it instead of making another
         else:
             run_id = self.client.create_run(
                 self._experiment(), run_name=f"g{int(rec['generation']):03d}-{cid[:8]}",
+                start_time=int(started * 1000),
                 tags={UID_TAG: self.uid, ROLE_TAG: "candidate", "candidate_id": cid,
-                      "mlflow.parentRunId": self._parent_id},
+                      "mlflow.parentRunId": self._parent_id, **self.run_tags},
             ).info.run_id
             known[cid] = (run_id, "RUNNING")
-        ts = int(rec.get("time", 0) * 1000)
-        values = {**candidate_metrics(rec), "generation": float(rec["generation"])}
-        metrics = [Metric(k, v, ts, 0) for k, v in values.items()]
-        params = [Param("candidate_id", cid), Param("encoding", rec["encoding"]), Param("space", rec["space"])]
+        metrics = [Metric(k, v, int(ended * 1000), 0) for k, v in readable_metrics(rec).items()]
+        params = [Param(k, v) for k, v in self._candidate_params(rec).items()]
         self.client.log_batch(run_id, metrics=metrics, params=params)
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, "FINISHED", end_time=int(ended * 1000))
         known[cid] = (run_id, "FINISHED")
+
+    def _candidate_params(self, rec: dict[str, Any]) -> dict[str, str]:
+        """Id, encoding, space and generation, and each searched layer's choice by name (``layer_03 =
+        ibn_e6_k5``): params, so the UI can group runs and draw parallel coordinates by them."""
+        params = {"candidate_id": rec["candidate_id"], "encoding": rec["encoding"], "space": rec["space"],
+                  "generation": str(int(rec["generation"]))}
+        if self.space is not None and self.space.name == rec["space"]:
+            encoding = self.space.parse(rec["encoding"])
+            params.update({dim.name: dim.choices[v] for dim, v in zip(self.space.dims, encoding)})
+        return params
+
+    def candidate_run_ids(self) -> dict[str, str]:
+        """candidate_id -> its MLflow run id, for every candidate logged (after :meth:`sync`)."""
+        return dict(self._call("reading the candidate runs",
+                               lambda: {cid: run_id for cid, (run_id, _) in self._known_runs().items()},
+                               wait=True) or {})
 
     def sync(self, records: Iterable[dict[str, Any]]) -> bool:
         """Log every record not yet finished in MLflow; True if MLflow now holds them all."""
@@ -353,6 +455,24 @@ class Tracker:
         self.client.set_tag(run_id, "model_uri", info.model_uri)
         return info.model_uri
 
+    def _close_supernet(self) -> None:
+        """The supernet's run finished, also when its last chunk was trained but never logged (a crash)."""
+        open_runs = ([self._supernet[0]] if self._supernet[2] != "FINISHED" else []) if self._supernet else [
+            run.info.run_id for run in self._find("supernet") if run.info.status != "FINISHED"]
+        for run_id in open_runs:
+            self.client.set_terminated(run_id, "FINISHED")
+        if self._supernet:
+            self._supernet[2] = "FINISHED"
+
+    def _log_candidate_model(self, run_id: str, path: Path) -> None:
+        """The candidate's ONNX model on its run, once (a resumed finalize finds its ``model_uri`` tag); the
+        run keeps the end time of its evaluation, which logging a model through a fluent run would move."""
+        run = self.client.get_run(run_id)
+        if "model_uri" in run.data.tags:
+            return
+        self._log_onnx(run_id, str(path))
+        self.client.set_terminated(run_id, "FINISHED", end_time=run.info.end_time)
+
     def _register(self, model_uri: str, name: str, request: dict[str, Any], record: dict[str, Any],
                   scores: dict[str, Any]) -> None:
         """A registry version, unless one for this retrain exists (a driver that died after registering)."""
@@ -429,17 +549,21 @@ class Tracker:
 
     # ------------------------------------------------------------------ the end
     def finish(self, *, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
-               metrics: dict[str, float]) -> bool:
-        """Tag every candidate run ``pareto`` true/false, attach artifacts, finish the parent run."""
-        return bool(self._call("finishing the search run", lambda: self._finish(pareto_ids, artifacts, metrics),
-                               wait=True))
+               metrics: dict[str, float], models: dict[str, Path] | None = None) -> bool:
+        """Tag every candidate run ``pareto`` true/false, log the Pareto candidates' ONNX ``models`` on
+        their own runs, attach artifacts to the search run and finish it."""
+        return bool(self._call("finishing the search run",
+                               lambda: self._finish(pareto_ids, artifacts, metrics, models or {}), wait=True))
 
     def _finish(self, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
-                metrics: dict[str, float]) -> bool:
+                metrics: dict[str, float], models: dict[str, Path]) -> bool:
         from mlflow.entities import Metric
 
         for cid, (run_id, _) in self._known_runs().items():
             self.client.set_tag(run_id, "pareto", "true" if cid in pareto_ids else "false")
+        for cid, path in sorted(models.items()):
+            self._log_candidate_model(self._known_runs()[cid][0], path)
+        self._close_supernet()
         for path, artifact_dir in artifacts:
             self.client.log_artifact(self._parent_id, str(path), artifact_path=artifact_dir)
         self.client.log_batch(self._parent_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])

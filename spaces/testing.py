@@ -124,6 +124,9 @@ def test_dims_are_constant_and_well_formed(contract_space: SearchSpace) -> None:
     assert len({d.name for d in dims}) == len(dims)
     for dim in dims:
         assert dim.size >= 2 and len(set(dim.choices)) == dim.size
+        # Names and labels become MLflow params (``layer_03 = t6k5SE``): keys MLflow accepts, readable values.
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", dim.name), dim.name
+        assert all(re.fullmatch(r"[A-Za-z0-9_.\-+x]{1,64}", c) for c in dim.choices), dim.choices
 
 
 def test_decode_encode_round_trip(contract_space: SearchSpace) -> None:

@@ -119,19 +119,22 @@ class SupernetTrainer:
         self.model.train()
         end = min(self.step + n, self.settings.steps)
         losses: list[float] = []
+        history: list[dict[str, float]] = []  # each step's numbers, for the tracking's per-step curves
         correct = seen = 0
         started = time.perf_counter()
         while self.step < end:
+            lr = self._lr(self.step)
             loss, hits, count = self._one_step(self.step)
             losses.append(loss)
             correct, seen = correct + hits, seen + count
             self.step += 1
+            history.append({"step": self.step, "loss": float(loss), "train_accuracy": hits / max(1, count), "lr": lr})
             if self.step % self.settings.checkpoint_every == 0 or self.step == self.settings.steps:
                 self.save()
         return {
             "step": self.step, "steps": self.settings.steps,
             "loss": sum(losses) / max(1, len(losses)), "train_accuracy": correct / max(1, seen),
-            "seconds": time.perf_counter() - started,
+            "seconds": time.perf_counter() - started, "history": history,
         }
 
     def path(self, step: int) -> tuple[int, ...]:

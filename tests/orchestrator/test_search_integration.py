@@ -43,15 +43,26 @@ def test_search_with_measured_latency_end_to_end(tmp_path: Path) -> None:
     candidates = [r for r in runs if r.data.tags.get("hwnas_role") == "candidate"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(candidates) == 8
+    run_ids = {row["candidate_id"]: row["mlflow_run_id"] for row in summary["pareto"]}
     for run in candidates:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert {"candidate_id", "encoding"} <= set(run.data.params)
-        assert {"accuracy", "latency_ms", "params", "madds", "generation"} <= set(run.data.metrics)
-        assert run.data.metrics["latency_ms"] > 0
-        assert run.data.tags["pareto"] == ("true" if run.data.params["candidate_id"] in pareto else "false")
+        assert {"candidate_id", "encoding", "generation", "layer_00"} <= set(run.data.params)
+        assert {"accuracy", "latency_ms", "params_m", "madds_m", "eval_seconds"} <= set(run.data.metrics)
+        assert run.data.metrics["latency_ms"] > 0 and run.info.end_time > run.info.start_time
+        assert run.data.tags["hwnas_searcher"] == "weighted-nsga2" and run.data.tags["hwnas_device"] == "cpu"
+        cid = run.data.params["candidate_id"]
+        assert run.data.tags["pareto"] == ("true" if cid in pareto else "false")
+        assert ("model_uri" in run.data.tags) == (cid in pareto)  # the Pareto candidates' ONNX models
+        assert cid not in pareto or run_ids[cid] == run.info.run_id
+    with (exp_dir / "pareto.csv").open() as fh:
+        assert fh.readline().strip().endswith("mlflow_run_id")
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"pareto.png", "pareto.csv", "onnx"} <= artifacts
+    assert {"pareto.png", "pareto.csv", "pareto.html", "summary.json"} <= artifacts
+    (supernet,) = [r for r in runs if r.data.tags.get("hwnas_role") == "supernet"]
+    assert supernet.info.status == "FINISHED" and supernet.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert sorted(m.step for m in client.get_metric_history(supernet.info.run_id, "loss")) == list(range(1, 41))
+    assert parents[0].data.tags["mlflow.source.name"].startswith("hwnas search")
 
     status = run_cli("status", str(exp_dir), "--json", cwd=tmp_path)
     assert status.returncode == 0

@@ -1,0 +1,140 @@
+"""What MLflow holds for a search, through the real MLflow client on a real SQLite store (no Ray): the
+experiment opens on its runs, candidate runs are readable and comparable, the supernet's curves survive a
+resume without doubled steps, and the Pareto candidates' models load."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.metrics import readable_metrics
+from orchestrator.run_tags import source_tags
+from orchestrator.tracking import Tracker
+from spaces import get_space
+
+
+@pytest.fixture()
+def space():
+    return get_space("moga", **get_space("moga").small_settings())
+
+
+def _tracker(tmp_path: Path, space, uid: str = "0123456789abcdef") -> Tracker:
+    tracker = Tracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="tracked", uid=uid,
+                      printer=lambda line: None, space_name=space.name, space=space,
+                      run_tags={"hwnas_space": space.name, "hwnas_searcher": "weighted-nsga2", "hwnas_device": "cpu"},
+                      description="a test search")
+    tracker.start(params={"seed": 0}, tags={"hwnas_experiment": "tracked", "note": "n"})
+    return tracker
+
+
+def _record(space, seed: int, started: float) -> dict:
+    import numpy as np
+
+    encoding = space.sample(np.random.default_rng(seed))
+    return {"candidate_id": space.candidate_id(encoding), "encoding": space.to_string(encoding), "space": space.name,
+            "generation": 2, "accuracy": 0.5, "latency_ms": 1.25, "params": 863252, "madds": 4_500_000,
+            "eval_started": started, "eval_seconds": 1.5}
+
+
+def _client(tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _runs(tmp_path: Path, role: str) -> list:
+    client = _client(tmp_path)
+    exp = client.get_experiment_by_name("tracked")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.hwnas_role = '{role}'", max_results=100)
+
+
+def test_the_experiment_opens_on_its_runs_with_a_description(tmp_path: Path, space) -> None:
+    tracker = _tracker(tmp_path, space)
+    tracker.close()
+    exp = _client(tmp_path).get_experiment_by_name("tracked")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert exp.tags["mlflow.note.content"] == "a test search"
+    (parent,) = _runs(tmp_path, "search")
+    assert "tracked" in parent.info.run_name and "01234567" in parent.info.run_name  # two searches stay apart
+    assert parent.data.tags["hwnas_searcher"] == "weighted-nsga2"
+
+
+def test_a_candidate_run_is_readable_and_spans_its_evaluation(tmp_path: Path, space) -> None:
+    tracker = _tracker(tmp_path, space)
+    started = time.time() - 100
+    record = _record(space, 0, started)
+    tracker.log_candidate(record)
+    tracker.close()
+    (run,) = _runs(tmp_path, "candidate")
+    encoding = space.parse(record["encoding"])
+    assert {d.name: run.data.params[d.name] for d in space.dims} == \
+        {d.name: d.choices[v] for d, v in zip(space.dims, encoding)}
+    assert run.data.params["generation"] == "2" and run.data.params["encoding"] == record["encoding"]
+    assert "generation" not in run.data.metrics
+    assert run.data.metrics["params_m"] == pytest.approx(0.863252) and run.data.metrics["madds_m"] == 4.5
+    assert run.data.metrics["latency_ms"] == 1.25 and run.data.metrics["eval_seconds"] == 1.5
+    assert {"hwnas_space", "hwnas_searcher", "hwnas_device"} <= set(run.data.tags)
+    assert run.info.start_time == int(started * 1000) and run.info.end_time == int((started + 1.5) * 1000)
+
+
+def test_readable_metrics_show_counts_in_millions() -> None:
+    out = readable_metrics({"accuracy": 0.9, "params": 2_000_000, "madds": 300_000_000, "latency_ms": 2.0})
+    assert out == {"accuracy": 0.9, "params_m": 2.0, "madds_m": 300.0, "latency_ms": 2.0}
+
+
+def test_supernet_curves_continue_after_a_resume_without_doubled_steps(tmp_path: Path, space) -> None:
+    def chunk(first: int, last: int, total: int = 8) -> dict:
+        history = [{"step": s, "loss": 1.0 / s, "train_accuracy": s / 10, "lr": 0.1} for s in range(first, last + 1)]
+        return {"step": last, "steps": total, "seconds": 0.5, "history": history}
+
+    tracker = _tracker(tmp_path, space)
+    tracker.log_supernet(chunk(1, 4), params={"supernet.steps": 8})
+    tracker.log_supernet(chunk(5, 6), params={"supernet.steps": 8})
+    tracker.close()  # the driver dies here; the checkpoint was at step 4, so steps 5-6 are trained again
+    resumed = _tracker(tmp_path, space)
+    resumed.log_supernet(chunk(5, 8), params={"supernet.steps": 8})
+    resumed.close()
+    (run,) = _runs(tmp_path, "supernet")
+    client = _client(tmp_path)
+    for key in ("loss", "train_accuracy", "lr"):
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == list(range(1, 9))
+    assert run.info.status == "FINISHED" and run.data.params["supernet.steps"] == "8"
+    assert len(client.get_metric_history(run.info.run_id, "steps_per_s")) == 3
+    assert len(_runs(tmp_path, "search")) == 1  # the resumed tracker found its search run again
+
+
+def test_pareto_models_are_logged_once_on_their_candidate_runs(tmp_path: Path, space) -> None:
+    import mlflow
+    import mlflow.onnx
+
+    from spaces import export_onnx
+
+    record = _record(space, 1, time.time() - 50)
+    path = tmp_path / "model.onnx"
+    export_onnx(space.build(space.parse(record["encoding"])).eval(), space.input_shape, path)
+    tracker = _tracker(tmp_path, space)
+    tracker.log_candidate(record)
+    assert tracker.candidate_run_ids().keys() == {record["candidate_id"]}
+    assert tracker.finish(pareto_ids={record["candidate_id"]}, artifacts=[], metrics={},
+                          models={record["candidate_id"]: path})
+    tracker.close()
+    again = _tracker(tmp_path, space)  # a resumed finalize: nothing logged twice
+    assert again.finish(pareto_ids={record["candidate_id"]}, artifacts=[], metrics={},
+                        models={record["candidate_id"]: path})
+    again.close()
+    (run,) = _runs(tmp_path, "candidate")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.data.tags["pareto"] == "true"
+    assert run.info.end_time == int((record["eval_started"] + 1.5) * 1000)  # still its evaluation's end
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    model = mlflow.onnx.load_model(run.data.tags["model_uri"])
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == space.input_shape[0]
+
+
+def test_source_tags_name_the_command_and_the_git_commit() -> None:
+    tags = source_tags("hwnas search x")
+    assert tags["mlflow.source.name"] == "hwnas search x"
+    if (Path(__file__).resolve().parents[2] / ".git").exists():
+        assert len(tags["mlflow.source.git.commit"]) == 40
