@@ -27,7 +27,7 @@ from typing import Any
 from orchestrator.cache import EvaluationCache
 from orchestrator.config import SearchConfig
 from orchestrator.journal import Journal
-from orchestrator.metrics import candidate_metrics
+from orchestrator.metrics import TIMING_KEYS, candidate_metrics
 from orchestrator.search import SearchProgress, make_searcher, param_space_of, run_search
 from orchestrator.tracking import Tracker
 from searchers import GENERATION_KEY
@@ -37,9 +37,11 @@ SPACE_SETTINGS = {"width_mult": 0.35, "input_size": 32, "num_classes": 10, "stem
 
 
 def cheap_score(space: Any, encoding: tuple[int, ...]) -> dict[str, Any]:
+    began, started = time.time(), time.perf_counter()
     counts = space.count(encoding)
     return {"accuracy": (sum(encoding) % 17) / 17, "latency_ms": counts["madds"] / 1e6,
-            "params": counts["params"], "madds": counts["madds"]}
+            "params": counts["params"], "madds": counts["madds"], "eval_started": began,
+            "eval_seconds": time.perf_counter() - started}
 
 
 def search_config(candidates: int, concurrency: int) -> SearchConfig:
@@ -94,8 +96,12 @@ def cheap_trial(config: dict[str, Any], ctx: CheapContext) -> None:
 def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int, mlflow: bool = True) -> int:
     space = get_space("moga", **SPACE_SETTINGS)
     journal = Journal(workdir / "journal.jsonl")
+    # As the pipeline logs: per-layer params from the space, the search's identifying tags on every run.
     tracker = Tracker(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", experiment_name="bench", uid=workdir.name,
-                      printer=lambda s: None)
+                      printer=lambda s: None, space_name="moga", space=space, description="benchmark",
+                      run_tags={"hwnas_experiment": "bench", "hwnas_space": "moga", "hwnas_task": "classification",
+                                "hwnas_searcher": "weighted-nsga2", "hwnas_cost": "madds", "hwnas_device": "cpu",
+                                "hwnas_uid": workdir.name})
     mlflow = hwnas and mlflow
     if mlflow:
         tracker.start(params={"bench": 1}, tags={})
@@ -103,7 +109,8 @@ def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int, m
     def on_candidate(result: dict[str, Any]) -> None:  # what hwnas's search stage does (orchestrator.pipeline)
         if hwnas:
             record = {"candidate_id": result["candidate_id"], "encoding": result["encoding"], "space": "moga",
-                      "generation": int(result["generation"]), **candidate_metrics(result)}
+                      "generation": int(result["generation"]), **candidate_metrics(result),
+                      **{k: float(result[k]) for k in TIMING_KEYS if result.get(k) is not None}}
             journal.append("candidate", **record)
             if mlflow:
                 tracker.log_candidate({**record, "time": time.time()})

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .metrics import readable_metrics
+from .sqlite_store import create_sqlite_store
 
 __all__ = ["Tracker", "default_tracking_uri", "ui_command"]
 
@@ -61,31 +62,6 @@ def _quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _create_sqlite_store(path: Path) -> None:
-    """Create a missing MLflow SQLite store all at once: built (tables, migrations) in a temporary file,
-    then linked into place. MLflow creating it in place would leave a half-migrated database, unusable
-    for good, when the driver is killed during those seconds (seen in the chaos test)."""
-    if path.exists():
-        return
-    import tempfile
-
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)  # SQLite creates it
-    try:
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", str(path.parent / "mlartifacts"))
-        store.engine.dispose()
-        try:
-            os.link(tmp, path)  # create-if-absent: a store another driver made meanwhile is kept
-        except FileExistsError:
-            pass
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 class Tracker:
@@ -135,7 +111,7 @@ class Tracker:
             from mlflow.tracking import MlflowClient
 
             if self.tracking_uri.startswith("sqlite:///"):
-                _create_sqlite_store(Path(self.tracking_uri[len("sqlite:///"):]))
+                create_sqlite_store(Path(self.tracking_uri[len("sqlite:///"):]))
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
@@ -372,7 +348,7 @@ class Tracker:
                 self._experiment(), run_name=f"retrain-{request['candidate_id'][:8]}-{rid[-8:]}",
                 tags={UID_TAG: self.uid, ROLE_TAG: "retrain", "retrain_id": rid,
                       "candidate_id": request["candidate_id"], "source": request["source"],
-                      "mlflow.parentRunId": self._parent_id},
+                      "mlflow.parentRunId": self._parent_id, **self.run_tags},
             ).info.run_id
             params = {"retrain_id": rid, "candidate_id": request["candidate_id"], "encoding": request["encoding"],
                       "source": request["source"],

@@ -63,6 +63,13 @@ def test_search_with_measured_latency_end_to_end(tmp_path: Path) -> None:
     assert supernet.info.status == "FINISHED" and supernet.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
     assert sorted(m.step for m in client.get_metric_history(supernet.info.run_id, "loss")) == list(range(1, 41))
     assert parents[0].data.tags["mlflow.source.name"].startswith("hwnas search")
+    # The data as the search run's input, with the digest of what the journal recorded of it.
+    from core.digest import json_digest
+
+    identity = next(json.loads(line)["identity"] for line in (exp_dir / "journal.jsonl").read_text().splitlines()
+                    if json.loads(line)["event"] == "data")
+    (data_input,) = parents[0].inputs.dataset_inputs
+    assert data_input.dataset.name == "synthetic" and data_input.dataset.digest == json_digest(identity)
 
     status = run_cli("status", str(exp_dir), "--json", cwd=tmp_path)
     assert status.returncode == 0

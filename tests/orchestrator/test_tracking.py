@@ -138,3 +138,18 @@ def test_source_tags_name_the_command_and_the_git_commit() -> None:
     assert tags["mlflow.source.name"] == "hwnas search x"
     if (Path(__file__).resolve().parents[2] / ".git").exists():
         assert len(tags["mlflow.source.git.commit"]) == 40
+
+
+def test_a_new_local_store_logs_in_wal_mode_and_a_network_one_does_not(tmp_path: Path) -> None:
+    import sqlite3
+
+    from orchestrator.sqlite_store import create_sqlite_store, on_network_filesystem
+
+    create_sqlite_store(tmp_path / "local.db")
+    with sqlite3.connect(tmp_path / "local.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /shared nfs4 rw 0 0\ntmpfs /shared/tmp tmpfs rw 0 0\n"
+    assert on_network_filesystem(Path("/shared/runs"), mounts)
+    assert not on_network_filesystem(Path("/shared/tmp/x"), mounts) and not on_network_filesystem(Path("/home"), mounts)
+    assert not on_network_filesystem(Path("/sharedother"), mounts)
