@@ -101,7 +101,7 @@ def through_tune(cfg: SearchConfig, workdir: Path, *, hwnas: bool, total: int, m
                       printer=lambda s: None, space_name="moga", space=space, description="benchmark",
                       run_tags={"hwnas_experiment": "bench", "hwnas_space": "moga", "hwnas_task": "classification",
                                 "hwnas_searcher": "weighted-nsga2", "hwnas_cost": "madds", "hwnas_device": "cpu",
-                                "hwnas_uid": workdir.name})
+                                "hwnas_uid": workdir.name}, in_process=False)
     mlflow = hwnas and mlflow
     if mlflow:
         tracker.start(params={"bench": 1}, tags={})

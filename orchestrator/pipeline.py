@@ -117,7 +117,8 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
         require_device(cfg.cost.device)
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer,
                       space_name=cfg.space.name, quality=cfg.quality_metric, space=cfg.build_space(),
-                      run_tags=identifying_tags(cfg, exp.uid), description=describe_experiment(cfg))
+                      run_tags=identifying_tags(cfg, exp.uid), description=describe_experiment(cfg),
+                      in_process=False)  # logging off the driver's GIL: Tune's event loop never waits for MLflow
     tracker.start(params=_flat_params(cfg), tags={"hwnas_dir": str(exp.directory),
                                                    **source_tags(f"hwnas search {exp.directory}"),
                                                    "note": f"hwnas experiment {exp.directory}"})

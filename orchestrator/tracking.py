@@ -69,8 +69,14 @@ class Tracker:
 
     def __init__(self, *, tracking_uri: str, experiment_name: str, uid: str,
                  printer: Callable[[str], None] = print, space_name: str = "", quality: str = "accuracy",
-                 space: Any = None, run_tags: dict[str, str] | None = None, description: str = "") -> None:
+                 space: Any = None, run_tags: dict[str, str] | None = None, description: str = "",
+                 in_process: bool = True) -> None:
         self.tracking_uri, self.experiment_name, self.uid = tracking_uri, experiment_name, uid
+        # The settings a tracker in a process of its own is made from (all but the printer, which stays here).
+        self._settings = dict(tracking_uri=tracking_uri, experiment_name=experiment_name, uid=uid,
+                              space_name=space_name, quality=quality, space=space, run_tags=run_tags,
+                              description=description)
+        self._worker: Any = None if in_process else "pending"  # a TrackingProcess once started
         self.space = space  # names each candidate's per-layer choices; None: the encoding alone
         #: What tells this search apart from another in one runs table (space, searcher, device, experiment).
         self.run_tags = dict(run_tags or {})
@@ -85,23 +91,51 @@ class Tracker:
         self._retrain_runs: dict[str, tuple[str, str]] | None = None  # retrain_id -> (run_id, status)
         self.space_name = space_name
         self.quality = quality
-        self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
+        self._queue: ThreadPoolExecutor | None = None
 
-    def _call(self, what: str, fn: Callable[[], Any], *, wait: bool) -> Any:
-        future = self._queue.submit(self._guard, what, fn)
+    def _call(self, what: str, method: str, *args: Any, wait: bool, guard: bool = True) -> Any:
+        """Run ``self.<method>(*args)`` in submission order: on the tracker's thread, or, with
+        ``in_process=False``, in its own process (where MLflow's Python never holds this process's GIL:
+        on a 2-core machine that decides whether logging slows Tune's event loop). ``guard``: a failure
+        marks MLflow unavailable (said once) instead of raising."""
+        if self._worker is not None:
+            return self._process_call(what, method, args, wait=wait, guard=guard)
+        if self._queue is None:
+            self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
+        fn = getattr(self, method)
+        future = self._queue.submit(self._guard, what, lambda: fn(*args)) if guard else self._queue.submit(fn, *args)
         return future.result() if wait else None
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment state; threads and clients stay behind.
-        return {**self.__dict__, "_queue": None, "_client": None}
+    def _process_call(self, what: str, method: str, args: tuple, *, wait: bool, guard: bool) -> Any:
+        from .tracking_process import TrackingProcess
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwnas-mlflow")
+        if self._worker == "pending":
+            self._worker = TrackingProcess(self._settings)
+        future = self._worker.submit(what, method, args, guard, wait)
+        if not wait:
+            return None
+        try:
+            result, said = future.result()
+        except Exception as exc:  # noqa: BLE001 - the process died (killed): log later, as for a dead server
+            result, said = None, f"[mlflow] the tracking process failed ({type(exc).__name__}); records stay in " \
+                                 f"the journal and are logged by the next `hwnas resume`."
+        for line in said:
+            self.printer(line)
+        return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; threads, processes and clients stay behind.
+        return {**self.__dict__, "_queue": None, "_client": None,
+                "_worker": None if self._worker is None else "pending"}
 
     def close(self) -> None:
-        """Wait for queued logging to finish and stop the background thread."""
-        self._queue.shutdown(wait=True)
+        """Wait for queued logging to finish and stop the background thread or process."""
+        if self._queue is not None:
+            self._queue.shutdown(wait=True)
+        if self._worker not in (None, "pending"):
+            for line in self._worker.shutdown():
+                self.printer(line)
+            self._worker = "pending"
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -167,9 +201,11 @@ class Tracker:
 
     # ------------------------------------------------------------------ parent run
     def start(self, *, params: dict[str, Any], tags: dict[str, str]) -> None:
-        self._call("starting the search run", lambda: self._start(params, tags), wait=True)
+        ids = self._call("starting the search run", "_start", params, tags, wait=True)
+        if ids:  # the same values on the thread; from the tracking process, what this side needs to know
+            self._experiment_id, self._parent_id = ids
 
-    def _start(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+    def _start(self, params: dict[str, Any], tags: dict[str, str]) -> tuple[str, str]:
         from mlflow.entities import Param, RunTag
 
         found = self._find("search")
@@ -177,7 +213,7 @@ class Tracker:
             self._parent_id = found[0].info.run_id
             if found[0].info.status != "RUNNING":
                 self.client.update_run(self._parent_id, status="RUNNING")
-            return
+            return self._experiment(), self._parent_id
         # Two searches of one config name stay apart in the runs table: the name carries the date and uid.
         name = f"{tags.get('hwnas_experiment', self.experiment_name)} {time.strftime('%Y-%m-%d %H:%M')} {self.uid[:8]}"
         run = self.client.create_run(
@@ -188,10 +224,11 @@ class Tracker:
         self._parent_id = run.info.run_id
         self.client.log_batch(self._parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                               tags=[RunTag(NOTE_TAG, tags.get("note", ""))])
+        return self._experiment(), self._parent_id
 
     def log_dataset(self, *, name: str, identity: dict[str, Any], source: str) -> None:
         """Record the data as the search run's input (MLflow dedups a dataset logged again on resume)."""
-        self._call("logging the dataset", lambda: self._log_dataset(name, identity, source), wait=False)
+        self._call("logging the dataset", "_log_dataset", name, identity, source, wait=False)
 
     def _log_dataset(self, name: str, identity: dict[str, Any], source: str) -> None:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -217,7 +254,7 @@ class Tracker:
         """A chunk of supernet training on its nested ``supernet`` run: each step's loss, train accuracy and
         learning rate, and the chunk's steps per second. Steps a resumed training does again (from its
         last checkpoint) were logged already and are skipped, so every step is in the history once."""
-        self._call("logging the supernet", lambda: self._log_supernet(dict(info), params), wait=False)
+        self._call("logging the supernet", "_log_supernet", dict(info), params, wait=False)
 
     def _supernet_run(self, params: dict[str, Any]) -> list[Any]:
         """[run id, last step logged, status] of the supernet's run, created (RUNNING) if there is none."""
@@ -261,7 +298,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ candidates
     def log_candidate(self, record: dict[str, Any]) -> None:
-        self._call(f"logging candidate {record['candidate_id']}", lambda: self._log_candidate(record), wait=False)
+        self._call(f"logging candidate {record['candidate_id']}", "_log_candidate", record, wait=False)
 
     def _known_runs(self) -> dict[str, tuple[str, str]]:
         if self._runs is None:
@@ -313,20 +350,19 @@ class Tracker:
 
     def candidate_run_ids(self) -> dict[str, str]:
         """candidate_id -> its MLflow run id, for every candidate logged (after :meth:`sync`)."""
-        return dict(self._call("reading the candidate runs",
-                               lambda: {cid: run_id for cid, (run_id, _) in self._known_runs().items()},
-                               wait=True) or {})
+        return dict(self._call("reading the candidate runs", "_run_ids", wait=True) or {})
+
+    def _run_ids(self) -> dict[str, str]:
+        return {cid: run_id for cid, (run_id, _) in self._known_runs().items()}
 
     def sync(self, records: Iterable[dict[str, Any]]) -> bool:
         """Log every record not yet finished in MLflow; True if MLflow now holds them all."""
-        records = list(records)
+        return bool(self._call("syncing candidates", "_sync", list(records), wait=True, guard=False))
 
-        def sync_all() -> None:
-            self.available = True  # a new attempt: the server may be back
-            for rec in records:
-                self._guard(f"logging candidate {rec['candidate_id']}", lambda rec=rec: self._log_candidate(rec))
-
-        self._queue.submit(sync_all).result()
+    def _sync(self, records: list[dict[str, Any]]) -> bool:
+        self.available = True  # a new attempt: the server may be back
+        for rec in records:
+            self._guard(f"logging candidate {rec['candidate_id']}", lambda rec=rec: self._log_candidate(rec))
         return self.available
 
     # ------------------------------------------------------------------ retrains
@@ -361,8 +397,7 @@ class Tracker:
         """Each epoch's numbers at ``step`` = the epoch, stamped with the time the epoch ended: logging one
         again writes the identical entry, which MLflow's SQL stores keep once."""
         epochs = list(epochs)
-        self._call(f"logging retrain {request['retrain_id']}",
-                   lambda: self._log_retrain_epochs(request, epochs), wait=False)
+        self._call(f"logging retrain {request['retrain_id']}", "_log_retrain_epochs", request, epochs, wait=False)
 
     def _log_retrain_epochs(self, request: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         from mlflow.entities import Metric
@@ -382,8 +417,8 @@ class Tracker:
                        model_name: str) -> None:
         """The retrain's final numbers, its ONNX model (MLflow's ONNX flavor, with signature and input
         example), its PyTorch weights and, with ``retrain.register``, a Model Registry version."""
-        self._call(f"finishing retrain {request['retrain_id']}",
-                   lambda: self._finish_retrain(request, record, quality, model_name), wait=False)
+        self._call(f"finishing retrain {request['retrain_id']}", "_finish_retrain", request, record, quality, model_name,
+                   wait=False)
 
     def _finish_retrain(self, request: dict[str, Any], record: dict[str, Any], quality: str, model_name: str) -> None:
         from mlflow.entities import Metric
@@ -475,61 +510,56 @@ class Tracker:
 
     def sync_retrains(self, state: Any) -> None:
         """Log the journal's retrain epochs and results MLflow may lack (after a driver or server outage)."""
-        def sync() -> None:
-            for rid, request in state.retrain_requests.items():
-                epochs = [state.retrain_epochs[rid][e] for e in sorted(state.retrain_epochs.get(rid, {}))]
-                if epochs:
-                    self._guard(f"logging retrain {rid}", lambda: self._log_retrain_epochs(request, epochs))
-                done = state.retrains.get(rid)
-                if done is not None:
-                    self._guard(f"finishing retrain {rid}", lambda: self._finish_retrain(
-                        request, done, self.quality, request["settings"]["model_name"] or self.experiment_name))
+        self._call("syncing retrains", "_sync_retrains", state, wait=True)
 
-        self._call("syncing retrains", sync, wait=True)
+    def _sync_retrains(self, state: Any) -> None:
+        for rid, request in state.retrain_requests.items():
+            epochs = [state.retrain_epochs[rid][e] for e in sorted(state.retrain_epochs.get(rid, {}))]
+            if epochs:
+                self._guard(f"logging retrain {rid}", lambda: self._log_retrain_epochs(request, epochs))
+            done = state.retrains.get(rid)
+            if done is not None:
+                self._guard(f"finishing retrain {rid}", lambda: self._finish_retrain(
+                    request, done, self.quality, request["settings"]["model_name"] or self.experiment_name))
 
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
         """Metrics of the experiment's run at ``step`` (a joint search's controller), queued: training never waits."""
-        def log() -> None:
-            from mlflow.entities import Metric
+        self._call("logging the controller", "_log_parent_metrics", dict(metrics), step, wait=False)
 
-            if self._parent_id is None:
-                raise RuntimeError("the search run was not started")
-            ts = int(time.time() * 1000)
-            items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-            for i in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
-                self.client.log_batch(self._parent_id, metrics=items[i:i + 1000])
+    def _log_parent_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
 
-        self._call("logging the controller", log, wait=False)
+        if self._parent_id is None:
+            raise RuntimeError("the search run was not started")
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(self._parent_id, metrics=items[i:i + 1000])
 
     def log_artifacts(self, paths: Iterable[Path], *, artifact_path: str) -> None:
         """Files attached to the experiment's run under ``artifact_path``."""
-        def log() -> None:
-            for path in paths:
-                self.client.log_artifact(self._parent_id, str(path), artifact_path=artifact_path)
+        self._call(f"logging {artifact_path} artifacts", "_log_parent_artifacts", [str(p) for p in paths],
+                   artifact_path, wait=True)
 
-        self._call(f"logging {artifact_path} artifacts", log, wait=True)
+    def _log_parent_artifacts(self, paths: list[str], artifact_path: str | None) -> None:
+        for path in paths:
+            self.client.log_artifact(self._parent_id, path, artifact_path=artifact_path)
 
     def log_ranking(self, metrics: dict[str, float], artifacts: Iterable[Path]) -> None:
         """The ranking check on the experiment's run: its numbers and its plot."""
-        def log() -> None:
-            from mlflow.entities import Metric
+        self._call("logging the ranking check", "_log_ranking", dict(metrics), [str(p) for p in artifacts], wait=True)
 
-            if self._parent_id is None:
-                raise RuntimeError("the search run was not started")
-            ts = int(time.time() * 1000)
-            self.client.log_batch(self._parent_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
-            for path in artifacts:
-                self.client.log_artifact(self._parent_id, str(path), artifact_path="retrain")
-
-        self._call("logging the ranking check", log, wait=True)
+    def _log_ranking(self, metrics: dict[str, float], artifacts: list[str]) -> None:
+        self._log_parent_metrics(metrics, 0)
+        self._log_parent_artifacts(artifacts, "retrain")
 
     # ------------------------------------------------------------------ the end
     def finish(self, *, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
                metrics: dict[str, float], models: dict[str, Path] | None = None) -> bool:
         """Tag every candidate run ``pareto`` true/false, log the Pareto candidates' ONNX ``models`` on
         their own runs, attach artifacts to the search run and finish it."""
-        return bool(self._call("finishing the search run",
-                               lambda: self._finish(pareto_ids, artifacts, metrics, models or {}), wait=True))
+        return bool(self._call("finishing the search run", "_finish", set(pareto_ids), list(artifacts), dict(metrics),
+                               dict(models or {}), wait=True))
 
     def _finish(self, pareto_ids: set[str], artifacts: Iterable[tuple[Path, str | None]],
                 metrics: dict[str, float], models: dict[str, Path]) -> bool:
@@ -548,5 +578,7 @@ class Tracker:
 
     def fail(self) -> None:
         if self._parent_id is not None:
-            self._call("marking the search run failed",
-                       lambda: self.client.set_terminated(self._parent_id, "FAILED"), wait=True)
+            self._call("marking the search run failed", "_fail", wait=True)
+
+    def _fail(self) -> None:
+        self.client.set_terminated(self._parent_id, "FAILED")

@@ -153,3 +153,65 @@ def test_a_new_local_store_logs_in_wal_mode_and_a_network_one_does_not(tmp_path:
     assert on_network_filesystem(Path("/shared/runs"), mounts)
     assert not on_network_filesystem(Path("/shared/tmp/x"), mounts) and not on_network_filesystem(Path("/home"), mounts)
     assert not on_network_filesystem(Path("/sharedother"), mounts)
+
+
+def test_a_tracker_in_its_own_process_logs_the_same_and_says_failures_here(tmp_path: Path, space) -> None:
+    said: list[str] = []
+    tracker = Tracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="tracked", uid="f" * 16,
+                      printer=said.append, space_name=space.name, space=space, in_process=False)
+    tracker.start(params={"seed": 0}, tags={"hwnas_experiment": "tracked"})
+    assert tracker.parent_run_id and tracker.experiment_id  # known on this side too
+    records = [_record(space, seed, time.time()) for seed in range(3)]
+    for record in records:
+        tracker.log_candidate(record)
+    assert tracker.sync(records)
+    assert tracker.candidate_run_ids().keys() == {r["candidate_id"] for r in records}
+    tracker.log_supernet({"step": 2, "steps": 2, "seconds": 1.0, "history": [
+        {"step": s, "loss": 1.0, "train_accuracy": 0.5, "lr": 0.1} for s in (1, 2)]}, params={})
+    tracker.close()
+    assert len(_runs(tmp_path, "candidate")) == 3 and len(_runs(tmp_path, "supernet")) == 1 and not said
+
+    down = Tracker(tracking_uri="http://127.0.0.1:9", experiment_name="x", uid="e" * 16, printer=said.append,
+                   in_process=False)  # nothing listens on port 9: the child's failure is printed by this process
+    down.start(params={}, tags={})
+    down.close()
+    assert len(said) == 1 and said[0].startswith("[mlflow] starting the search run failed")
+
+
+def test_the_tracking_process_dies_with_a_killed_driver(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core.reaper import descendants
+
+    driver = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from orchestrator.tracking import Tracker\n"
+        f"t = Tracker(tracking_uri='sqlite:///{tmp_path / 'm.db'}', experiment_name='k', uid='k' * 16, in_process=False)\n"
+        "t.start(params={}, tags={}); print('started', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert driver.stdout.readline().strip() == "started"
+        children = [pid for pid, _ in descendants(driver.pid)]
+        assert children  # the tracking process (and its resource tracker)
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "the tracking process outlived its driver"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead, only not yet reaped by its new parent
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
