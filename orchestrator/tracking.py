@@ -110,7 +110,7 @@ class Tracker:
         from .tracking_process import TrackingProcess
 
         if self._worker == "pending":
-            self._worker = TrackingProcess(self._settings)
+            self._worker = TrackingProcess(Tracker, self._settings)
         future = self._worker.submit(what, method, args, guard, wait)
         if not wait:
             return None

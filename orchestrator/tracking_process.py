@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["TrackingProcess"]
 
@@ -28,9 +28,10 @@ _SAID: list[str] = []  # what it printed since the last call returned
 class TrackingProcess:
     """The driver's side: submit a tracker method by name; each result comes with the lines it printed."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, factory: Callable[..., Any], settings: dict[str, Any]) -> None:
+        """``factory(**settings, printer=...)`` makes the child's tracker (the Tracker class, passed by name)."""
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start, initargs=(settings, os.getpid()))
+                                         initializer=_start, initargs=(factory, settings, os.getpid()))
         self._pending: list[Future] = []  # calls not waited for: their lines are printed once they are done
 
     def submit(self, what: str, method: str, args: tuple, guard: bool, wait: bool) -> Future:
@@ -68,11 +69,9 @@ def _lines(future: Future) -> list[str]:
 
 
 # ------------------------------------------------------------------ in the child
-def _start(settings: dict[str, Any], parent: int) -> None:
+def _start(factory: Callable[..., Any], settings: dict[str, Any], parent: int) -> None:
     global _TRACKER
-    from .tracking import Tracker
-
-    _TRACKER = Tracker(**settings, printer=_SAID.append)
+    _TRACKER = factory(**settings, printer=_SAID.append)
     threading.Thread(target=_watch, args=(parent,), daemon=True, name="hwnas-mlflow-watch").start()
 
 
