@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .metrics import readable_metrics
-from .sqlite_store import create_sqlite_store
+from .sqlite_store import create_sqlite_store, relax_commit_sync
 
 __all__ = ["Tracker", "default_tracking_uri", "ui_command"]
 
@@ -147,6 +147,8 @@ class Tracker:
             if self.tracking_uri.startswith("sqlite:///"):
                 create_sqlite_store(Path(self.tracking_uri[len("sqlite:///"):]))
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            if self.tracking_uri.startswith("sqlite:///"):
+                relax_commit_sync(self._client)
         return self._client
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> Any:

@@ -215,3 +215,11 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_wal_store_commits_without_waiting_for_the_disk(tmp_path: Path, space) -> None:
+    tracker = _tracker(tmp_path, space)
+    tracker.close()
+    engine = tracker.client._tracking_client.store.engine
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
