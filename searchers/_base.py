@@ -35,7 +35,7 @@ from ray.tune.search.sample import Categorical
 from core.errors import HwnasError
 from core.jsonio import read_json, write_json_atomic
 from core.seeding import make_rng
-from core.settings import Setting, resolve_settings, settings_signature
+from core.settings import REQUIRED, Setting, resolve_settings, settings_signature
 from core.validation import check_int, invalid
 
 from ._objectives import Constraint, Objective, Objectives, parse_constraints
@@ -104,10 +104,13 @@ class GenerationalSearcher(Searcher, abc.ABC):
 
     def __init__(self, *, param_space: Mapping[str, Sequence[Any] | Categorical] | None = None,
                  metric: str | Sequence[str] | None = None, mode: str | Sequence[str] | None = None,
-                 seed: int, constraints: Sequence[Constraint | tuple[str, str, float]] = (),
+                 seed: int = 0, constraints: Sequence[Constraint | tuple[str, str, float]] = (),
                  **settings: Any) -> None:
         super().__init__(metric=None, mode=None)  # Ray's checks are asserts; ours raise ConfigError
-        self._config = self.check_settings(settings)
+        # A bare searcher (nothing given, as Ray's tests build one to restore() into) may lack required
+        # settings until its state is restored; any other must be complete now.
+        bare = param_space is None and metric is None and mode is None and not settings
+        self._config: dict[str, Any] | None = None if bare and self._needs_settings() else self.check_settings(settings)
         self._seed = check_int("seed", seed, hint="pass the experiment seed, e.g. seed=0")
         self._constraints: tuple[Constraint, ...] = parse_constraints(constraints)
         self._space: ParamSpace | None = (
@@ -196,7 +199,11 @@ class GenerationalSearcher(Searcher, abc.ABC):
     @property
     def settings(self) -> dict[str, Any]:
         """The algorithm settings this searcher runs with (a copy), defaults included."""
-        return dict(self._config)
+        return dict(self._config or {})
+
+    @classmethod
+    def _needs_settings(cls) -> bool:
+        return any(s.default is REQUIRED for s in cls.SETTINGS)
 
     # ------------------------------------------------------------------ hooks for subclasses
     @abc.abstractmethod
@@ -251,13 +258,27 @@ class GenerationalSearcher(Searcher, abc.ABC):
             ``False`` when this searcher already has a space (Tune then leaves it alone), like Ray's
             own searchers; ``True`` after adopting ``config`` (and ``metric``/``mode`` if unset).
         """
+        self._check_num_samples(spec.get("num_samples"))
+        if self._objectives is None and metric and mode:  # the objectives are not the space: take them anyway
+            self._set_objectives(metric, mode)
         if self._space is not None:
             return False
-        space = ParamSpace.from_tune_config(config)
-        if self._objectives is None and metric and mode:
-            self._set_objectives(metric, mode)
-        self._space = space
+        self._space = ParamSpace.from_tune_config(config)
         return True
+
+    def _check_num_samples(self, num_samples: Any) -> None:
+        """Tune's ``num_samples`` only caps the trials; fewer than the search's budget cut it short, with
+        its last generation never evaluated. Say so at the start, where a Tune user looks."""
+        if self._config is None or not isinstance(num_samples, int):
+            return
+        budget = self._budget(self._config)
+        if 0 < num_samples < budget:
+            import warnings
+
+            warnings.warn(f"{type(self).__name__}: TuneConfig(num_samples={num_samples}) stops Tune before this "
+                          f"search's {budget} candidates, with its last generation unfinished (it never reaches "
+                          f"evaluated() or pareto_front()). HINT: pass num_samples=-1 (the searcher ends the run "
+                          f"when it is done) or num_samples={budget}.", UserWarning, stacklevel=2)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next member's config, ``None`` while the generation is in flight, or ``FINISHED``."""
@@ -347,8 +368,10 @@ class GenerationalSearcher(Searcher, abc.ABC):
             HwnasError: not a searcher state, another schema version or searcher, different
                 settings, or malformed content.
         """
-        self._require_configured()
         self._check_header(state)
+        if self._space is None and self._objectives is None:
+            self._configure_from(state["settings"])  # Ray's convention: restore into a bare searcher
+        self._require_configured()
         self._check_settings(state["settings"])
         # Parse everything first, so a malformed state leaves this searcher untouched.
         try:
@@ -425,15 +448,25 @@ class GenerationalSearcher(Searcher, abc.ABC):
 
     def _set_objectives(self, metric: Any, mode: Any) -> None:
         objectives = Objectives.build(metric=metric, mode=mode, constraints=self._constraints)
-        self._check_objectives(self._config, objectives, self._where(None))
+        if self._config is not None:
+            self._check_objectives(self._config, objectives, self._where(None))
         self._objectives = objectives
-        self._metric, self._mode = list(objectives.metrics), list(objectives.modes)
+        metrics, modes = list(objectives.metrics), list(objectives.modes)
+        # Ray's convention: one objective is a string (Repeater and schedulers key results by it), several a list.
+        self._metric, self._mode = (metrics[0], modes[0]) if len(metrics) == 1 else (metrics, modes)
 
     def _require_configured(self) -> ParamSpace:
-        if self._space is None or self._objectives is None:
-            missing = "param_space" if self._space is None else "metric and mode"
-            raise HwnasError(f"{type(self).__name__} has no {missing} yet. HINT: pass them to the "
-                             "constructor, or use it in a Tuner with param_space=/metric=/mode=.")
+        if self._config is None:
+            missing = ", ".join(s.name for s in self.SETTINGS if s.default is REQUIRED)
+            raise HwnasError(f"{type(self).__name__} has no settings yet ({missing} are required). HINT: pass them "
+                             f"to the constructor, or restore() a saved state into it.")
+        if self._space is None:
+            raise HwnasError(f"{type(self).__name__} has no param_space yet. HINT: pass param_space= (and "
+                             "metric=, mode=) to the constructor, or use it in a Tuner with param_space=/metric=/mode=.")
+        if self._objectives is None:
+            # Tune hands TuneConfig's metric to a searcher only together with a Tuner param_space.
+            raise HwnasError(f"{type(self).__name__} has no metric and mode yet. HINT: pass metric= and mode= to "
+                             "its constructor (TuneConfig's reach a searcher only with a Tuner param_space=).")
         return self._space
 
     def _require_objectives(self) -> Objectives:
@@ -517,10 +550,27 @@ class GenerationalSearcher(Searcher, abc.ABC):
             raise HwnasError(f"searcher state was written by {state.get('searcher')!r}, not "
                              f"{self.name!r}. HINT: restore it into the same kind of searcher.")
 
+    def _configure_from(self, saved: Any) -> None:
+        """Build this bare searcher (no space, no metrics) as the saved one was: its space, metrics,
+        constraints, seed and settings, all from the state (``searcher.restore(path)`` as with Ray's)."""
+        try:
+            settings = dict(saved)
+            space = ParamSpace.from_description(settings.pop("param_space"))
+            common = {k: settings.pop(k) for k in ("metric", "mode", "constraints", "seed")}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise HwnasError(f"searcher state has no complete settings to rebuild the searcher from "
+                             f"({type(exc).__name__}: {exc}). HINT: restore into a searcher constructed with "
+                             f"the saved run's param_space, metric and mode.") from None
+        type(self).__init__(self, param_space=dict(zip(space.names, space.choices)), metric=common["metric"],
+                            mode=common["mode"], constraints=[tuple(c) for c in common["constraints"]],
+                            seed=common["seed"], **settings)
+
     def _check_settings(self, saved: Any) -> None:
         mine = self._state_settings()
         if not isinstance(saved, Mapping):
             raise HwnasError("searcher state has no settings. HINT: pass a file written by save().")
+        if self._space is not None and self._space.same_as(saved.get("param_space")):
+            mine["param_space"] = saved.get("param_space")  # a state written before the values were recorded
         differing = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
         if differing:
             details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}"

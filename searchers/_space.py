@@ -1,6 +1,8 @@
 """The categorical parameter space a searcher explores: names, choices, and chromosome <-> config."""
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -84,8 +86,23 @@ class ParamSpace:
         return config
 
     def describe(self) -> dict[str, Any]:
-        """JSON identity used to refuse a state saved for another space."""
-        return {"names": list(self.names), "sizes": [len(c) for c in self.choices]}
+        """JSON identity used to refuse a state saved for another space: the names and every choice's
+        value (a value JSON cannot hold by its ``repr``), so that a space of the same shape but other
+        values is refused too, and a bare searcher can rebuild the space from a saved state."""
+        return {"names": list(self.names),
+                "choices": json.loads(json.dumps([list(c) for c in self.choices], default=repr))}
+
+    def same_as(self, saved: Any) -> bool:
+        """Whether ``saved`` (a :meth:`describe` of a state) is this space. States written before the
+        values were recorded hold ``names`` and ``sizes``: those match on the shape alone."""
+        if isinstance(saved, Mapping) and "sizes" in saved and "choices" not in saved:
+            return saved == {"names": list(self.names), "sizes": [len(c) for c in self.choices]}
+        return saved == self.describe()
+
+    @classmethod
+    def from_description(cls, saved: Mapping[str, Any]) -> ParamSpace:
+        """The space a :meth:`describe` stands for (values JSON could not hold come back as their repr)."""
+        return cls.from_mapping(dict(zip(saved["names"], saved["choices"])), argument="saved param_space")
 
 
 def _check_name(argument: str, name: Any) -> str:

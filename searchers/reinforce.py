@@ -96,7 +96,8 @@ class ReinforceSearcher(GenerationalSearcher):
         self._draws: list[Chromosome] = []  # this generation's policy draws, in draw order
         self._results: dict[Chromosome, dict[str, float] | None] = {}
         super().__init__(**kwargs)
-        self._hyper = {s.name: self._config[s.name] for s in ReinforceController.SETTINGS}
+        # Empty for a bare searcher: restore() builds it again with the saved settings.
+        self._hyper = {s.name: self._config[s.name] for s in ReinforceController.SETTINGS} if self._config else {}
 
     @classmethod
     def example_settings(cls, *, metric: Sequence[str], mode: Sequence[str]) -> dict[str, Any]:

@@ -40,7 +40,8 @@ __all__ = [
     "test_same_seed_same_sequence_other_seed_other_sequence",
     "test_sequence_independent_of_completion_order",
     "test_restore_continues_the_uninterrupted_sequence",
-    "test_unfinished_trials_are_suggested_again_first", "test_state_is_json_with_schema_version",
+    "test_unfinished_trials_are_suggested_again_first", "test_restore_into_a_bare_searcher_like_ray",
+    "test_a_space_of_the_same_shape_but_other_values_is_refused", "test_state_is_json_with_schema_version",
     "test_state_keeps_constraints_as_lists",
     "test_save_to_dir_and_restore_from_dir", "test_restore_rejects_foreign_files",
     "test_restore_rejects_other_schema_searcher_or_settings",
@@ -308,6 +309,31 @@ def test_unfinished_trials_are_suggested_again_first(searcher_name, toy) -> None
     assert restored.pareto_front() == _finished(searcher_name, toy).pareto_front()
 
 
+def test_restore_into_a_bare_searcher_like_ray(searcher_name, toy, tmp_path) -> None:
+    """Ray's convention: ``Searcher()`` then ``restore(path)`` rebuilds the space, metrics, seed and
+    settings from the file, and the search continues as the uninterrupted one."""
+    reference = chromosomes(TuneSim(make(searcher_name), toy).run().suggested)
+    before = TuneSim(make(searcher_name, constraints=[("lat", "<=", 1e9)]), toy).run(completed=3)
+    before.searcher.save(str(tmp_path / "state.json"))
+    bare = SEARCHERS.get(searcher_name)()
+    bare.restore(str(tmp_path / "state.json"))
+    assert bare.metric == METRICS and bare.mode == MODES and bare.settings == before.searcher.settings
+    after = TuneSim(bare, toy, prefix="resumed").run()
+    assert first_appearance(chromosomes(before.suggested + after.suggested)) == reference
+    assert bare.pareto_front() == _finished(searcher_name, toy).pareto_front()
+
+
+def test_a_space_of_the_same_shape_but_other_values_is_refused(searcher_name, toy) -> None:
+    state = make(searcher_name).get_state()
+    shifted = {name: [v + 100 for v in values] for name, values in SPACE.items()}
+    with pytest.raises(HwnasError, match=r"saved with other settings \(param_space"):
+        make(searcher_name, space=shifted).set_state(state)
+    # A state written before the values were recorded (names and sizes only) restores by its shape.
+    legacy = json.loads(json.dumps(state))
+    legacy["settings"]["param_space"] = {"names": list(SPACE), "sizes": [len(v) for v in SPACE.values()]}
+    make(searcher_name).set_state(legacy)
+
+
 def test_state_is_json_with_schema_version(searcher_name, toy) -> None:
     searcher = make(searcher_name)
     TuneSim(searcher, toy).run(completed=batch_of(searcher_name) + 1)
@@ -440,6 +466,12 @@ def test_set_search_properties_like_ray_searchers(searcher_name, toy) -> None:
     assert TuneSim(searcher, toy).run().suggested == TuneSim(make(searcher_name), toy).run().suggested
     with pytest.raises(HwnasError, match="no param_space yet"):
         cls(seed=0, **settings).suggest("t")
+    # The space in the constructor, the metrics from Tune: taken though the space is kept (False).
+    spaced = cls(param_space=SPACE, seed=0, **settings)
+    with pytest.raises(HwnasError, match=r"no metric and mode yet\. HINT: pass metric= and mode= to its constructor"):
+        spaced.suggest("t")
+    assert spaced.set_search_properties(METRICS, MODES, {"lr": 0.1}) is False
+    assert spaced.metric == METRICS and spaced.suggest("t") is not None
     with pytest.raises(ConfigError, match=r"param_space\['lr'\].*tune.choice"):
         cls(seed=0, **settings).set_search_properties(None, None, {**config, "lr": tune.uniform(0, 1)})
 

@@ -174,7 +174,7 @@ def test_from_objectives_names_the_config_field() -> None:
 def test_generated_signature_and_help() -> None:
     parameters = inspect.signature(WeightedNSGA2Searcher).parameters
     assert list(parameters)[:5] == ["param_space", "metric", "mode", "seed", "constraints"]
-    assert parameters["seed"].default is inspect.Parameter.empty
+    assert parameters["seed"].default == 0  # deterministic by default; a bare Searcher() can be built to restore() into
     assert parameters["crossover"].default == "uniform" and parameters["population_size"].default == 50
     assert inspect.signature(ReinforceSearcher).parameters["cost_target"].default is inspect.Parameter.empty
     text = pydoc.render_doc(WeightedNSGA2Searcher)

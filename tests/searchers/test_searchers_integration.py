@@ -76,3 +76,64 @@ def test_searcher_drives_a_real_tuner(tune_ray, tmp_path, name: str, batch: bool
     assert restored.pareto_front() == searcher.pareto_front()  # Tune drove this very object
     if space_from_tuner:
         assert all(c["lr"] == 0.1 for c in configs)  # constants pass through untouched
+
+
+def _make_single_objective_trainable() -> Any:
+    def trainable(config: dict[str, Any]) -> None:
+        tune.report({"acc": float(sum(config[f"g{i}"] for i in range(6)))})
+
+    return trainable
+
+
+@pytest.mark.parametrize("name", ["weighted-nsga2", "random"])
+def test_one_objective_is_a_string_and_ray_repeater_averages_it(tune_ray, tmp_path, name: str) -> None:
+    from ray.tune.search import Repeater
+
+    overrides = {"weighted-nsga2": dict(population_size=2, generations=2), "random": dict(num_samples=4)}[name]
+    searcher = SEARCHERS.get(name)(param_space=SPACE, metric="acc", mode="max", seed=3, **overrides)
+    assert searcher.metric == "acc" and searcher.mode == "max"  # Ray's convention: a string for one metric
+    tuner = tune.Tuner(
+        _make_single_objective_trainable(),
+        tune_config=tune.TuneConfig(search_alg=Repeater(searcher, repeat=2), num_samples=-1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="run", verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors and len(results) == 8  # 4 candidates, each repeated twice
+    assert searcher.finished and len(searcher.evaluated()) == 4
+
+
+def test_too_few_num_samples_are_said_at_the_start(tune_ray, tmp_path) -> None:
+    searcher = SEARCHERS.get("weighted-nsga2")(metric=METRICS, mode=MODES, seed=5, population_size=4, generations=3)
+    tuner = tune.Tuner(
+        _make_trainable(), param_space={k: tune.choice(v) for k, v in SPACE.items()},
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=8),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="run", verbose=0),
+    )
+    with pytest.warns(UserWarning, match=r"num_samples=8\) stops Tune before this search's 12 candidates.*"
+                                         r"HINT: pass num_samples=-1"):
+        tuner.fit()
+
+
+def test_the_readme_example_runs(tune_ray, tmp_path, monkeypatch) -> None:
+    """The README's example of the searchers in a user's own Tuner, run as written (its trainable here)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Using hwnas's searchers in your own Ray Tune run", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+    def make_trainable() -> Any:
+        def trainable(config: dict[str, Any]) -> None:
+            x = [config[f"layer_{i}"] for i in range(14)]
+            tune.report({"acc": float(sum(x)), "lat": float(sum(c * c for c in x))})
+        return trainable
+
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {"trainable": make_trainable()}
+    exec(compile(code.replace("tuner.fit()", "results = tuner.fit()").replace(
+        "tune_config=", "run_config=tune.RunConfig(storage_path=" + repr(str(tmp_path)) + ", verbose=0), tune_config="),
+        "README.md", "exec"), scope)
+    searcher = scope["searcher"]
+    assert not scope["results"].errors and len(scope["results"]) == 24
+    assert searcher.finished and len(searcher.evaluated()) == 24 and searcher.pareto_front()
