@@ -111,14 +111,16 @@ class Tracker:
 
         if self._worker == "pending":
             self._worker = TrackingProcess(Tracker, self._settings)
-        future = self._worker.submit(what, method, args, guard, wait)
-        if not wait:
-            return None
         try:
+            future = self._worker.submit(what, method, args, guard, wait)
+            if not wait:
+                return None
             result, said = future.result()
         except Exception as exc:  # noqa: BLE001 - the process died (killed): log later, as for a dead server
-            result, said = None, f"[mlflow] the tracking process failed ({type(exc).__name__}); records stay in " \
-                                 f"the journal and are logged by the next `hwnas resume`."
+            result, said = None, [] if not self.available else [
+                f"[mlflow] {what} failed (the tracking process ended: {type(exc).__name__}); records stay in the "
+                f"journal and are logged by the next `hwnas resume`."]
+            self.available = False
         for line in said:
             self.printer(line)
         return result

@@ -223,3 +223,20 @@ def test_a_wal_store_commits_without_waiting_for_the_disk(tmp_path: Path, space)
     engine = tracker.client._tracking_client.store.engine
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_a_killed_tracking_process_is_said_once_and_never_raises(tmp_path: Path, space) -> None:
+    import os
+    import signal
+
+    said: list[str] = []
+    tracker = Tracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="tracked", uid="d" * 16,
+                      printer=said.append, space_name=space.name, space=space, in_process=False)
+    tracker.start(params={}, tags={})
+    for pid in list(tracker._worker._pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(1.0)
+    tracker.log_candidate(_record(space, 0, time.time()))  # neither call raises
+    assert tracker.sync([_record(space, 1, time.time())]) is False
+    tracker.close()
+    assert len(said) == 1 and "the tracking process ended" in said[0] and "hwnas resume" in said[0]
