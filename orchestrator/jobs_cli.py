@@ -46,6 +46,8 @@ def add_jobs_commands(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]
                    help="upload this checkout's hwnas packages with the job (for a cluster without hwnas installed)")
     p.add_argument("--python", default="python", help="the Python the job runs on the head node (default: python)")
     p.add_argument("--wait", action="store_true", help="follow the job's output until it ends; exit with its code")
+    p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                   help="how long the cluster may take to accept the job (default 180)")
 
     p = sub.add_parser("jobs", help="list, inspect, follow or stop hwnas's Ray jobs",
                        description="Ray's job API for hwnas's jobs on a cluster.")
@@ -75,8 +77,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         raise ConfigError("hwnas submit takes a CONFIG or --resume EXPERIMENT_DIR (one of them). HINT: e.g. "
                           "`hwnas submit examples/quickstart.yaml --address http://HEAD:8265`.")
     spec = _search_spec(args) if args.config is not None else _resume_spec(args)
-    client = job_client(args.address)
-    job_id = submit_job(client, spec)
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}. HINT: e.g. --timeout 180.")
+    client = job_client(args.address, timeout=args.timeout)
+    job_id = submit_job(client, spec, timeout=args.timeout)
     experiment = spec.metadata["hwnas_experiment"]
     address = client.get_address()
     out(f"hwnas: submitted job {job_id} to {address}")

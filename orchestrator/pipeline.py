@@ -111,14 +111,19 @@ def _run_stages(exp: Experiment, state: JournalState, identity: dict[str, Any], 
     cfg = exp.config
     journal = exp.journal
     journal.append("attempt_started", attempt=state.attempts + 1)
-    connect(address, num_cpus=None)
-    placed_compute(cfg.compute)  # a cuda or fp16 setting the cluster cannot run fails before any stage
-    if cfg.cost.measures:
-        require_device(cfg.cost.device)
     tracker = Tracker(tracking_uri=exp.tracking_uri, experiment_name=cfg.name, uid=exp.uid, printer=printer,
                       space_name=cfg.space.name, quality=cfg.quality_metric, space=cfg.build_space(),
                       run_tags=identifying_tags(cfg, exp.uid), description=describe_experiment(cfg),
                       in_process=False)  # logging off the driver's GIL: Tune's event loop never waits for MLflow
+    tracker.prepare()  # the tracking process starts up (seconds) while Ray does
+    try:
+        connect(address, num_cpus=None)
+        placed_compute(cfg.compute)  # a cuda or fp16 setting the cluster cannot run fails before any stage
+        if cfg.cost.measures:
+            require_device(cfg.cost.device)
+    except BaseException:
+        tracker.close()
+        raise
     tracker.start(params=_flat_params(cfg), tags={"hwnas_dir": str(exp.directory),
                                                    **source_tags(f"hwnas search {exp.directory}"),
                                                    "note": f"hwnas experiment {exp.directory}"})

@@ -67,7 +67,31 @@ def dashboard_address(address: str | None) -> str:
     return given if "://" in given else f"http://{given}"
 
 
-def job_client(address: str | None) -> Any:
+def bounded(fn: Any, timeout: float, what: str) -> Any:
+    """``fn()``, or one clear error after ``timeout`` seconds. Ray's job client waits on its HTTP calls
+    without a limit, and a head whose job agent is stuck keeps a submission waiting for many minutes; the
+    call runs on a daemon thread, so that the CLI can exit while it still waits."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed on to the caller's thread
+            outcome["error"] = exc
+    worker = threading.Thread(target=run, daemon=True, name="hwnas-job-api")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ExperimentError(f"{what} within {timeout:g} s. HINT: check the head node (`ray status` there, its "
+                              f"session_latest/logs/dashboard*.log), or raise --timeout.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def job_client(address: str | None, timeout: float = 60.0) -> Any:
     """A ``JobSubmissionClient`` for the cluster; one clear line if nothing answers there."""
     url = dashboard_address(address)
     host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
@@ -89,7 +113,7 @@ def job_client(address: str | None) -> Any:
     from ray.exceptions import AuthenticationError
 
     try:
-        return JobSubmissionClient(url)
+        return bounded(lambda: JobSubmissionClient(url), timeout, f"the Ray dashboard at {url} did not answer")
     except AuthenticationError:
         raise ConfigError(f"the Ray cluster at {url} requires token authentication and this machine has no token "
                           f"for it. HINT: {AUTH_HINT}.") from None
@@ -130,8 +154,20 @@ def resume_job(experiment: Path, *, name: str, tracking_uri: str | None, python:
                    metadata={JOB_KIND_KEY: "resume", EXPERIMENT_KEY: str(experiment), TRACKING_KEY: tracking_uri or ""})
 
 
-def submit_job(client: Any, spec: JobSpec) -> str:
-    """Submit ``spec``; its working_dir (the config) is uploaded before this returns."""
+def submit_job(client: Any, spec: JobSpec, timeout: float = 180.0) -> str:
+    """Submit ``spec``; its working_dir (the config) is uploaded before this returns. A cluster that has not
+    accepted it within ``timeout`` seconds is one clear error (and the job, if it is accepted late, stopped)."""
+    try:
+        return bounded(lambda: _submit(client, spec), timeout, "the cluster did not accept the job")
+    except ExperimentError:
+        try:  # accepted after all, but nobody was told its id: it must not run unseen
+            bounded(lambda: client.stop_job(spec.submission_id), 10.0, "stopping")
+        except Exception:  # noqa: BLE001 - never submitted: nothing to stop
+            pass
+        raise
+
+
+def _submit(client: Any, spec: JobSpec) -> str:
     import yaml
 
     with tempfile.TemporaryDirectory(prefix="hwnas-job-") as workdir:

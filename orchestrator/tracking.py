@@ -127,6 +127,14 @@ class Tracker:
             self.printer(line)
         return result
 
+    def prepare(self) -> None:
+        """Start the tracking process now (its imports take seconds), without waiting for it."""
+        if self._worker is not None:
+            self._call("starting the tracking process", "_ready", wait=False)
+
+    def _ready(self) -> None:
+        """Nothing: the call that makes the tracking process start."""
+
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; threads, processes and clients stay behind.
         return {**self.__dict__, "_queue": None, "_client": None,
