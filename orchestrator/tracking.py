@@ -475,8 +475,11 @@ class Tracker:
         signature = infer_signature(example, outputs if len(outputs) > 1 else outputs[names[0]])
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id, nested=True):
+            # The requirements given: MLflow would otherwise infer them in a subprocess, seconds per model.
             info = mlflow.onnx.log_model(model, name="model", input_example=example, signature=signature,
-                                         save_as_external_data=False)
+                                         save_as_external_data=False,
+                                         pip_requirements=[f"onnx=={onnx.__version__}",
+                                                           f"onnxruntime=={ort.__version__}"])
         self.client.set_tag(run_id, "model_uri", info.model_uri)
         return info.model_uri
 
