@@ -135,7 +135,7 @@ class RayNodes:
     def auth_env(self) -> dict[str, str]:
         """What a client of this cluster sets: Ray's token-auth variables."""
         path = self.logs / "auth_token"
-        if not path.exists():
+        if not path.exists() or path.read_text() != self.token:  # a logs folder used before holds another token
             self.logs.mkdir(parents=True, exist_ok=True)
             path.write_text(self.token)
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}

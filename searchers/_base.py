@@ -12,11 +12,19 @@ format, defaults, an introspectable constructor signature, and the classmethods 
 without knowing any searcher by name: :meth:`~GenerationalSearcher.check_settings`,
 :meth:`~GenerationalSearcher.budget` and :meth:`~GenerationalSearcher.from_objectives`.
 
-Restoring: the state records which members were handed out and which have results. Members handed
-out but still unfinished at save time are handed out *again*, to new trial ids, before anything new:
-a restarted driver may have lost those trials. If the old trial id reports after all (Tune resumes
-unfinished trials under their old ids), that result is accepted too; whichever of the two arrives
-first counts and the other is ignored.
+Restoring: the state records which members were handed out, to which trial ids, and which have
+results. ``Tuner.restore`` resumes unfinished trials under their old ids, so after Tune's resume hook
+(:meth:`~GenerationalSearcher.restore_from_dir`) the searcher waits for those ids and hands nothing
+out twice. A state loaded by hand (:meth:`~GenerationalSearcher.restore`, ``set_state``) is for a new
+Tuner, whose trials start afresh: members unfinished at save time are handed out *again*, to new
+trial ids, before anything new. Either way, if an old trial id reports after all, its result is
+accepted; whichever of the two arrives first counts and the other is ignored.
+
+Warm start, as Ray's searchers have it: ``points_to_evaluate`` are handed out first, as the start of
+generation 0 (the algorithm fills the rest); ``add_evaluated_point`` and ``add_evaluated_trials``
+file results obtained elsewhere (generation ``-1``): they join the archive and the front at once,
+are never handed out, and the algorithm takes them in when the current generation closes (NSGA-II
+into its survival, REINFORCE as known results). Neither counts against the budget.
 """
 from __future__ import annotations
 
@@ -41,11 +49,14 @@ from core.validation import check_int, invalid
 from ._objectives import Constraint, Objective, Objectives, parse_constraints
 from ._pareto import pareto_mask, spread_indices
 from ._space import Chromosome, ParamSpace
+from ._warm_start import check_points, chromosome_of, evaluated_metrics, finished_trials
 
-__all__ = ["Evaluation", "GenerationalSearcher", "SCHEMA_VERSION"]
+__all__ = ["Evaluation", "GenerationalSearcher", "GIVEN", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 _STATE_KIND = "hwnas.searcher-state"
+#: The generation of a result filed by ``add_evaluated_point``: evaluated elsewhere, never handed out.
+GIVEN = -1
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ class GenerationalSearcher(Searcher, abc.ABC):
         seed: Experiment seed; the searcher's generator is derived from it.
         constraints: :class:`~searchers.Constraint` objects or ``(metric, "<=" | ">=", value)``
             triples; a candidate that breaks one is infeasible.
+        points_to_evaluate: Whole configs (``{name: value}``) handed out first, as the start of
+            generation 0 (at most one generation's worth); e.g. a known architecture to seed from.
         **settings: The algorithm settings the subclass declares in :attr:`SETTINGS`.
 
     Raises:
@@ -105,7 +118,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
     def __init__(self, *, param_space: Mapping[str, Sequence[Any] | Categorical] | None = None,
                  metric: str | Sequence[str] | None = None, mode: str | Sequence[str] | None = None,
                  seed: int = 0, constraints: Sequence[Constraint | tuple[str, str, float]] = (),
-                 **settings: Any) -> None:
+                 points_to_evaluate: Sequence[Mapping[str, Any]] | None = None, **settings: Any) -> None:
         super().__init__(metric=None, mode=None)  # Ray's checks are asserts; ours raise ConfigError
         # A bare searcher (nothing given, as Ray's tests build one to restore() into) may lack required
         # settings until its state is restored; any other must be complete now.
@@ -121,6 +134,10 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self._rng = make_rng(self._seed, "searchers", self.name)
         self._seen: set[Chromosome] = set()  # shared with operators: mutate in place, never rebind
         self._archive: list[Evaluation] = []
+        self._point_configs = check_points(points_to_evaluate)
+        self._points: list[Chromosome] | None = None  # the points as chromosomes, once the space is known
+        if self._space is not None:
+            self._check_points()
         self._reset_progress()
 
     # ------------------------------------------------------------------ settings, for orchestrators
@@ -215,15 +232,21 @@ class GenerationalSearcher(Searcher, abc.ABC):
         """Called once, at the first ``suggest``: the members of generation 0 (may use the rng)."""
 
     @abc.abstractmethod
-    def _next_generation(self, evaluations: list[Evaluation], first_index: int,
+    def _next_generation(self, evaluations: list[Evaluation], indices: list[int],
                          last: bool) -> list[Chromosome]:
-        """Called when a generation is complete, its members in order (archive positions from
-        ``first_index``). Returns the next generation's members; ``[]`` when ``last`` or exhausted."""
+        """Called when a generation is complete: its members in order, after any results given since
+        the last generation (``add_evaluated_point``), with their archive positions ``indices``.
+        Returns the next generation's members; ``[]`` when ``last`` or exhausted."""
 
     @classmethod
     @abc.abstractmethod
     def _budget(cls, settings: dict[str, Any]) -> int:
         """How many candidates the search evaluates with these (resolved) settings."""
+
+    @classmethod
+    def _generation_size(cls, settings: dict[str, Any]) -> int:
+        """How many members generation 0 has (the most ``points_to_evaluate`` can fill)."""
+        return cls._budget(settings)
 
     def _algorithm_state(self) -> dict[str, Any]:
         """JSON state of the algorithm beyond the rng and the bookkeeping kept here."""
@@ -264,6 +287,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         if self._space is not None:
             return False
         self._space = ParamSpace.from_tune_config(config)
+        self._check_points()
         return True
 
     def _check_num_samples(self, num_samples: Any) -> None:
@@ -284,7 +308,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         """The next member's config, ``None`` while the generation is in flight, or ``FINISHED``."""
         space = self._require_configured()
         if not self._started:
-            self._open_generation(0, self._first_generation())
+            self._open_generation(0, self._seeded_first_generation())
             self._started = True
         if self._finished:
             return Searcher.FINISHED
@@ -293,6 +317,57 @@ class GenerationalSearcher(Searcher, abc.ABC):
             return None
         self._trial_member[trial_id] = member
         return space.config(self._members[member], self._generation)
+
+    def add_evaluated_point(self, parameters: Mapping[str, Any], value: Any, error: bool = False,
+                            pruned: bool = False, intermediate_values: Sequence[float] | None = None) -> None:
+        """File a result obtained outside this search (Ray's warm-start hook).
+
+        Args:
+            parameters: The whole config (keys outside the space are ignored).
+            value: The tracked metrics as a dict (a number for a single metric; a list in ``metric``
+                order when no constraint reads another metric).
+            error, pruned: The evaluation failed or stopped early: the point is infeasible.
+            intermediate_values: Ignored (candidates are judged on their final result).
+
+        A point already evaluated keeps its first result. A member of the open generation is not
+        handed out (if it is running, its trial's result is ignored); any other point joins the
+        archive and the front as generation ``-1`` and reaches the algorithm when the current
+        generation closes. It does not count against the budget.
+
+        Raises:
+            ConfigError: a parameter is missing or not one of its choices, or ``value`` is malformed.
+            HwnasError: the searcher has no space or metrics yet.
+        """
+        space, objectives = self._require_configured(), self._require_objectives()
+        chromosome = chromosome_of(space, parameters, "parameters")
+        metrics = evaluated_metrics(objectives, value, error=error, pruned=pruned)
+        if any(e.chromosome == chromosome for e in self._archive):
+            return
+        if self._started and not self._finished and chromosome in self._members:
+            member = self._members.index(chromosome)
+            if member not in self._outcomes:
+                self._record(member, metrics)
+            return
+        self._seen.add(chromosome)
+        self._untold.append(len(self._archive))
+        self._archive.append(Evaluation(GIVEN, chromosome, metrics))
+
+    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str | None = None) -> None:
+        """File the finished trials of another Tune run (a ``ResultGrid``, ``Result``, ``Trial``s or
+        an ``ExperimentAnalysis``) with :meth:`add_evaluated_point`: each one's config and last
+        result, every tracked metric read from it (``metric``, Ray's single-metric argument, is
+        accepted and must be one of them). Errored or stopped trials are filed as failed.
+
+        Raises:
+            ConfigError: not Tune trials or results, ``metric`` is not tracked, or a trial's config
+                is not a point of this space.
+        """
+        objectives = self._require_objectives()
+        if metric is not None and metric not in objectives.tracked:
+            raise invalid("metric", f"must be one of the searcher's metrics {list(objectives.tracked)}", metric,
+                          "leave it out: every tracked metric is read from each trial's last result")
+        for config, result, errored in finished_trials(trials_or_analysis):
+            self.add_evaluated_point(config, result if isinstance(result, Mapping) else {}, error=errored)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Intermediate results are ignored: candidates are judged on their final result only."""
@@ -307,9 +382,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         member = self._trial_member.pop(trial_id, None)
         if member is None or member in self._outcomes or self._objectives is None:
             return
-        self._outcomes[member] = self._objectives.read(result, error)
-        if len(self._outcomes) == len(self._members):
-            self._close_generation()
+        self._record(member, self._objectives.read(result, error))
 
     # ------------------------------------------------------------------ results
     @property
@@ -376,7 +449,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         # Parse everything first, so a malformed state leaves this searcher untouched.
         try:
             archive = [Evaluation.from_json(e) for e in state["archive"]]
-            progress = _parse_progress(state["progress"])
+            progress = _parse_progress(state["progress"], len(archive))
             algorithm = self._parse_algorithm_state(state["algorithm"], archive)
             rng = np.random.Generator(type(self._rng.bit_generator)())
             rng.bit_generator.state = dict(state["rng"])
@@ -417,12 +490,25 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
-        """Restore the newest ``searcher-state-*.json`` in ``checkpoint_dir`` (Tune's resume hook)."""
+        """Restore the newest ``searcher-state-*.json`` in ``checkpoint_dir`` (Tune's resume hook).
+
+        ``Tuner.restore`` calls it, then resumes the unfinished trials under their old ids: the members
+        those trials run are waited for, not handed out again (which would evaluate them twice).
+        """
         paths = glob.glob(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format("*")))
         if not paths:
             raise HwnasError(f"no searcher state ({self.CKPT_FILE_TMPL.format('*')}) in "
                              f"{checkpoint_dir!r}. HINT: pass the experiment directory of the run.")
         self.restore(max(paths))
+        self._resuggest = [m for m in self._resuggest if m not in self._trial_member.values()]
+        if self._trial_member:
+            import logging
+
+            # Tune tells no searcher which trials Tuner.restore(resume_unfinished=False) skips.
+            logging.getLogger(__name__).info(
+                "%s: waiting for %d unfinished trial(s) that Tuner.restore resumes (%s); restore with "
+                "resume_unfinished=True (the default) or they are never finished.", type(self).__name__,
+                len(self._trial_member), ", ".join(sorted(self._trial_member)))
 
     # ------------------------------------------------------------------ internals
     @classmethod
@@ -474,6 +560,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         return self._objectives  # type: ignore[return-value]  # checked just above
 
     def _reset_progress(self) -> None:
+        self._untold: list[int] = []  # archive positions of given results the algorithm has not seen
         self._generation = 0
         self._started = False
         self._finished = False
@@ -499,19 +586,53 @@ class GenerationalSearcher(Searcher, abc.ABC):
             member = self._resuggest.pop(0)
             if member not in self._outcomes:
                 return member
-        if self._cursor < len(self._members):
+        while self._cursor < len(self._members):
             self._cursor += 1
-            return self._cursor - 1
+            if self._cursor - 1 not in self._outcomes:  # a given result needs no trial
+                return self._cursor - 1
         return None
+
+    def _record(self, member: int, metrics: dict[str, float] | None) -> None:
+        """The outcome of a member of the open generation; the last one closes the generation."""
+        self._outcomes[member] = metrics
+        if len(self._outcomes) == len(self._members):
+            self._close_generation()
 
     def _close_generation(self) -> None:
         evaluations = [Evaluation(self._generation, self._members[i], self._outcomes[i])
                        for i in range(len(self._members))]
         first_index = len(self._archive)
         self._archive.extend(evaluations)
+        # Results given since the last close reach the algorithm with this generation, before it.
+        indices = self._untold + list(range(first_index, len(self._archive)))
+        self._untold = []
         last = self._generation + 1 >= self._total_generations()
-        members = self._next_generation(evaluations, first_index, last)
+        members = self._next_generation([self._archive[i] for i in indices], indices, last)
         self._open_generation(self._generation + 1, [] if last else members)
+
+    def _check_points(self) -> None:
+        """Turn ``points_to_evaluate`` into chromosomes over the (now known) space, and check they fit
+        in generation 0."""
+        space = self._space
+        assert space is not None
+        self._points = list(dict.fromkeys(
+            chromosome_of(space, p, f"points_to_evaluate[{i}]") for i, p in enumerate(self._point_configs)))
+        if self._config is not None and len(self._points) > self._generation_size(self._config):
+            size = self._generation_size(self._config)
+            raise invalid("points_to_evaluate", f"must fit in the first generation ({size} candidates)",
+                          f"{len(self._points)} points", "pass fewer points, or a larger first generation "
+                          "(population_size, batch_size or num_samples)")
+
+    def _seeded_first_generation(self) -> list[Chromosome]:
+        """Generation 0: the points to evaluate first (those not given already), then the algorithm's
+        own first members, as many as the generation holds."""
+        points = [p for p in self._points or [] if p not in self._seen]
+        self._seen.update(points)  # so the algorithm draws none of them
+        first = self._first_generation()
+        keep = max(len(first) - len(points), 0)
+        # Drawn but left out: forget them, as a restore (which rebuilds the set from members) would.
+        self._seen.difference_update(first[keep:])
+        return points + first[:keep]
 
     def _describe(self, evaluation: Evaluation) -> dict[str, Any]:
         return {"config": self._require_configured().values(evaluation.chromosome),
@@ -536,6 +657,8 @@ class GenerationalSearcher(Searcher, abc.ABC):
                     "mode": list(objectives.modes),
                     "constraints": [c.as_json() for c in objectives.constraints],
                     "seed": self._seed, **self._config}
+        if self._points:  # only when given, so states without points stay as they always were
+            settings["points_to_evaluate"] = [list(p) for p in self._points]
         return json.loads(json.dumps(settings))  # the form it takes after a round trip
 
     def _check_header(self, state: Any) -> None:
@@ -557,13 +680,14 @@ class GenerationalSearcher(Searcher, abc.ABC):
             settings = dict(saved)
             space = ParamSpace.from_description(settings.pop("param_space"))
             common = {k: settings.pop(k) for k in ("metric", "mode", "constraints", "seed")}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            points = [space.values(p) for p in settings.pop("points_to_evaluate", [])]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise HwnasError(f"searcher state has no complete settings to rebuild the searcher from "
                              f"({type(exc).__name__}: {exc}). HINT: restore into a searcher constructed with "
                              f"the saved run's param_space, metric and mode.") from None
         type(self).__init__(self, param_space=dict(zip(space.names, space.choices)), metric=common["metric"],
                             mode=common["mode"], constraints=[tuple(c) for c in common["constraints"]],
-                            seed=common["seed"], **settings)
+                            seed=common["seed"], points_to_evaluate=points, **settings)
 
     def _check_settings(self, saved: Any) -> None:
         mine = self._state_settings()
@@ -584,12 +708,13 @@ class GenerationalSearcher(Searcher, abc.ABC):
             "members": [list(m) for m in self._members], "next_member": self._cursor,
             "trials": dict(self._trial_member),
             "outcomes": [[i, o] for i, o in sorted(self._outcomes.items())],
+            "untold": list(self._untold),
         }
 
     def _apply_progress(self, p: dict[str, Any]) -> None:
         self._generation, self._started, self._finished = p["generation"], p["started"], p["finished"]
         self._members, self._cursor = p["members"], p["next_member"]
-        self._outcomes, self._trial_member = p["outcomes"], p["trials"]
+        self._outcomes, self._trial_member, self._untold = p["outcomes"], p["trials"], p["untold"]
         # Handed out before the save but without a result: hand out again, before anything new.
         self._resuggest = [i for i in range(self._cursor) if i not in self._outcomes]
         self._seen.clear()
@@ -604,13 +729,17 @@ def _common_parameters() -> list[inspect.Parameter]:
     return [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def _parse_progress(p: Mapping[str, Any]) -> dict[str, Any]:
+def _parse_progress(p: Mapping[str, Any], archive_size: int) -> dict[str, Any]:
     members = [tuple(int(v) for v in m) for m in p["members"]]
     outcomes = {int(i): (None if o is None else {str(k): float(v) for k, v in o.items()})
                 for i, o in p["outcomes"]}
     cursor = int(p["next_member"])
     if not 0 <= cursor <= len(members) or any(not 0 <= i < len(members) for i in outcomes):
         raise ValueError("member indices out of range")
+    untold = [int(i) for i in p.get("untold", [])]  # absent from states written before warm start
+    if any(not 0 <= i < archive_size for i in untold):
+        raise ValueError("given results out of the archive's range")
     return {"generation": int(p["generation"]), "started": bool(p["started"]),
             "finished": bool(p["finished"]), "members": members, "next_member": cursor,
-            "outcomes": outcomes, "trials": {str(t): int(m) for t, m in p["trials"].items()}}
+            "outcomes": outcomes, "trials": {str(t): int(m) for t, m in p["trials"].items()},
+            "untold": untold}

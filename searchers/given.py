@@ -51,5 +51,5 @@ class GivenSearcher(GenerationalSearcher):
         self._seen.update(out)
         return out
 
-    def _next_generation(self, evaluations: list[Evaluation], first_index: int, last: bool) -> list[Chromosome]:
+    def _next_generation(self, evaluations: list[Evaluation], indices: list[int], last: bool) -> list[Chromosome]:
         return []

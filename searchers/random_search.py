@@ -51,6 +51,6 @@ class RandomSearcher(GenerationalSearcher):
         return sample_unique_rows(self._require_configured().sizes, self._config["num_samples"],
                                   self._rng, self._seen)
 
-    def _next_generation(self, evaluations: list[Evaluation], first_index: int,
+    def _next_generation(self, evaluations: list[Evaluation], indices: list[int],
                          last: bool) -> list[Chromosome]:
         return []

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 from core.settings import REQUIRED, Setting, choice, integer, number
 from core.validation import invalid
 
-from ._base import Evaluation, GenerationalSearcher
+from ._base import GIVEN, Evaluation, GenerationalSearcher
 from ._controller import ReinforceController, absolute_reward, mnas_reward
 from ._objectives import Objectives
 from ._space import Chromosome
@@ -160,6 +160,10 @@ class ReinforceSearcher(GenerationalSearcher):
         return settings["num_samples"]
 
     @classmethod
+    def _generation_size(cls, settings: dict[str, Any]) -> int:
+        return min(settings["batch_size"], settings["num_samples"])
+
+    @classmethod
     def _check_combination(cls, settings: dict[str, Any], where: Callable[[str], str]) -> None:
         if settings["quality_metric"] == settings["cost_metric"]:
             raise invalid(where("cost_metric"), "must differ from quality_metric",
@@ -186,11 +190,11 @@ class ReinforceSearcher(GenerationalSearcher):
     def _first_generation(self) -> list[Chromosome]:
         return self._draw_generation()
 
-    def _next_generation(self, evaluations: list[Evaluation], first_index: int,
+    def _next_generation(self, evaluations: list[Evaluation], indices: list[int],
                          last: bool) -> list[Chromosome]:
         self._results.update((e.chromosome, e.metrics) for e in evaluations)
         self._learn()
-        if last or len(self._archive) >= self._config["num_samples"]:
+        if last or self._handed_out() >= self._config["num_samples"]:
             self._draws = []
             return []
         return self._draw_generation()
@@ -215,6 +219,10 @@ class ReinforceSearcher(GenerationalSearcher):
         self._results = {e.chromosome: e.metrics for e in self._archive}
 
     # ------------------------------------------------------------------ internals
+    def _handed_out(self) -> int:
+        """Candidates of the finished generations: the budget counts these, not results given."""
+        return sum(1 for e in self._archive if e.generation != GIVEN)
+
     def _learn(self) -> None:
         """One controller step on this generation's draws (those with a recorded result)."""
         draws = [d for d in self._draws if d in self._results]
@@ -228,7 +236,7 @@ class ReinforceSearcher(GenerationalSearcher):
     def _draw_generation(self) -> list[Chromosome]:
         """Draw ``batch_size`` from the policy; return the unseen ones, topped up to the budget."""
         controller, rng, batch = self.controller, self._rng, self._config["batch_size"]
-        need = min(batch, self._config["num_samples"] - len(self._archive))
+        need = min(batch, self._config["num_samples"] - self._handed_out())
         self._draws = [controller.sample(rng) for _ in range(batch)]
         members: dict[Chromosome, None] = {}
         extra = (controller.sample(rng) for _ in range(_EXTRA_DRAWS * batch))

@@ -40,7 +40,12 @@ __all__ = [
     "test_same_seed_same_sequence_other_seed_other_sequence",
     "test_sequence_independent_of_completion_order",
     "test_restore_continues_the_uninterrupted_sequence",
-    "test_unfinished_trials_are_suggested_again_first", "test_restore_into_a_bare_searcher_like_ray",
+    "test_unfinished_trials_are_suggested_again_first", "test_tune_resume_waits_for_the_resumed_trials",
+    "test_restore_into_a_bare_searcher_like_ray",
+    "test_points_to_evaluate_come_first_within_the_budget", "test_points_survive_a_restore_into_a_bare_searcher",
+    "test_points_that_do_not_fit_are_refused", "test_evaluated_points_join_the_front_and_are_never_suggested",
+    "test_a_given_member_of_the_open_generation_is_not_handed_out",
+    "test_given_results_survive_save_and_restore", "test_evaluated_point_values",
     "test_a_space_of_the_same_shape_but_other_values_is_refused", "test_state_is_json_with_schema_version",
     "test_state_keeps_constraints_as_lists",
     "test_save_to_dir_and_restore_from_dir", "test_restore_rejects_foreign_files",
@@ -58,7 +63,7 @@ __all__ = [
 N_GENES, N_CHOICES = 6, 4
 SPACE = {f"g{i}": list(range(N_CHOICES)) for i in range(N_GENES)}
 METRICS, MODES = ["acc", "lat"], ["max", "min"]
-_COMMON = ("param_space", "metric", "mode", "seed", "constraints")
+_COMMON = ("param_space", "metric", "mode", "seed", "constraints", "points_to_evaluate")
 
 
 class ToyProblem:
@@ -307,6 +312,131 @@ def test_unfinished_trials_are_suggested_again_first(searcher_name, toy) -> None
     restored.on_trial_complete("new-2", toy(again[2]))
     TuneSim(restored, toy).run()
     assert restored.pareto_front() == _finished(searcher_name, toy).pareto_front()
+
+
+def test_tune_resume_waits_for_the_resumed_trials(searcher_name, toy, tmp_path) -> None:
+    """``Tuner.restore`` calls ``restore_from_dir`` and then resumes the unfinished trials under their
+    old ids: their members are not handed out again, so nothing is evaluated twice."""
+    reference = chromosomes(TuneSim(make(searcher_name), toy).run().suggested)
+    before = TuneSim(make(searcher_name), toy, order_seed=5).run(completed=batch_of(searcher_name) + 2)
+    before.searcher.save_to_dir(str(tmp_path), session_str="crash")
+    restored = make(searcher_name)
+    restored.restore_from_dir(str(tmp_path))
+    resumed = TuneSim(restored, toy, prefix="resumed")
+    resumed.running = list(before.running)  # Tune resumes them, under their old trial ids
+    resumed.run()
+    every = chromosomes(before.suggested + resumed.suggested)
+    assert len(every) == len(set(every)) == budget_of(searcher_name)
+    assert every == reference
+    assert restored.finished and restored.pareto_front() == _finished(searcher_name, toy).pareto_front()
+
+
+def _point(i: int) -> dict[str, int]:
+    """A whole config of the toy space, distinct for each ``i`` < 4**6."""
+    return {f"g{j}": SPACE[f"g{j}"][(i // N_CHOICES ** j) % N_CHOICES] for j in range(N_GENES)}
+
+
+def test_points_to_evaluate_come_first_within_the_budget(searcher_name, toy) -> None:
+    points = [_point(4095), _point(1), _point(4095)]  # a repeat is evaluated once
+    searcher = make(searcher_name, points_to_evaluate=points)
+    sim = TuneSim(searcher, toy).run()
+    suggested = [{k: v for k, v in c.items() if k != GENERATION_KEY} for c in sim.suggested]
+    assert suggested[:2] == [_point(4095), _point(1)]
+    assert len(sim.suggested) == len(set(chromosomes(sim.suggested))) == budget_of(searcher_name)
+    assert all(c[GENERATION_KEY] == 0 for c in sim.suggested[:2])
+    # Deterministic for the seed, as without points.
+    assert TuneSim(make(searcher_name, points_to_evaluate=points), toy).run().suggested == sim.suggested
+
+
+def test_points_survive_a_restore_into_a_bare_searcher(searcher_name, toy, tmp_path) -> None:
+    points = [_point(7), _point(100)]
+    reference = TuneSim(make(searcher_name, points_to_evaluate=points), toy).run().suggested
+    before = TuneSim(make(searcher_name, points_to_evaluate=points), toy).run(completed=1)
+    before.searcher.save(str(tmp_path / "state.json"))
+    bare = SEARCHERS.get(searcher_name)()
+    bare.restore(str(tmp_path / "state.json"))
+    after = TuneSim(bare, toy, prefix="resumed").run()
+    assert first_appearance(chromosomes(before.suggested + after.suggested)) == chromosomes(reference)
+    with pytest.raises(HwnasError, match="points_to_evaluate"):  # other points: another search
+        make(searcher_name, points_to_evaluate=points[:1]).restore(str(tmp_path / "state.json"))
+
+
+def test_points_that_do_not_fit_are_refused(searcher_name) -> None:
+    size = SEARCHERS.get(searcher_name)._generation_size(make(searcher_name).settings)
+    with pytest.raises(ConfigError, match=r"points_to_evaluate: must fit in the first generation .*HINT:"):
+        make(searcher_name, points_to_evaluate=[_point(i) for i in range(size + 1)])
+    with pytest.raises(ConfigError, match=r"points_to_evaluate\[0\]: must give every parameter.*'g5'.*HINT:"):
+        make(searcher_name, points_to_evaluate=[{"g0": 0}])
+    with pytest.raises(ConfigError, match=r"points_to_evaluate\[1\]\['g2'\]: must be one of its choices.*HINT:"):
+        make(searcher_name, points_to_evaluate=[_point(0), {**_point(0), "g2": 9}])
+    with pytest.raises(ConfigError, match=r"points_to_evaluate: must be a list of configs.*HINT:"):
+        make(searcher_name, points_to_evaluate=_point(0))
+
+
+def test_evaluated_points_join_the_front_and_are_never_suggested(searcher_name, toy) -> None:
+    best, cheapest = _point(4095), _point(0)  # the most accurate and the fastest: both on every front
+    searcher = make(searcher_name)
+    for point in (best, cheapest):
+        searcher.add_evaluated_point({**point, "lr": 0.1}, toy(point))  # keys outside the space: ignored
+    searcher.add_evaluated_point(best, {"acc": -1.0, "lat": 99.0})  # already evaluated: the first counts
+    assert [e["generation"] for e in searcher.evaluated()] == [-1, -1]
+    sim = TuneSim(searcher, toy).run()
+    assert len(sim.suggested) == budget_of(searcher_name)
+    assert not {tuple(best.values()), tuple(cheapest.values())} & set(chromosomes(sim.suggested))
+    front = [e["config"] for e in searcher.pareto_front()]
+    assert best in front and cheapest in front
+    assert len(searcher.evaluated()) == budget_of(searcher_name) + 2
+
+
+def test_a_given_member_of_the_open_generation_is_not_handed_out(searcher_name, toy) -> None:
+    reference = TuneSim(make(searcher_name), toy).run().suggested
+    searcher = make(searcher_name)
+    first = searcher.suggest("t0")
+    later = {k: v for k, v in reference[1].items() if k != GENERATION_KEY}
+    searcher.add_evaluated_point(later, toy(later))  # not handed out yet: it will not be
+    searcher.add_evaluated_point({k: v for k, v in first.items()}, toy(first))  # running: its result is ignored
+    searcher.on_trial_complete("t0", {"acc": -5.0, "lat": 1e9})
+    sim = TuneSim(searcher, toy).run()
+    assert later not in [{k: v for k, v in c.items() if k != GENERATION_KEY} for c in sim.suggested]
+    assert len(sim.suggested) == budget_of(searcher_name) - 2
+    assert searcher.finished and len(searcher.evaluated()) == budget_of(searcher_name)
+    assert min(e["metrics"]["acc"] for e in searcher.evaluated()) > 0  # the ignored -5.0 is nowhere
+
+
+def test_given_results_survive_save_and_restore(searcher_name, toy, tmp_path) -> None:
+    def run(interrupt: bool) -> list[Any]:
+        searcher = make(searcher_name)
+        sim = TuneSim(searcher, toy).run(completed=batch_of(searcher_name) // 2 + 1)
+        searcher.add_evaluated_point(_point(4095), toy(_point(4095)))
+        searcher.add_evaluated_point(_point(3), (None, None), error=True)
+        if interrupt:
+            searcher.save(str(tmp_path / "state.json"))
+            searcher = make(searcher_name)
+            searcher.restore(str(tmp_path / "state.json"))
+            sim = TuneSim(searcher, toy, prefix="resumed")  # the running trials were lost with the driver
+        sim.run()
+        return [searcher.evaluated(), searcher.pareto_front()]
+
+    assert run(interrupt=True) == run(interrupt=False)
+
+
+def test_evaluated_point_values(searcher_name, toy) -> None:
+    searcher = make(searcher_name, constraints=[("mem", "<=", 10.0)])
+    searcher.add_evaluated_point(_point(1), {"acc": 1.0, "lat": 2.0, "mem": 3.0})
+    searcher.add_evaluated_point(_point(2), [1.0, 2.0, 3.0])  # in metric order, then constraint metrics
+    searcher.add_evaluated_point(_point(3), {"acc": 1.0, "lat": math.nan, "mem": 3.0})  # failed, like a trial
+    searcher.add_evaluated_point(_point(4), None, pruned=True)
+    assert [e["metrics"] for e in searcher.evaluated()] == [
+        {"acc": 1.0, "lat": 2.0, "mem": 3.0}, {"acc": 1.0, "lat": 2.0, "mem": 3.0}, None, None]
+    for bad in (1.0, [1.0, 2.0], "fast"):
+        with pytest.raises(ConfigError, match=r"value: must be a dict of the tracked metrics \['acc', 'lat', 'mem'\]"):
+            searcher.add_evaluated_point(_point(5), bad)
+    with pytest.raises(ConfigError, match=r"parameters\['g0'\]: must be one of its choices"):
+        searcher.add_evaluated_point({**_point(5), "g0": 17}, {"acc": 1.0, "lat": 2.0, "mem": 3.0})
+    if searcher_name != "reinforce":  # REINFORCE always tracks a cost besides its quality
+        single = make(searcher_name, metric="acc", mode="max")
+        single.add_evaluated_point(_point(1), 0.5)
+        assert single.evaluated()[0]["metrics"] == {"acc": 0.5}
 
 
 def test_restore_into_a_bare_searcher_like_ray(searcher_name, toy, tmp_path) -> None:

@@ -13,7 +13,7 @@ from ._base import Evaluation, GenerationalSearcher
 from ._nsga2_engine import NSGA2Engine
 from ._objectives import Objectives
 from ._space import Chromosome
-from .operators import CROSSOVERS
+from .operators import CROSSOVERS, sample_unique_rows
 
 __all__ = ["WeightedNSGA2Searcher"]
 
@@ -102,6 +102,10 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
         return settings["population_size"] * settings["generations"]
 
     @classmethod
+    def _generation_size(cls, settings: dict[str, Any]) -> int:
+        return settings["population_size"]
+
+    @classmethod
     def _check_objectives(cls, settings: dict[str, Any], objectives: Objectives,
                           where: Callable[[str], str]) -> None:
         weights = settings["weights"]
@@ -115,14 +119,20 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
         return self._config["generations"]
 
     def _first_generation(self) -> list[Chromosome]:
-        return _rows(self._new_engine().ask())
+        rows = _rows(self._new_engine().ask())
+        short = self._config["population_size"] - len(rows)
+        if short > 0 and (self._archive or self._points):
+            # Warm-start points took some of the covering sample (it is drawn, then the seen removed): top the
+            # population up with unseen random members, as a search without them would have had a full one.
+            rows += sample_unique_rows(self._require_configured().sizes, short, self._rng, self._seen | set(rows))
+        return rows
 
-    def _next_generation(self, evaluations: list[Evaluation], first_index: int,
+    def _next_generation(self, evaluations: list[Evaluation], indices: list[int],
                          last: bool) -> list[Chromosome]:
         engine = self._engine if self._engine is not None else self._new_engine()
         X = np.array([e.chromosome for e in evaluations], dtype=np.int64)
         F, G = zip(*(self._fg(e.metrics) for e in evaluations))
-        engine.tell(X, np.array(F), np.array(G), np.arange(first_index, first_index + len(X)))
+        engine.tell(X, np.array(F), np.array(G), np.array(indices, dtype=np.int64))
         # The last generation is told too, so the engine ends holding MoGA's P_N.
         return [] if last else _rows(engine.ask())
 

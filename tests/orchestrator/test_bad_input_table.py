@@ -2,8 +2,10 @@
 files of an experiment directory. Each case must give one line on stderr naming what is wrong
 (`hwnas: error: ...`), exit code 2, no traceback, and leave its directory byte for byte as it was.
 
-The cases run as subprocesses, a few at a time, in one module fixture (the CLI's start-up dominates);
-each case is then its own test.
+The cases run a few at a time in one module fixture, each case then its own test. The CLI's start-up
+(Python and its imports: seconds) would dominate, so the cases run as children forked from one process
+that imported the CLI (``cli_forkserver``); a few, one of each kind, run as a fresh ``python -m
+orchestrator.cli`` process too (:data:`REAL_PROCESS`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from typing import Callable
 import pytest
 import yaml
 
-from cli_helpers import QUICKSTART, run_cli, tiny_config
+from cli_forkserver import CliForkServer
+from cli_helpers import cli_env, run_cli, tiny_config
 
 MOGA_ARCH = "8-10-6-7-1-7-6-10-5-10-6-6-9-9"
 
@@ -478,6 +481,10 @@ RETRAIN_CASES = [
          "retrain setting 'workers' is 512, but this Ray cluster", lambda d: _tiny(d)),
 ]
 
+#: One case of each kind also runs as a fresh process, exactly as a user types it.
+REAL_PROCESS = {"config-missing", "set-unknown-key", "unknown-command", "experiment-json-random",
+                "retrain-unknown-candidate", "config-compute-cuda-without-gpu"}
+
 CASES = (CONFIG_FILE_CASES + SET_CASES + COMMAND_CASES + EXPERIMENT_FILE_CASES + IMAGEFOLDER_CASES + COCO_CASES
          + RETRAIN_CASES)
 
@@ -510,23 +517,32 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory, reference_run: Path) -> d
         before[case.id] = _snapshot(d)
 
     def run(case: Case) -> Outcome:
-        proc = run_cli(*case.argv, cwd=dirs[case.id], timeout=300)
+        if case.id in REAL_PROCESS:
+            proc = run_cli(*case.argv, cwd=dirs[case.id], timeout=300)
+            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        else:
+            code, stdout, stderr = server.run(list(case.argv), cwd=dirs[case.id], env=cli_env(), timeout=300)
         after = _snapshot(dirs[case.id])
         old = before[case.id]
         changed = sorted(k for k in set(old) | set(after) if old.get(k) != after.get(k))
-        return Outcome(proc.returncode, proc.stderr, proc.stdout, changed)
+        return Outcome(code, stderr, stdout, changed)
 
-    with ExitStack() as held:
-        for case in CASES:
-            if case.holds_lock:
-                exp = Experiment.open(dirs[case.id] / "exp")
-                held.enter_context(exp.lock())
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            return dict(zip((c.id for c in CASES), pool.map(run, CASES)))
+    server = CliForkServer(cli_env())
+    try:
+        with ExitStack() as held:
+            for case in CASES:
+                if case.holds_lock:
+                    exp = Experiment.open(dirs[case.id] / "exp")
+                    held.enter_context(exp.lock())
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                return dict(zip((c.id for c in CASES), pool.map(run, CASES)))
+    finally:
+        server.close()
 
 
 def test_there_are_at_least_sixty_cases() -> None:
     assert len({c.id for c in CASES}) == len(CASES) >= 60
+    assert REAL_PROCESS <= {c.id for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -130,10 +130,30 @@ def test_the_readme_example_runs(tune_ray, tmp_path, monkeypatch) -> None:
         return trainable
 
     monkeypatch.chdir(tmp_path)
+    # As a user runs it: Tune's result files on (the restored ResultGrid reads its metrics from them).
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
     scope: dict[str, Any] = {"trainable": make_trainable()}
-    exec(compile(code.replace("tuner.fit()", "results = tuner.fit()").replace(
-        "tune_config=", "run_config=tune.RunConfig(storage_path=" + repr(str(tmp_path)) + ", verbose=0), tune_config="),
-        "README.md", "exec"), scope)
-    searcher = scope["searcher"]
-    assert not scope["results"].errors and len(scope["results"]) == 24
-    assert searcher.finished and len(searcher.evaluated()) == 24 and searcher.pareto_front()
+    code = code.replace('tune.RunConfig(name="nas")', f'tune.RunConfig(name="nas", storage_path={str(tmp_path)!r}, verbose=0)')
+    exec(compile(code, "README.md", "exec"), scope)
+    searcher, results = scope["searcher"], scope["results"]
+    assert not results.errors and len(results) == 24  # restored from its finished state: the same trials
+    assert searcher.finished and len(searcher.evaluated()) == 25 and searcher.pareto_front()
+    assert searcher.evaluated()[0]["generation"] == -1  # the given point: filed, never run
+    assert all(any(v != 0 for k, v in r.config.items() if k.startswith("layer_")) for r in results)
+    first = next(e for e in searcher.evaluated() if e["generation"] == 0)
+    assert first["config"] == {f"layer_{i}": 3 for i in range(14)}  # the point to evaluate came first
+    # A later search seeded with this run's ResultGrid: every trial filed as given, none handed out again.
+    from searchers import WeightedNSGA2Searcher
+
+    seeded = WeightedNSGA2Searcher(param_space=scope["space"], metric=["acc", "lat"], mode=["max", "min"],
+                                   population_size=8, generations=1)
+    seeded.add_evaluated_trials(results, metric="acc")
+    given = seeded.evaluated()
+    assert len(given) == 24 and all(e["generation"] == -1 and e["metrics"] for e in given)
+    ran = {tuple(r.config[f"layer_{i}"] for i in range(14)) for r in results}
+    outs = [seeded.suggest(f"t{i}") for i in range(8)]
+    assert all(isinstance(o, dict) for o in outs), outs  # a full generation 0 beside the given points
+    handed = [tuple(o[f"layer_{j}"] for j in range(14)) for o in outs]
+    assert not ran & set(handed)
+    with pytest.raises(Exception, match=r"metric: must be one of the searcher's metrics"):
+        seeded.add_evaluated_trials(results, metric="loss")
