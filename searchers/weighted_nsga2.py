@@ -50,7 +50,9 @@ class WeightedNSGA2Searcher(GenerationalSearcher):
     Use it behind ``ConcurrencyLimiter(searcher, max_concurrent=N)``; ``batch=True`` is not needed
     (the searcher itself returns ``None`` until a generation is complete) and would idle free slots
     inside a generation. Its state (:meth:`get_state`, :meth:`save`, :meth:`save_to_dir`) is JSON;
-    after a restore, candidates that were handed out but unfinished are handed out again first.
+    after ``Tuner.restore`` it waits for the trials Tune resumes, and after a hand-made restore into a new
+    Tuner it hands the unfinished candidates out again first. ``points_to_evaluate`` start generation 0;
+    results given with ``add_evaluated_point`` join its survival (see :class:`~searchers.GenerationalSearcher`).
 
     Args:
         param_space, metric, mode, seed, constraints: See :class:`~searchers.GenerationalSearcher`.

@@ -23,7 +23,9 @@ from cli_helpers import (
 )
 from test_failures_integration import _kill_one_trial_worker
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# In `-m extended`, out of the default run (its 30-minute budget): test_resume_integration kills a search at
+# fixed moments of every stage, and test_failures_integration kills trial workers.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
 SEED = int(os.environ.get("HWNAS_CHAOS_SEED", "20261203"))  # another seed: other kill moments
 DRIVER_KILLS = 4

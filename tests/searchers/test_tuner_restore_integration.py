@@ -9,7 +9,7 @@ only sleep).
 
 The default run covers each searcher and each crash once (four pairs, about a minute on 2 cores); the
 whole matrix, every searcher with every crash (twelve pairs, about four minutes), is marked
-``exhaustive`` and runs with ``pytest -m exhaustive``.
+``extended`` and runs with ``pytest -m extended``.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ ROTATED = [("weighted-nsga2", "sigkill"), ("reinforce", "sigint"), ("random", "r
 
 @pytest.mark.parametrize("pairs", [
     pytest.param(ROTATED, id="each-searcher-and-crash"),
-    pytest.param(list(itertools.product(SEARCHERS, CRASHES)), id="every-pair", marks=pytest.mark.exhaustive),
+    pytest.param(list(itertools.product(SEARCHERS, CRASHES)), id="every-pair", marks=pytest.mark.extended),
 ])
 def test_restore_after_a_driver_crash_finishes_the_budget_once(head, tmp_path, pairs) -> None:
     runs = {(name, crash): tmp_path / f"{name}-{crash}" for name, crash in pairs}
