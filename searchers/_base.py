@@ -617,8 +617,8 @@ class GenerationalSearcher(Searcher, abc.ABC):
         assert space is not None
         self._points = list(dict.fromkeys(
             chromosome_of(space, p, f"points_to_evaluate[{i}]") for i, p in enumerate(self._point_configs)))
-        if self._config is not None and len(self._points) > self._generation_size(self._config):
-            size = self._generation_size(self._config)
+        size = None if self._config is None else self._generation_size(self._config)
+        if size is not None and len(self._points) > size:
             raise invalid("points_to_evaluate", f"must fit in the first generation ({size} candidates)",
                           f"{len(self._points)} points", "pass fewer points, or a larger first generation "
                           "(population_size, batch_size or num_samples)")

@@ -91,14 +91,9 @@ def finished_trials(trials_or_results: Any) -> Iterator[tuple[Mapping[str, Any],
     Raises:
         ConfigError: something else was passed.
     """
-    from ray.tune import ExperimentAnalysis, ResultGrid
+    from ray.tune import ExperimentAnalysis, Result, ResultGrid
     from ray.tune.experiment import Trial
     from ray.tune.result import DONE
-
-    try:
-        from ray.tune import Result
-    except ImportError:  # older Ray: Result lives in ray.air
-        from ray.air import Result
 
     if isinstance(trials_or_results, (Trial, Result)):
         items: Sequence[Any] = [trials_or_results]
