@@ -271,7 +271,7 @@ def fit_gpu_cost_model(device: str, sizes: dict[str, Any], out: Path, *, samples
     service = LatencyService(profile, str(out / "latency_cache.jsonl"), options=MeasureOptions(**sizes["measure"]))
     lines: list[str] = []
     result = fit_cost_model("linear", get_space(name, **settings), samples=samples, seed=0,
-                            measurer=ServiceMeasurer(service, progress=lines.append), device=profile.name)
+                            measurer=ServiceMeasurer(service, progress=lines.append, paired=False), device=profile.name)
     path = out / f"{name}_gpu_linear_{profile.name}.json"
     save_cost_model(path, result)
     fidelity = result.fidelity

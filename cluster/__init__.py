@@ -3,10 +3,11 @@
 With no address, :func:`connect` starts an embedded Ray whose node advertises ``device:cpu``; with
 one, it joins a cluster whose device nodes advertise ``device:NAME``. A device's latency actor
 (:mod:`cluster.latency`) is placed by that resource, measures with :mod:`cluster.measure` (ONNX
-Runtime) or :mod:`cluster.torch_runtime` (PyTorch, the ``cuda-torch`` device) and keeps every
-measurement in a :mod:`cluster.cache`. Cost models (:mod:`cluster.costmodels`) are fitted to such
-measurements (:mod:`cluster.calibration`: sample, measure, fit, report held-out fidelity) and predict
-latency without measuring.
+Runtime) or :mod:`cluster.torch_runtime` (PyTorch, the ``cuda-torch`` device), marks a measurement
+taken while other processes kept the node busy (:mod:`cluster.host_load`) and keeps every measurement
+in a :mod:`cluster.cache`. Cost models (:mod:`cluster.costmodels`) are fitted to such measurements
+(:mod:`cluster.calibration`: sample, measure paired with a reference, fit, report held-out fidelity
+with intervals) and predict latency without measuring.
 
 The names below are imported on first use (PEP 562): ``import cluster.measure`` or
 ``cluster.calibration`` must not pull in Ray, so that a machine with only PyTorch (a lent GPU, a
@@ -21,8 +22,8 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CalibrationResult", "ServiceMeasurer", "evaluate_cost_model", "fit_cost_model",
                      "load_cost_model", "save_cost_model"), "calibration"),
-    **dict.fromkeys(("COST_MODELS", "CostModel", "LinearCostModel", "LookupTableCostModel", "fidelity",
-                     "kendall_tau", "spearman_rho"), "costmodels"),
+    **dict.fromkeys(("COST_MODELS", "CostModel", "KernelCostModel", "LinearCostModel", "LookupTableCostModel",
+                     "fidelity", "kendall_tau", "spearman_rho"), "costmodels"),
     **dict.fromkeys(("LOCAL_DEVICE", "DeviceProfile", "device_from_dict", "device_names", "get_device",
                      "is_device_name", "provider_options", "register_device", "require_provider",
                      "resolve_device"), "devices"),

@@ -10,6 +10,16 @@ Protocol of a fit (documented in the README): ``samples`` distinct architectures
 samples)`` (at least 2) are held out and only used for the fidelity report, the rest fit the model
 (for ``lut``: they fit its bias; its table is measured block by block). An evaluation draws from
 the ``"eval"`` stream instead, so with the same seed it measures architectures other than the fit's.
+
+``samples="auto"`` lets the fidelity choose the number: :data:`AUTO_HOLDOUT` architectures of the
+``"holdout"`` stream are measured first and held out; the fit set grows from the ``"fit"`` stream by
+:data:`AUTO_STEP` until its 5-fold cross-validated r^2 improves by less than :data:`AUTO_MIN_GAIN`
+(or ``max_samples`` are measured in all).
+
+Every measurement here is paired with the space's reference model (:class:`ServiceMeasurer`) and
+asks the service for clean figures (:data:`~cluster.service.NOISY_RETRIES` retries); one that stays
+noisy (taken while other processes kept the node busy) is left out of the fit and of the report, and
+a fit with more than :data:`NOISY_LIMIT` of them refuses to go on.
 """
 from __future__ import annotations
 
@@ -23,19 +33,27 @@ from typing import Any, Callable, Mapping, Sequence
 
 from spaces.base import Encoding, SearchSpace
 from core.digest import SHORT
-from core.errors import ConfigError, HwnasError
+from core.errors import ConfigError, DeviceError, HwnasError
 from core.jsonio import canonical_json, read_json, write_json_atomic
 from core.seeding import make_rng
 from core.validation import check_int
 
 from .costmodels import COST_MODELS, CostModel, LookupTableCostModel
+from .fit_statistics import bootstrap_interval, cross_validated
+from .service import NOISY_RETRIES
 
 __all__ = [
+    "AUTO_HOLDOUT",
+    "AUTO_MAX_SAMPLES",
+    "AUTO_MIN_GAIN",
+    "AUTO_STEP",
+    "NOISY_LIMIT",
     "HOLDOUT_FRACTION",
     "MIN_SAMPLES",
     "CalibrationResult",
     "ServiceMeasurer",
     "evaluate_cost_model",
+    "export_architecture",
     "fit_cost_model",
     "holdout_size",
     "load_cost_model",
@@ -47,6 +65,14 @@ __all__ = [
 HOLDOUT_FRACTION = 0.25
 #: Fewest samples of a fit: 2 held out (a correlation needs 2 points) and 2 to fit.
 MIN_SAMPLES = 4
+#: ``samples="auto"``: architectures held out (measured first), the step the fit set grows by, the most
+#: measured in all, and the cross-validated r^2 gain below which growing stops.
+AUTO_HOLDOUT = 50
+AUTO_STEP = 50
+AUTO_MAX_SAMPLES = 300
+AUTO_MIN_GAIN = 0.005
+#: Largest share of a fit's or evaluation's measurements that may be noisy before it refuses to go on.
+NOISY_LIMIT = 0.25
 # Draws per wanted architecture before sampling gives up (small spaces run out of new ones).
 _DRAWS_PER_SAMPLE = 50
 
@@ -57,16 +83,20 @@ def _silent(_line: str) -> None:
     pass
 
 
-def sample_architectures(space: SearchSpace, n: int, *, seed: int, purpose: str) -> list[Encoding]:
-    """``n`` distinct architectures drawn from the stream ``(seed, "costmodel", purpose)``.
+def sample_architectures(space: SearchSpace, n: int, *, seed: int, purpose: str,
+                         exclude: Sequence[Encoding] = ()) -> list[Encoding]:
+    """``n`` distinct architectures drawn from the stream ``(seed, "costmodel", purpose)``, none of ``exclude``.
 
     Raises:
         ConfigError: The space has fewer than ``n`` architectures to offer (bounded: no endless loop).
     """
     rng = make_rng(seed, "costmodel", purpose)
     found: dict[Encoding, None] = {}
+    skip = set(exclude)
     for _ in range(_DRAWS_PER_SAMPLE * n):
-        found.setdefault(space.sample(rng), None)
+        drawn = space.sample(rng)
+        if drawn not in skip:
+            found.setdefault(drawn, None)
         if len(found) == n:
             return list(found)
     raise ConfigError(f"could draw only {len(found)} distinct architectures of space {space.name!r}, not {n}. "
@@ -96,52 +126,113 @@ def structure_digest(onnx_bytes: bytes) -> str:
 class ServiceMeasurer:
     """Whole architectures and lookup-table parts measured through one device's latency service.
 
+    **Paired with a reference** (``paired=True``, the default where the device runs ONNX Runtime): every
+    model is timed run by run in turn with one reference model of the space (its default architecture;
+    :func:`~cluster.measure.measure_paired`), and its latency is ``relative * reference_ms``: the median
+    ratio of its runs to the reference's, times the reference's own cached latency. On a shared host the
+    node's speed drifts by 5-10% within seconds, which moves every plain median with it (two passes
+    over the same 30 models agreed at r2 -5.9) and cancels in the ratio (r2 0.97; BENCHMARKS.md,
+    ``benchmarks/measurement_drift.py``). It costs twice the device time. The record's ``latency_ms`` is the figure a fit uses either way.
+
     Args:
         client: A :class:`~cluster.latency.LatencyClient` of the device.
         progress: Receives one line per part or model measured (``"[costmodel] ..."``).
+        noisy_retries: Extra tries the service makes while a measurement is noisy.
+        paired: Time every model against the space's reference model.
     """
 
-    def __init__(self, client: Any, *, progress: Progress = _silent) -> None:
+    def __init__(self, client: Any, *, progress: Progress = _silent, noisy_retries: int = NOISY_RETRIES,
+                 paired: bool | None = None) -> None:
         self.client = client
-        self._progress = progress
+        self._retries = noisy_retries
+        self.progress = progress
         self.parts_measured = 0
+        device = getattr(client, "device", None)
+        self.paired = (getattr(device, "runtime", "onnxruntime") == "onnxruntime") if paired is None else bool(paired)
+        self._references: dict[str, tuple[tuple[str, bytes, list[int]], float]] = {}
+
+    def reference(self, space: SearchSpace) -> tuple[tuple[str, bytes, list[int]], float] | None:
+        """``((reference_id, onnx_bytes, input_shape), reference_ms)`` of ``space``, or ``None`` unpaired.
+
+        The reference is the space's default architecture; its own latency is measured once, plainly,
+        and cached like any model's, so every fit and evaluation of the space shares one scale.
+        """
+        if not self.paired:
+            return None
+        key = canonical_json(space.identity)
+        if key not in self._references:
+            encoding = space.default_encoding()
+            reference_id = f"reference-{space.candidate_id(encoding)}"
+            data = export_architecture(space, encoding)
+            record = self.client.measure(reference_id, data, space.input_shape, noisy_retries=self._retries)
+            self._references[key] = ((reference_id, data, list(space.input_shape)), float(record["median_ms"]))
+        return self._references[key]
 
     def measure(self, space: SearchSpace, encoding: Sequence[int]) -> dict[str, Any]:
-        """The service's record for ``encoding`` (a cache hit skips building and exporting)."""
-        import torch
-
-        from spaces import export_onnx
-
+        """The service's record for ``encoding`` plus ``latency_ms`` (a cache hit skips building and
+        exporting; a noisy record is no hit)."""
         candidate_id = space.candidate_id(encoding)
         shape = space.input_shape
-        hit = self.client.lookup(candidate_id, shape)
-        if hit is not None:
-            return hit
-        with torch.random.fork_rng():  # weights do not change latency; keep the global RNG untouched
-            torch.manual_seed(0)
-            model = space.build(encoding).eval()
-        return self.client.measure(candidate_id, export_onnx(model, shape), shape)
+        reference = self.reference(space)
+        hit = (self.client.lookup(candidate_id, shape) if reference is None
+               else self.client.lookup(candidate_id, shape, reference[0][0]))
+        if hit is None:
+            hit = self._measure(candidate_id, export_architecture(space, encoding), shape, reference)
+        return _with_latency(hit, reference)
 
-    def measure_many(self, space: SearchSpace, encodings: Sequence[Encoding], *, what: str) -> list[float]:
-        """Median milliseconds of each encoding, with a progress line per model."""
-        out: list[float] = []
+    def _measure(self, candidate_id: str, data: bytes, shape: Sequence[int], reference: Any) -> dict[str, Any]:
+        # Unpaired calls name no reference, so a bare LatencyService (no Ray) serves as the client too.
+        extra = {} if reference is None else {"reference": reference[0]}
+        return self.client.measure(candidate_id, data, list(shape), noisy_retries=self._retries, **extra)
+
+    def measure_records(self, space: SearchSpace, encodings: Sequence[Encoding], *, what: str) -> list[dict[str, Any]]:
+        """The service's record of each encoding (with ``latency_ms``), with a progress line per model."""
+        out: list[dict[str, Any]] = []
         started = time.perf_counter()
         for i, encoding in enumerate(encodings, 1):
             record = self.measure(space, encoding)
-            out.append(float(record["median_ms"]))
+            out.append(record)
             rate = i / max(time.perf_counter() - started, 1e-9)
-            latency = "cached" if record.get("cached") else f"{record['median_ms']:.3f} ms"
-            self._progress(f"[costmodel] {what}: measured {i}/{len(encodings)} architectures ({latency}), "
-                           f"ETA {(len(encodings) - i) / rate:.0f} s")
+            latency = "cached" if record.get("cached") else f"{record['latency_ms']:.3f} ms"
+            noisy = f", NOISY: {record['noisy']}" if record.get("noisy") else ""
+            self.progress(f"[costmodel] {what}: measured {i}/{len(encodings)} architectures ({latency}{noisy}), "
+                          f"ETA {(len(encodings) - i) / rate:.0f} s")
         return out
 
-    def part_ms(self, onnx_bytes: bytes, input_shape: tuple[int, ...]) -> float:
-        """A :data:`~cluster.costmodels.MeasureFn` for the lookup table, cached by graph structure."""
-        record = self.client.measure(f"part-{structure_digest(onnx_bytes)}", onnx_bytes, list(input_shape))
-        self.parts_measured += 1
-        if self.parts_measured % 20 == 0:
-            self._progress(f"[costmodel] lookup table: {self.parts_measured} blocks measured")
-        return float(record["median_ms"])
+    def measure_many(self, space: SearchSpace, encodings: Sequence[Encoding], *, what: str) -> list[float]:
+        """``latency_ms`` of each encoding (noisy ones included), with a progress line per model."""
+        return [float(r["latency_ms"]) for r in self.measure_records(space, encodings, what=what)]
+
+    def part_measure(self, space: SearchSpace) -> Callable[[bytes, tuple[int, ...]], float]:
+        """A :data:`~cluster.costmodels.MeasureFn` for ``space``'s lookup table: parts cached by graph
+        structure, paired with the space's reference like whole models."""
+        def measure(onnx_bytes: bytes, input_shape: tuple[int, ...]) -> float:
+            reference = self.reference(space)
+            record = self._measure(f"part-{structure_digest(onnx_bytes)}", onnx_bytes, input_shape, reference)
+            self.parts_measured += 1
+            if self.parts_measured % 20 == 0:
+                self.progress(f"[costmodel] lookup table: {self.parts_measured} blocks measured")
+            return float(_with_latency(record, reference)["latency_ms"])
+
+        return measure
+
+
+def export_architecture(space: SearchSpace, encoding: Sequence[int]) -> bytes:
+    """The ONNX model the latency service measures for ``encoding`` (weights seeded: they do not change latency)."""
+    import torch
+
+    from spaces import export_onnx
+
+    with torch.random.fork_rng():  # weights do not change latency; keep the global RNG untouched
+        torch.manual_seed(0)
+        model = space.build(encoding).eval()
+    return export_onnx(model, space.input_shape)
+
+
+def _with_latency(record: dict[str, Any], reference: tuple[Any, float] | None) -> dict[str, Any]:
+    """``record`` plus ``latency_ms``: its median, or its ratio to the reference times the reference's latency."""
+    latency = float(record["median_ms"]) if reference is None else float(record["relative"]) * reference[1]
+    return {**record, "latency_ms": latency}
 
 
 @dataclass(frozen=True)
@@ -157,48 +248,138 @@ class CalibrationResult:
         return self.info["fidelity"]
 
 
-def fit_cost_model(kind: str, space: SearchSpace, *, samples: int, seed: int, measurer: ServiceMeasurer,
-                   device: str, options: dict[str, Any] | None = None) -> CalibrationResult:
+def fit_cost_model(kind: str, space: SearchSpace, *, samples: int | str, seed: int, measurer: ServiceMeasurer,
+                   device: str, options: dict[str, Any] | None = None,
+                   max_samples: int = AUTO_MAX_SAMPLES) -> CalibrationResult:
     """Sample, measure, fit and report held-out fidelity (protocol in the module docstring).
 
-    ``options`` are keyword arguments of the model's constructor (e.g. ``{"op_features": False}``).
+    ``samples`` is a count, or ``"auto"`` (at most ``max_samples`` measured). ``options`` are keyword
+    arguments of the model's constructor (e.g. ``{"op_features": False}``).
 
     Raises:
         ConfigError: ``samples`` is below :data:`MIN_SAMPLES`, or ``kind`` is not a cost model.
-        DeviceError: A measurement failed.
+        DeviceError: A measurement failed, or more than :data:`NOISY_LIMIT` of them were noisy.
     """
     cls = COST_MODELS.get(kind)
-    check_samples(samples, flag="samples")
-    encodings = sample_architectures(space, samples, seed=seed, purpose="fit")
-    measured = measurer.measure_many(space, encodings, what=f"fitting {kind}")
-    held = holdout_size(samples)
-    fit_encs, fit_ms = encodings[:-held], measured[:-held]
     options = dict(options or {})
-    model = cls(measure=measurer.part_ms, **options) if cls is LookupTableCostModel else cls(**options)
-    model.fit(space, fit_encs, fit_ms)
-    mean_ms = sum(measured[-held:]) / held
-    report = _finite(model.fidelity(encodings[-held:], measured[-held:]))
-    report["rmse_pct"] = None if report["rmse_ms"] is None else 100.0 * report["rmse_ms"] / mean_ms
-    info = {"device": device, "input_shape": list(space.input_shape), "samples": samples,
-            "fit_samples": len(fit_encs), "holdout": held, "seed": seed, "fidelity": report,
-            "mean_holdout_ms": mean_ms, "fitted_at": time.time()}
+
+    def make() -> CostModel:
+        return cls(measure=measurer.part_measure(space), **options) if cls is LookupTableCostModel else cls(**options)
+
+    if samples == "auto":
+        check_samples(max_samples, flag="max_samples", minimum=AUTO_HOLDOUT + MIN_SAMPLES)
+        sets, steps = _grown_sets(make, kind, space, seed=seed, measurer=measurer, max_samples=max_samples)
+    else:
+        samples = check_samples(samples, flag="samples")
+        encodings = sample_architectures(space, samples, seed=seed, purpose="fit")
+        records = measurer.measure_records(space, encodings, what=f"fitting {kind}")
+        held = holdout_size(samples)
+        sets, steps = _MeasuredSets(encodings[:-held], records[:-held], encodings[-held:], records[-held:]), None
+    fit_encs, fit_ms = sets.quiet_fit()
+    hold_encs, hold_ms = sets.quiet_holdout()
+    model = make().fit(space, fit_encs, fit_ms)
+    report = _report(model, hold_encs, hold_ms, seed=seed)
+    info = {"device": device, "input_shape": list(space.input_shape), "samples": sets.total,
+            "fit_samples": len(fit_encs), "holdout": len(hold_encs), "noisy_excluded": sets.noisy, "seed": seed,
+            "fidelity": report, "mean_holdout_ms": report["mean_ms"], "fitted_at": time.time()}
+    if steps is not None:
+        info["steps"] = steps
     return CalibrationResult(model=model, info=info)
 
 
+@dataclass
+class _MeasuredSets:
+    """The fit and held-out architectures with their service records; noisy ones are left out of both."""
+
+    fit: list[Encoding]
+    fit_records: list[dict[str, Any]]
+    holdout: list[Encoding]
+    holdout_records: list[dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        return len(self.fit) + len(self.holdout)
+
+    @property
+    def noisy(self) -> int:
+        return sum(r.get("noisy") is not None for r in self.fit_records + self.holdout_records)
+
+    def quiet_fit(self) -> tuple[list[Encoding], list[float]]:
+        return _quiet(self.fit, self.fit_records, total=self.total, noisy=self.noisy)
+
+    def quiet_holdout(self) -> tuple[list[Encoding], list[float]]:
+        return _quiet(self.holdout, self.holdout_records, total=self.total, noisy=self.noisy)
+
+
+def _quiet(encodings: Sequence[Encoding], records: Sequence[Mapping[str, Any]], *, total: int,
+           noisy: int) -> tuple[list[Encoding], list[float]]:
+    """The encodings whose measurement is not noisy, with their medians; refuses a mostly noisy set."""
+    if noisy > NOISY_LIMIT * total:
+        reason = next(r["noisy"] for r in records if r.get("noisy")) if any(r.get("noisy") for r in records) else ""
+        raise DeviceError(f"{noisy} of {total} measurements were noisy even after {NOISY_RETRIES} retries each "
+                          f"(for example: {reason}); a cost model fitted to them would learn the load, not the "
+                          f"device. HINT: stop other work on the device's node (or use a node with free cores) "
+                          f"and run the fit again: noisy records are measured again, clean ones come from the cache.")
+    kept = [(e, float(r["latency_ms"])) for e, r in zip(encodings, records) if r.get("noisy") is None]
+    return [e for e, _ in kept], [ms for _, ms in kept]
+
+
+def _grown_sets(make: Callable[[], CostModel], kind: str, space: SearchSpace, *, seed: int,
+                measurer: ServiceMeasurer, max_samples: int) -> tuple[_MeasuredSets, list[dict[str, Any]]]:
+    """``samples="auto"``: the held-out set, then a fit set grown until cross-validation stops improving."""
+    holdout = sample_architectures(space, AUTO_HOLDOUT, seed=seed, purpose="holdout")
+    sets = _MeasuredSets([], [], holdout, measurer.measure_records(space, holdout, what="held-out set"))
+    pool = sample_architectures(space, max_samples - AUTO_HOLDOUT, seed=seed, purpose="fit", exclude=holdout)
+    steps: list[dict[str, Any]] = []
+    while len(sets.fit) < len(pool):
+        grown = pool[len(sets.fit): len(sets.fit) + AUTO_STEP]
+        sets.fit += grown
+        sets.fit_records += measurer.measure_records(space, grown, what=f"fitting {kind}")
+        if kind == "lut":  # whole models only fit the table's bias: one step is plenty
+            break
+        encs, ms = sets.quiet_fit()
+        cv = _finite(cross_validated(make, space, encs, ms))
+        steps.append({"fit_samples": len(sets.fit), "cv_r2": cv["r2"], "cv_kendall": cv["kendall"]})
+        measurer.progress(f"[costmodel] {len(sets.fit)} fit architectures: cross-validated r2 "
+                          f"{_number(cv['r2'])}, Kendall {_number(cv['kendall'])}")
+        if len(steps) >= 2 and (steps[-1]["cv_r2"] or 0.0) - (steps[-2]["cv_r2"] or 0.0) < AUTO_MIN_GAIN:
+            break
+    return sets, steps
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _report(model: CostModel, encodings: Sequence[Encoding], measured: Sequence[float], *, seed: int) -> dict[str, Any]:
+    """Fidelity on ``encodings`` with 95% bootstrap intervals of r2 and Kendall, RMSE as % of the mean."""
+    report = _finite(model.fidelity(encodings, measured))
+    mean_ms = sum(measured) / len(measured)
+    interval = bootstrap_interval(model.predict_many(encodings), measured, rng=make_rng(seed, "costmodel", "interval"))
+    report.update(mean_ms=mean_ms, rmse_pct=None if report["rmse_ms"] is None else 100.0 * report["rmse_ms"] / mean_ms,
+                  r2_interval=interval["r2"], kendall_interval=interval["kendall"])
+    return report
+
+
 def evaluate_cost_model(model: CostModel, *, samples: int, seed: int, measurer: ServiceMeasurer) -> dict[str, Any]:
-    """Fidelity of ``model`` on ``samples`` architectures drawn from the ``"eval"`` stream.
+    """Fidelity of ``model`` on ``samples`` architectures drawn from the ``"eval"`` stream (noisy
+    measurements left out).
 
     Returns:
         ``r2``, ``rmse_ms``, ``spearman``, ``kendall``, ``n``, ``rmse_pct`` (RMSE as % of the mean
-        measured latency) and ``mean_ms``; NaN statistics are ``None``.
+        measured latency), ``mean_ms``, 95% bootstrap ``r2_interval`` and ``kendall_interval``, and
+        ``noisy_excluded``; NaN statistics are ``None``.
+
+    Raises:
+        DeviceError: A measurement failed, or more than :data:`NOISY_LIMIT` of them were noisy.
     """
     check_samples(samples, flag="samples", minimum=2)
     encodings = sample_architectures(model.space, samples, seed=seed, purpose="eval")
-    measured = measurer.measure_many(model.space, encodings, what="evaluating")
-    report = _finite(model.fidelity(encodings, measured))
-    mean_ms = sum(measured) / len(measured)
-    report.update(mean_ms=mean_ms, rmse_pct=None if report["rmse_ms"] is None else 100.0 * report["rmse_ms"] / mean_ms)
-    return report
+    sets = _MeasuredSets([], [], encodings, measurer.measure_records(model.space, encodings, what="evaluating"))
+    kept, measured = sets.quiet_holdout()
+    if len(kept) < 2:
+        raise DeviceError(f"only {len(kept)} of {samples} measurements were clean. HINT: measure on an idle node.")
+    return {**_report(model, kept, measured, seed=seed), "noisy_excluded": sets.noisy}
 
 
 def check_samples(samples: Any, *, flag: str, minimum: int = MIN_SAMPLES) -> int:
@@ -243,7 +424,7 @@ def load_cost_model(path: str | os.PathLike[str], *, kind: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {str(path)!r}: no such file. HINT: write one with "
-                          f"`hwnas costmodel fit --space NAME --kind linear|lut --samples N --out {path}`.")
+                          f"`hwnas costmodel fit --space NAME --kind kernels|linear|lut --samples N --out {path}`.")
     try:
         data = read_json(path)
     except (OSError, ValueError) as exc:

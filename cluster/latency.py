@@ -26,7 +26,7 @@ from core.validation import check_number
 from .devices import DeviceProfile, resolve_device
 from .measure import MeasureOptions
 from .runtime import require_device
-from .service import LatencyService
+from .service import LatencyService, UnknownReferenceError
 
 __all__ = [
     "LATENCY_NAMESPACE",
@@ -158,24 +158,35 @@ class LatencyClient:
             self._actor = get_latency_actor(self._profile, self._cache_path, options=self._options)
         return self._actor
 
-    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int]) -> dict[str, Any]:
+    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int], *,
+                noisy_retries: int = 0, reference: tuple[str, bytes, Sequence[int]] | None = None) -> dict[str, Any]:
         """:meth:`LatencyService.measure` on the device's actor, waiting at most ``timeout_s``.
+
+        ``reference`` is ``(reference_id, onnx_bytes, input_shape)`` of a reference model to time the model against
+        (registered with the actor on first use, and again after the actor restarted).
 
         Raises:
             DeviceError: The model cannot be measured, the wait timed out, or the actor kept dying
                 (a fresh one is looked up or created after each death, 3 attempts in all).
         """
         what = f"measuring {candidate_id!r}"
-        return self._call("measure", candidate_id, onnx_bytes, list(input_shape), what=what)
+        reference_id = None if reference is None else reference[0]
+        args = (candidate_id, onnx_bytes, list(input_shape), noisy_retries, reference_id)
+        try:
+            return self._call("measure", *args, what=what)
+        except UnknownReferenceError:
+            assert reference is not None
+            self._call("register_reference", *reference, what=f"registering reference {reference_id!r}")
+            return self._call("measure", *args, what=what)
 
-    def lookup(self, candidate_id: str, input_shape: Sequence[int]) -> dict[str, Any] | None:
+    def lookup(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None = None) -> dict[str, Any] | None:
         """:meth:`LatencyService.lookup` on the device's actor: a cache hit without sending a model.
 
         A hit through :meth:`measure` ships the model's bytes to the actor for nothing (about 3 ms
         for a 1 MB model); call this first when exporting the model is the expensive part.
         """
         what = f"looking up {candidate_id!r}"
-        return self._call("lookup", candidate_id, list(input_shape), what=what)
+        return self._call("lookup", candidate_id, list(input_shape), reference_id, what=what)
 
     def stats(self) -> dict[str, Any]:
         """:meth:`LatencyService.stats` of the device's actor."""

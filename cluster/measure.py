@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -24,11 +25,13 @@ from .devices import DeviceProfile, provider_options, require_provider
 from .stats import LatencyStats, MeasureOptions, best_round, check_input_shape, check_options
 
 __all__ = [
+    "PairedStats",
     "LatencyStats",
     "MeasureOptions",
     "check_input_shape",
     "measure_model",
     "measure_onnx",
+    "measure_paired",
     "require_runtime",
     "model_input",
     "runtime_string",
@@ -53,6 +56,20 @@ def require_runtime(profile: DeviceProfile) -> None:
         require_torch_device(profile.provider)
     else:
         require_provider(profile.provider)
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A model timed against a reference model, run by run in turn (:func:`measure_paired`).
+
+    ``relative`` is the median over runs of (model's time / the reference's time in the run right after):
+    whatever slows the node for a while (a neighbour on a shared host, frequency scaling, thermal
+    throttling) slows both runs of a pair alike and cancels, where each one's median moves with it.
+    """
+
+    stats: LatencyStats
+    reference: LatencyStats
+    relative: float
 
 
 def measure_model(profile: DeviceProfile, onnx_bytes: bytes, input_shape: Sequence[int], *,
@@ -109,6 +126,68 @@ def measure_onnx(
     feed = _make_feed(session, check_input_shape(input_shape), seed=options.seed)
     _run_checked(session, feed, times=max(options.warmup, 1))
     return best_round(lambda: _time_round(session, feed, options), options)
+
+
+def measure_paired(profile: DeviceProfile, onnx_bytes: bytes, input_shape: Sequence[int], reference_bytes: bytes,
+                   reference_shape: Sequence[int], *, options: MeasureOptions | None = None) -> PairedStats:
+    """Measure a model and a reference model in turn, run by run (ONNX Runtime only).
+
+    Warm-up, rounds and run counts follow ``options`` as in :func:`measure_onnx`, counted in pairs: each
+    timed run of the model is followed by a timed run of the reference. The round whose ratios vary
+    least is kept.
+
+    Raises:
+        DeviceError: A model cannot be measured, or ``profile`` runs on PyTorch (not supported here).
+    """
+    if profile.runtime != "onnxruntime":
+        raise DeviceError(f"paired measurement runs on ONNX Runtime, not on device {profile.name!r}'s "
+                          f"{profile.runtime}. HINT: measure without a reference on this device.")
+    options = check_options(options, where="measure_paired argument 'options'")
+    shapes = (check_input_shape(input_shape), check_input_shape(reference_shape))
+    sessions = [_open_session(data, threads=profile.threads, provider=profile.provider,
+                              provider_options=provider_options(profile)) for data in (onnx_bytes, reference_bytes)]
+    feeds = [_make_feed(session, shape, seed=options.seed) for session, shape in zip(sessions, shapes)]
+    for session, feed in zip(sessions, feeds):
+        _run_checked(session, feed, times=max(options.warmup, 1))
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for _ in range(options.max_rounds):
+        model_ns, reference_ns = _time_pairs(sessions, feeds, options)
+        ratios = model_ns / reference_ns
+        spread = float(np.std(ratios) / np.mean(ratios))
+        if best is None or spread < best[0]:
+            best = (spread, model_ns, reference_ns)
+        if spread <= options.cv_threshold:
+            break
+    assert best is not None
+    _, model_ns, reference_ns = best
+    return PairedStats(stats=LatencyStats.from_samples_ns(model_ns), reference=LatencyStats.from_samples_ns(reference_ns),
+                       relative=float(np.median(model_ns / reference_ns)))
+
+
+def _time_pairs(sessions: Sequence[Any], feeds: Sequence[dict[str, np.ndarray]],
+                options: MeasureOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair wall times (model, then reference) in nanoseconds; bounded by ``max_runs`` pairs."""
+    min_time_ns = int(options.min_time_s * 1e9)
+    (model, reference), (model_feed, reference_feed) = sessions, feeds
+    pairs: list[tuple[int, int]] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        while len(pairs) < options.max_runs:
+            t0 = time.perf_counter_ns()
+            model.run(None, model_feed)
+            t1 = time.perf_counter_ns()
+            reference.run(None, reference_feed)
+            t2 = time.perf_counter_ns()
+            pairs.append((t1 - t0, t2 - t1))
+            if len(pairs) >= options.min_runs and t2 - start >= min_time_ns:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    both = np.asarray(pairs, dtype=np.float64)
+    return both[:, 0], both[:, 1]
 
 
 def model_input(

@@ -1,5 +1,11 @@
 """One device's latency service without Ray: measure an exported model once, cache it for good.
 
+A measurement taken while other processes kept the node's cores busy (:func:`noise_verdict`) is *noisy*. A caller that needs clean figures (a cost-model fit) asks for
+``noisy_retries``: the service measures again and keeps the quietest try. One that stays noisy is
+returned and stored marked ``noisy``, with why; the cache refuses it as an answer later, so it is
+measured again rather than carried into every later fit. A search measuring while its own trials
+train on the node asks for no retries: its figures are marked, not re-taken.
+
 :class:`LatencyService` is the body of the Ray actor :class:`~cluster.latency.LatencyActor`; being plain
 Python, it also serves a machine that has PyTorch but no Ray (``benchmarks/gpu_check.py`` on a lent GPU)
 and the tests.
@@ -16,9 +22,28 @@ from core.validation import invalid
 
 from .cache import LatencyCache
 from .devices import DeviceProfile
-from .measure import MeasureOptions, check_input_shape, measure_model, runtime_string
+from .host_load import CpuWindow, busy_verdict, node_cpus
+from .measure import MeasureOptions, check_input_shape, measure_model, measure_paired, runtime_string
 
-__all__ = ["LatencyService"]
+__all__ = ["NOISY_RETRIES", "LatencyService", "UnknownReferenceError", "noise_verdict"]
+
+#: Extra tries of a noisy measurement a cost-model fit asks for before one is kept, marked.
+NOISY_RETRIES = 2
+
+
+class UnknownReferenceError(DeviceError):
+    """A measurement named a reference model this service has not been given (or lost in a restart)."""
+
+
+def noise_verdict(foreign_cores: float | None, *, threads: int, cpus: int | None = None) -> str | None:
+    """Why a measurement is noisy, or ``None``: other processes kept the node's cores busy meanwhile
+    (:func:`~cluster.host_load.busy_verdict`).
+
+    A high CV alone is not noise: a sub-millisecond model's runs jitter by 5-10% on an idle machine (the
+    median of hundreds of them is still exact to a fraction of a percent), and a low-effort setting
+    (``min_runs: 5``) is the user's choice; the measurement's own rounds already retry an unstable CV.
+    """
+    return busy_verdict(foreign_cores, threads=threads, cpus=cpus)
 
 
 class LatencyService:
@@ -40,59 +65,120 @@ class LatencyService:
     ) -> None:
         self._profile = profile
         self._options = options or MeasureOptions()
+        self._settings = self._options.settings()
+        self._references: dict[str, tuple[bytes, list[int]]] = {}
+        self._noisy = 0
         self._runtime = runtime_string(profile)
         self._cache = LatencyCache(cache_path)  # a restarted actor reloads everything measured
         self._cache_path = cache_path
         self._measured = 0
         self._hits = 0
 
-    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int]) -> dict[str, Any]:
+    def register_reference(self, reference_id: str, onnx_bytes: bytes, input_shape: Sequence[int]) -> None:
+        """Keep a reference model (and its input shape) for paired measurements (:meth:`measure` with
+        ``reference_id``)."""
+        self._references[str(reference_id)] = (bytes(onnx_bytes), list(check_input_shape(input_shape)))
+
+    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int],
+                noisy_retries: int = 0, reference_id: str | None = None) -> dict[str, Any]:
         """Latency of a candidate on this device, measured once and cached for good.
 
         Args:
             candidate_id: Stable id of the architecture the model was built from.
             onnx_bytes: The serialised ONNX model.
             input_shape: Its input shape, batch first.
+            noisy_retries: Extra tries while the measurement is noisy; the quietest is kept.
+            reference_id: Time the model against this registered reference, run by run in turn
+                (:func:`~cluster.measure.measure_paired`): the record adds ``relative`` (the median ratio
+                of the model's runs to the reference's), ``reference_id`` and ``reference_ms``. Part of
+                the cache key.
 
         Returns:
             :meth:`~cluster.measure.LatencyStats.to_dict` plus ``candidate_id``, ``device``, ``runtime``,
-            ``input_shape``, ``node_id`` (where it was measured), ``measured_at`` (Unix time) and
-            ``cached`` (whether this call was answered from the cache).
+            ``input_shape``, ``settings`` (the measurement options), ``node_id`` (where it was
+            measured), ``measured_at`` (Unix time), ``foreign_cores`` (cores other processes kept busy
+            meanwhile; ``None`` off Linux), ``cpus`` (the node's), ``noisy`` (why it is noisy, or
+            ``None``) and ``cached`` (whether this call was answered from the cache).
 
         Raises:
             DeviceError: The model cannot be measured (see :func:`~cluster.measure.measure_onnx`).
+            UnknownReferenceError: ``reference_id`` is not registered (or the service restarted since).
         """
         if not isinstance(candidate_id, str) or not candidate_id:
             raise invalid("candidate_id", "must be a non-empty string", candidate_id,
                           "pass the architecture's space.candidate_id(encoding)", error=DeviceError)
-        hit = self.lookup(candidate_id, input_shape)
+        hit = self.lookup(candidate_id, input_shape, reference_id)
         if hit is not None:
             return hit
+        if reference_id is not None and reference_id not in self._references:
+            raise UnknownReferenceError(f"reference model {reference_id!r} is not registered with the latency "
+                                        f"service of {self._profile.name!r}. HINT: register_reference() it first.")
         shape = list(check_input_shape(input_shape))
-        stats = measure_model(self._profile, onnx_bytes, shape, options=self._options)
-        record = {**stats.to_dict(), "candidate_id": candidate_id, "device": self._profile.name,
-                  "runtime": self._runtime, "input_shape": shape, "node_id": _node_id(),
+        measured = self._quietest(bytes(onnx_bytes), shape, int(noisy_retries), reference_id)
+        record = {**measured, "candidate_id": candidate_id, "device": self._profile.name, "runtime": self._runtime,
+                  "input_shape": shape, "settings": self._settings_for(reference_id), "node_id": _node_id(),
                   "measured_at": time.time()}
-        self._cache.put(self._key(candidate_id, shape), record)
+        self._cache.put(self._key(candidate_id, shape, reference_id), record)
         self._measured += 1
+        self._noisy += record["noisy"] is not None
         return _public(record, cached=False)
 
-    def lookup(self, candidate_id: str, input_shape: Sequence[int]) -> dict[str, Any] | None:
-        """The cached result of :meth:`measure`, or ``None``; lets callers skip exporting a model."""
-        record = self._cache.get(self._key(candidate_id, input_shape))
-        if record is None:
+    def _quietest(self, onnx_bytes: bytes, shape: list[int], retries: int, reference_id: str | None) -> dict[str, Any]:
+        """The statistics and noise fields of the quietest of up to ``1 + retries`` measurements."""
+        best: dict[str, Any] | None = None
+        cpus = node_cpus()
+        for _ in range(1 + max(0, retries)):
+            with CpuWindow() as window:
+                fields = self._measure_once(onnx_bytes, shape, reference_id)
+            noisy = noise_verdict(window.foreign_cores, threads=self._profile.threads, cpus=cpus)
+            tried = {**fields, "foreign_cores": window.foreign_cores, "cpus": cpus, "noisy": noisy}
+            if best is None or _quieter(tried, best):
+                best = tried
+            if noisy is None:
+                break
+        assert best is not None
+        return best
+
+    def _measure_once(self, onnx_bytes: bytes, shape: list[int], reference_id: str | None) -> dict[str, Any]:
+        if reference_id is None:
+            return measure_model(self._profile, onnx_bytes, shape, options=self._options).to_dict()
+        reference, reference_shape = self._references[reference_id]
+        paired = measure_paired(self._profile, onnx_bytes, shape, reference, reference_shape, options=self._options)
+        return {**paired.stats.to_dict(), "relative": paired.relative, "reference_id": reference_id,
+                "reference_ms": paired.reference.median_ms}
+
+    def _settings_for(self, reference_id: str | None) -> dict[str, Any]:
+        return self._settings if reference_id is None else {**self._settings, "reference": reference_id}
+
+    def lookup(self, candidate_id: str, input_shape: Sequence[int],
+               reference_id: str | None = None) -> dict[str, Any] | None:
+        """The cached result of :meth:`measure`, or ``None``; lets callers skip exporting a model.
+
+        A record marked noisy is no answer: ``None``, so the caller measures it again.
+        """
+        record = self._cache.get(self._key(candidate_id, input_shape, reference_id))
+        if record is None or record.get("noisy") is not None:
             return None
         self._hits += 1
         return _public(record, cached=True)
 
-    def _key(self, candidate_id: str, input_shape: Sequence[int]) -> str:
-        return LatencyCache.key(candidate_id, self._profile.name, self._runtime, check_input_shape(input_shape))
+    def _key(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None = None) -> str:
+        return LatencyCache.key(candidate_id, self._profile.name, self._runtime, check_input_shape(input_shape),
+                                self._settings_for(reference_id))
 
     def stats(self) -> dict[str, Any]:
         """Counters since this (incarnation of the) service started, and where it runs."""
         return {"device": self._profile.name, "runtime": self._runtime, "measured": self._measured,
-                "cache_hits": self._hits, "cache_entries": len(self._cache), "cache_path": self._cache_path,
-                "node_id": _node_id(), "pid": os.getpid()}
+                "noisy": self._noisy, "cache_hits": self._hits, "cache_entries": len(self._cache),
+                "cache_path": self._cache_path, "node_id": _node_id(), "pid": os.getpid()}
+
+
+def _quieter(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether measurement ``a`` is quieter than ``b``: not noisy first, then less foreign load, then lower CV."""
+    def rank(m: dict[str, Any]) -> tuple[bool, float, float]:
+        return m["noisy"] is not None, m["foreign_cores"] or 0.0, m["cv"]
+
+    return rank(a) < rank(b)
 
 
 def _public(record: dict[str, Any], *, cached: bool) -> dict[str, Any]:

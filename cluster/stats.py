@@ -112,6 +112,10 @@ class MeasureOptions:
     max_rounds: int = 3
     seed: int = 0
 
+    def settings(self) -> dict[str, Any]:
+        """Every option as plain data: what a cached measurement was taken with, part of its cache key."""
+        return asdict(self)
+
     def __post_init__(self) -> None:
         # Normalised values (a numpy int becomes an int) so records and Ray messages hold plain types.
         checked = {

@@ -20,7 +20,7 @@ a factory fails :func:`test_kind_has_a_contract_factory` and every test that nee
 that device) and must predict held-out architectures with r^2 > :data:`MIN_R2` and Kendall's tau >
 :data:`MIN_KENDALL`. The right answer is known: a lookup table sums the parts' MAdds and its bias
 removes the per-part ``base_ms``, so it is exact; a per-layer linear model is exact too, since each
-layer's MAdds depend only on that layer's choice. A kind below the floors is wrong, not unlucky.
+layer's MAdds depend only on that layer's choice; the kernel model's per-kind MAdds sum to the total. A kind below the floors is wrong, not unlucky.
 
 The suite needs pytest and ``onnx``; it is imported by tests only, never by hwnas itself.
 """
@@ -40,7 +40,8 @@ from spaces import MogaSpace, export_onnx, get_space
 from spaces.base import Encoding, SearchSpace
 
 from .calibration import sample_architectures
-from .costmodels import COST_MODELS, COSTMODEL_SCHEMA, CostModel, LinearCostModel, LookupTableCostModel, MeasureFn
+from .costmodels import (COST_MODELS, COSTMODEL_SCHEMA, CostModel, KernelCostModel, LinearCostModel,
+                         LookupTableCostModel, MeasureFn)
 from .measure import MeasureOptions, measure_onnx
 
 __all__ = [
@@ -111,6 +112,7 @@ def contract_model(kind: str, measure: MeasureFn) -> CostModel:
 
 register_contract_factory("linear")(lambda measure: LinearCostModel())
 register_contract_factory("lut")(lambda measure: LookupTableCostModel(measure=measure))
+register_contract_factory("kernels")(lambda measure: KernelCostModel())
 
 
 # ------------------------------------------------------------------------------------ known answer

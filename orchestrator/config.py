@@ -35,8 +35,8 @@ __all__ = [
     "config_from_json", "apply_overrides",
 ]
 
-COST_KINDS = ("measured", "linear", "lut", "madds")
-MODEL_KINDS = ("linear", "lut")  # the cost kinds that predict with a fitted cost model
+COST_KINDS = ("measured", "kernels", "linear", "lut", "madds")
+MODEL_KINDS = ("kernels", "linear", "lut")  # the cost kinds that predict with a fitted cost model
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -130,7 +130,7 @@ class SearchConfig:
 class CostConfig:
     """How a candidate's latency is obtained.
 
-    ``measured``: through the latency service on ``device``. ``linear`` / ``lut``: predicted by a cost
+    ``measured``: through the latency service on ``device``. ``kernels`` / ``linear`` / ``lut``: predicted by a cost
     model, either the file ``model`` (from ``hwnas costmodel fit``; stored as an absolute path) or one
     the experiment's calibration stage fits from ``calibration_samples`` measured architectures.
     ``madds``: a deterministic proxy. warmup .. cv_threshold set the measurement effort (defaults:
@@ -151,7 +151,7 @@ class CostConfig:
 
     @property
     def uses_model(self) -> bool:
-        """Whether latency is predicted by a cost model (``linear`` or ``lut``)."""
+        """Whether latency is predicted by a cost model (``kernels``, ``linear`` or ``lut``)."""
         return self.kind in MODEL_KINDS
 
     @property
@@ -383,7 +383,7 @@ def _cost_model_fields(cfg: CostConfig) -> None:
     if not cfg.uses_model:
         for name, unset in (("model", ""), ("calibration_samples", 0)):
             if getattr(cfg, name) != unset:
-                raise _fail(f"cost.{name}", f"applies only to cost.kind {' or '.join(MODEL_KINDS)}",
+                raise _fail(f"cost.{name}", f"applies only to cost.kind {', '.join(MODEL_KINDS[:-1])} or {MODEL_KINDS[-1]}",
                             getattr(cfg, name), f"remove it, or set cost.kind to {' or '.join(MODEL_KINDS)}")
         return
     if cfg.model and cfg.calibration_samples:

@@ -128,7 +128,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
     space, encoding = _resolve_architecture(args)
     profile, options = _device(args.device, args.address), _options(args)
-    record = ServiceMeasurer(_client(args, profile, options)).measure(space, encoding)
+    record = ServiceMeasurer(_client(args, profile, options), paired=False).measure(space, encoding)
     keys = ("median_ms", "min_ms", "p90_ms", "mean_ms", "cv", "runs", "device", "runtime", "input_shape",
             "candidate_id", "cached", "node_id")
     result = {k: record.get(k) for k in keys}
@@ -144,26 +144,31 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from cluster import COST_MODELS
-    from cluster.calibration import ServiceMeasurer, check_samples, fit_cost_model, save_cost_model
+    from cluster.calibration import (AUTO_HOLDOUT, MIN_SAMPLES, ServiceMeasurer, check_samples, fit_cost_model,
+                                     save_cost_model)
 
     COST_MODELS.get(args.kind)
     space = _fit_space(args)
-    check_samples(args.samples, flag="--samples")
+    samples = _samples_argument(args.samples)
+    max_samples = check_samples(args.max_samples, flag="--max-samples", minimum=AUTO_HOLDOUT + MIN_SAMPLES)
     out = _check_out(args.out, args.force)
     profile, options = _device(args.device, args.address), _options(args)
     measurer = ServiceMeasurer(_client(args, profile, options), progress=_progress)
-    result = fit_cost_model(args.kind, space, samples=args.samples, seed=args.seed, measurer=measurer,
-                            device=profile.name)
+    result = fit_cost_model(args.kind, space, samples=samples, seed=args.seed, measurer=measurer,
+                            device=profile.name, max_samples=max_samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_cost_model(out, result)
     summary = {"out": str(out), "kind": args.kind, "space": space.identity, **result.info}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        f = result.fidelity
-        print(f"{args.kind} cost model of {space.name} on {profile.name}: fitted on {result.info['fit_samples']} "
-              f"architectures, held out {result.info['holdout']}")
-        print(f"held-out fidelity: {_fidelity_line(f, result.info['mean_holdout_ms'])}")
+        f, info = result.fidelity, result.info
+        print(f"{args.kind} cost model of {space.name} on {profile.name}: fitted on {info['fit_samples']} "
+              f"architectures, held out {info['holdout']}{_noisy_note(info['noisy_excluded'])}")
+        for step in info.get("steps", []):
+            print(f"  {step['fit_samples']} fit architectures: cross-validated r2 {_fmt(step['cv_r2'], '.4f')}, "
+                  f"Kendall {_fmt(step['cv_kendall'], '.3f')}")
+        print(f"held-out fidelity: {_fidelity_line(f, info['mean_holdout_ms'])}")
         print(f"saved to {out}")
     return 0
 
@@ -181,14 +186,36 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"{loaded.model.kind} cost model {args.model} on {profile.name}, {report['n']} fresh architectures: "
-              f"{_fidelity_line(report, report['mean_ms'])}")
+        print(f"{loaded.model.kind} cost model {args.model} on {profile.name}, {report['n']} fresh architectures"
+              f"{_noisy_note(report['noisy_excluded'])}: {_fidelity_line(report, report['mean_ms'])}")
     return 0
 
 
 def _fidelity_line(f: dict, mean_ms: float) -> str:
-    return (f"r2 {_fmt(f['r2'], '.4f')}, RMSE {_fmt(f['rmse_ms'], '.4f')} ms ({_fmt(f['rmse_pct'], '.2f')}% of the "
-            f"mean {mean_ms:.3f} ms), Spearman {_fmt(f['spearman'], '.3f')}, Kendall {_fmt(f['kendall'], '.3f')}")
+    return (f"r2 {_fmt(f['r2'], '.4f')}{_interval(f.get('r2_interval'), '.3f')}, RMSE {_fmt(f['rmse_ms'], '.4f')} ms "
+            f"({_fmt(f['rmse_pct'], '.2f')}% of the mean {mean_ms:.3f} ms), Spearman {_fmt(f['spearman'], '.3f')}, "
+            f"Kendall {_fmt(f['kendall'], '.3f')}{_interval(f.get('kendall_interval'), '.3f')}")
+
+
+def _interval(bounds: Sequence[float] | None, spec: str) -> str:
+    return "" if not bounds else f" (95% {format(bounds[0], spec)}..{format(bounds[1], spec)})"
+
+
+def _noisy_note(noisy: int) -> str:
+    return f" ({noisy} noisy measurements left out)" if noisy else ""
+
+
+def _samples_argument(text: str) -> int | str:
+    """``--samples``: a count (>= 4) or ``auto``."""
+    from cluster.calibration import check_samples
+
+    if text == "auto":
+        return "auto"
+    try:
+        return check_samples(int(text), flag="--samples")
+    except ValueError:
+        raise ConfigError(f"--samples: must be a number of architectures (>= 4) or 'auto', got {text!r}. HINT: "
+                          f"e.g. --samples 100, or --samples auto (measure until the fidelity stops improving).") from None
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -233,15 +260,22 @@ def add_cost_commands(sub: Any) -> dict[str, Any]:
     _space_arguments(m)
     _service_arguments(m)
 
-    cost = sub.add_parser("costmodel", help="fit or evaluate a latency cost model (linear or lookup table)")
+    cost = sub.add_parser("costmodel", help="fit or evaluate a latency cost model (kernels, linear or lookup table)")
     cost_sub = cost.add_subparsers(dest="costmodel_command", metavar="ACTION", required=True)
     f = cost_sub.add_parser("fit", help="sample and measure architectures, fit, report held-out fidelity",
                             description="Measures --samples random architectures through the latency service "
                                         "(cached), fits on 75% of them and reports r2 / RMSE / Spearman / Kendall "
-                                        "on the held-out 25% (at least 2).")
+                                        "on the held-out 25% (at least 2), with 95% bootstrap intervals. Noisy "
+                                        "measurements (a busy node) are retried, then left out.")
     f.add_argument("--space", required=True, metavar="NAME", help="a registered search space")
-    f.add_argument("--kind", required=True, choices=("linear", "lut"), help="linear regression or lookup table")
-    f.add_argument("--samples", required=True, type=int, metavar="N", help="architectures to measure (>= 4)")
+    f.add_argument("--kind", required=True, choices=("kernels", "linear", "lut"),
+                   help="kernels (per kernel kind: fixed, compute and memory cost; the most faithful), linear "
+                        "(seed 000's per-layer regression) or lut (MoGA's lookup table)")
+    f.add_argument("--samples", required=True, metavar="N|auto",
+                   help="architectures to measure (>= 4; a quarter held out), or auto: 50 held out, then the fit "
+                        "set grows by 50 until its cross-validated r2 stops improving")
+    f.add_argument("--max-samples", type=int, default=300, metavar="N",
+                   help="with --samples auto: most architectures measured in all (default 300)")
     f.add_argument("--out", required=True, metavar="FILE.json", help="where to write the model")
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sampled architectures (default 0)")

@@ -103,7 +103,7 @@ class EvalContext:
         if self.cost["kind"] == "madds":
             # Deterministic proxy: one million multiply-adds count as one millisecond.
             return {"latency_ms": madds / 1e6}
-        if self.cost["kind"] in ("linear", "lut"):
+        if self.cost["kind"] in ("kernels", "linear", "lut"):  # config.MODEL_KINDS (config imports this module)
             # The calibration stage's model predicts in microseconds of CPU: no export, no device.
             return {"latency_ms": state.cost_model.predict(encoding)}
         from spaces import export_onnx

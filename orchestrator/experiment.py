@@ -6,7 +6,7 @@
   journal.jsonl         stage and candidate events (append-only, fsync'd)
   evaluations.jsonl     evaluation cache keyed by (candidate_id, evaluator fingerprint)
   latency_cache.jsonl   latency measurements keyed by (candidate_id, device, runtime, input shape)
-  cost_model.json       the cost model predicting latency (cost.kind linear / lut; calibrate stage)
+  cost_model.json       the cost model predicting latency (cost.kind kernels / linear / lut; calibrate)
   supernet/supernet.pt  the supernet checkpoint
   .lock                 flock'd by the driver that runs the experiment (its pid inside)
   onnx/<id>.onnx        exported Pareto candidates

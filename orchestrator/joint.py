@@ -85,14 +85,14 @@ def require_joint_searcher(searcher: str) -> None:
 # ---------------------------------------------------------------------------------------- the actor
 def make_cost_fn(cost: Mapping[str, Any], space: Any, experiment_dir: str) -> Callable[[Sequence[int]], float]:
     """The experiment's latency (ms) of a path, as its candidates get it: ``madds`` (1 M MAdds = 1 ms),
-    ``linear`` / ``lut`` (the experiment's cost model), or ``measured`` (the device's latency service: a
+    ``kernels`` / ``linear`` / ``lut`` (the experiment's cost model), or ``measured`` (the device's latency service: a
     path measured before is a cache hit; a new one is exported and measured: slow, a cost model is better)."""
     from pathlib import Path
 
     kind = cost["kind"]
     if kind == "madds":
         return lambda path: space.count(path)["madds"] / 1e6
-    if kind in ("linear", "lut"):
+    if kind in ("kernels", "linear", "lut"):
         from cluster.calibration import load_cost_model
 
         path = Path(experiment_dir) / "cost_model.json"
@@ -104,7 +104,8 @@ def make_cost_fn(cost: Mapping[str, Any], space: Any, experiment_dir: str) -> Ca
 
     measurer = ServiceMeasurer(LatencyClient(cost["device"], str(Path(experiment_dir) / "latency_cache.jsonl"),
                                              options=measure_options(cost),
-                                             device_wait_s=cost.get("device_wait_s", 0.0)))
+                                             device_wait_s=cost.get("device_wait_s", 0.0)),
+                                paired=False, noisy_retries=0)  # a search's figures: plain medians, not re-taken
     return lambda path: float(measurer.measure(space, path)["median_ms"])
 
 

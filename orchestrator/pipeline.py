@@ -1,5 +1,5 @@
 """The stages of an experiment, in order, each recorded in the journal:
-calibrate (only for cost.kind linear / lut) -> train supernet -> search -> finalize.
+calibrate (only for cost.kind kernels / linear / lut) -> train supernet -> search -> finalize.
 
 A stage whose completion is in the journal is never run again; a stage that started but did not
 complete picks up from its own durable state (supernet checkpoint, evaluation cache).

@@ -48,6 +48,8 @@ __all__ = [
 Encoding = tuple[int, ...]
 
 _ENCODING_TEXT = re.compile(r"[0-9]+(-[0-9]+)*")  # the canonical text form of an encoding
+#: Censuses a space remembers (a few KB each): a fit's samples, or a search's recent candidates.
+_CENSUS_MEMO = 4096
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,21 @@ class SearchSpace(abc.ABC):
         """Work per op kind (MAdds, tensor traffic, count) for latency cost models; ``{}`` when the space
         offers none. A linear cost model uses them beside its per-layer indicators."""
         return {}
+
+    def op_census(self, encoding: Sequence[int]) -> dict[str, float]:
+        """Per kernel kind, ``count``, ``madds`` and ``elems`` of one inference (:mod:`spaces.op_census`),
+        for kernel-level latency models. Counted in ~30 ms (one forward) and remembered per encoding."""
+        from .op_census import op_census
+
+        memo: dict[Encoding, dict[str, float]] = self.__dict__.setdefault("_census_memo", {})
+        key = self.validate(encoding)
+        if key not in memo:
+            if len(memo) >= _CENSUS_MEMO:
+                memo.pop(next(iter(memo)))  # oldest first: a search revisits recent candidates
+            # Uninitialised CPU tensors, not the meta device: shapes are all a census needs, and ATen's CPU
+            # kernels run these small graphs 2-3x faster than the meta device's Python shape functions.
+            memo[key] = op_census(self.meta_build(key).to_empty(device="cpu"), self.input_shape)
+        return dict(memo[key])
 
     def layer_parts(self) -> LayerParts | None:
         """The parts a per-layer lookup table measures, or ``None`` when some layer's choices change its

@@ -51,6 +51,7 @@ __all__ = [
     "test_layer_parts_chain_the_network",
     "test_onnx_export_matches_onnxruntime",
     "test_onnx_graph_interface",
+    "test_op_census_counts_what_runs",
     "test_samples_within_bounds_and_deterministic",
     "test_settings_are_data",
     "test_string_form_round_trip",
@@ -307,6 +308,26 @@ def _check_counts(space: SearchSpace, n: int, seed: int) -> None:
 
 def test_analytic_counts_match_hook_counts(contract_space: SearchSpace) -> None:
     _check_counts(contract_space, 4, seed=13)
+
+
+def test_op_census_counts_what_runs(contract_space: SearchSpace) -> None:
+    """The kernel census (what kernel-level cost models read) agrees with the counting convention, with the
+    built model, and with the exported ONNX graph's convolutions."""
+    import onnx
+
+    from .op_census import op_census
+
+    space = contract_space
+    for encoding in samples(space, 2, seed=17):
+        census = space.op_census(encoding)
+        assert all(v >= 0 for v in census.values()) and census == space.op_census(list(encoding))
+        madds = sum(v for k, v in census.items() if k.endswith(".madds"))
+        assert madds == space.count(encoding)["madds"]
+        assert census == op_census(space.build(encoding), space.input_shape)  # uninitialised weights change nothing
+    graph = onnx.load_from_string(export_onnx(space.build(encoding).eval(), space.input_shape)).graph
+    kinds = {k.rsplit(".", 1)[0]: v for k, v in census.items() if k.endswith(".count")}
+    convs = sum(v for kind, v in kinds.items() if "conv" in kind or kind == "pw" or kind.startswith("dw"))
+    assert convs == sum(node.op_type == "Conv" for node in graph.node)
 
 
 def test_endpoints_match_the_built_network(contract_space: SearchSpace) -> None:

@@ -129,3 +129,17 @@ def test_a_wait_past_the_timeout_is_a_device_error(local_ray, slow_onnx) -> None
     client = LatencyClient("cpu", None, options=SLOW, timeout_s=0.5)
     with pytest.raises(DeviceError, match=r"longer than 0.5 s"):
         client.measure("slow", slow_onnx.data, slow_onnx.shape)
+
+
+def test_a_paired_measurement_registers_its_reference_again_after_the_actor_restarted(
+        local_ray, tmp_path: Path, tiny_onnx, slow_onnx, fast_options) -> None:
+    client = LatencyClient("cpu", tmp_path / "latency_cache.jsonl", options=fast_options, timeout_s=120)
+    reference = ("ref-slow", slow_onnx.data, slow_onnx.shape)
+    first = client.measure("paired-a", tiny_onnx.data, tiny_onnx.shape, reference=reference)
+    assert first["reference_id"] == "ref-slow" and 0 < first["relative"] < 1
+    old_pid = client.stats()["pid"]
+    ray.kill(client.actor(), no_restart=False)  # Ray restarts it: the registration is gone, the cache is not
+    again = client.measure("paired-b", tiny_onnx.data, tiny_onnx.shape, reference=reference)
+    assert again["cached"] is False and again["reference_id"] == "ref-slow"
+    assert client.stats()["pid"] != old_pid
+    assert client.lookup("paired-a", tiny_onnx.shape, "ref-slow")["relative"] == first["relative"]

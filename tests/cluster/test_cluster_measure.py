@@ -133,3 +133,27 @@ def test_stats_round_trip_through_a_record() -> None:
     for damaged in ({"median_ms": 1.5}, {**stats.to_dict(), "runs": "many"}):
         with pytest.raises(HwnasError, match=r"latency record: must hold the numbers median_ms, .*HINT: measure"):
             LatencyStats.from_dict(damaged)
+
+
+def test_paired_measurement_times_the_model_against_the_reference(tiny_onnx, slow_onnx) -> None:
+    from cluster import DeviceProfile
+    from cluster.measure import measure_paired
+
+    options = MeasureOptions(warmup=2, min_runs=20, max_runs=40, min_time_s=0.0, max_rounds=1)
+    cpu = DeviceProfile(name="cpu")
+    itself = measure_paired(cpu, slow_onnx.data, slow_onnx.shape, slow_onnx.data, slow_onnx.shape, options=options)
+    assert itself.relative == pytest.approx(1.0, rel=0.15)
+    assert itself.stats.runs == itself.reference.runs >= 20
+    # A different model with its own input shape: the ratio is the models' latency ratio, far below 1.
+    small = measure_paired(cpu, tiny_onnx.data, tiny_onnx.shape, slow_onnx.data, slow_onnx.shape, options=options)
+    assert 0 < small.relative < 0.2
+    assert small.relative == pytest.approx(small.stats.median_ms / small.reference.median_ms, rel=0.5)
+
+
+def test_paired_measurement_is_refused_on_a_torch_device(tiny_onnx) -> None:
+    from cluster import DeviceProfile
+    from cluster.measure import measure_paired
+
+    torch_device = DeviceProfile(name="cuda-torch", runtime="torch", provider="cuda")
+    with pytest.raises(DeviceError, match="paired measurement runs on ONNX Runtime.*HINT"):
+        measure_paired(torch_device, tiny_onnx.data, tiny_onnx.shape, tiny_onnx.data, tiny_onnx.shape)

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from cluster import DeviceProfile, LatencyCache, LatencyClient, LatencyService, LatencyStats
+from cluster import DeviceProfile, LatencyCache, LatencyClient, LatencyService, LatencyStats, MeasureOptions
+from cluster.host_load import node_cpus
+from cluster.service import noise_verdict
 from core.errors import ConfigError, DeviceError, ExperimentError
 from core.jsonio import read_jsonl
 
@@ -24,18 +29,21 @@ def test_second_request_is_a_cache_hit(tiny_onnx, fast_options) -> None:
     assert service.stats()["measured"] == 1 and service.stats()["cache_hits"] == 1
 
 
-def test_key_includes_input_shape_and_device(tiny_onnx, fast_options) -> None:
-    key = LatencyCache.key("c", "cpu", "rt", [1, 3, 16, 16])
-    assert key != LatencyCache.key("c", "cpu", "rt", [2, 3, 16, 16])
-    assert key != LatencyCache.key("c", "edge", "rt", [1, 3, 16, 16])
-    assert key == LatencyCache.key("c", "cpu", "rt", (1, 3, 16, 16))
+def test_key_includes_input_shape_device_and_measurement_settings(tiny_onnx, fast_options) -> None:
+    settings = MeasureOptions().settings()
+    key = LatencyCache.key("c", "cpu", "rt", [1, 3, 16, 16], settings)
+    assert key != LatencyCache.key("c", "cpu", "rt", [2, 3, 16, 16], settings)
+    assert key != LatencyCache.key("c", "edge", "rt", [1, 3, 16, 16], settings)
+    assert key != LatencyCache.key("c", "cpu", "rt", [1, 3, 16, 16], MeasureOptions(min_runs=5).settings())
+    assert key == LatencyCache.key("c", "cpu", "rt", (1, 3, 16, 16), dict(settings))
 
 
 def test_cache_file_is_reloaded_by_a_new_service(tmp_path: Path, tiny_onnx, fast_options) -> None:
     path = tmp_path / "exp" / "latency_cache.jsonl"
     LatencyService(CPU, str(path), fast_options).measure("cand-a", tiny_onnx.data, tiny_onnx.shape)
     (record,) = list(read_jsonl(path))
-    assert record["schema"] == 1 and record["candidate_id"] == "cand-a"
+    assert record["schema"] == 2 and record["candidate_id"] == "cand-a"
+    assert record["settings"] == fast_options.settings() and record["noisy"] is None
 
     reborn = LatencyService(CPU, str(path), fast_options)
     again = reborn.measure("cand-a", b"bytes never looked at on a hit", tiny_onnx.shape)
@@ -58,7 +66,7 @@ def test_torn_last_line_and_foreign_schema_are_ignored(tmp_path: Path, tiny_onnx
 
 def test_malformed_record_is_an_experiment_error(tmp_path: Path) -> None:
     path = tmp_path / "latency_cache.jsonl"
-    path.write_text('{"schema": 1, "candidate_id": "x"}\n', encoding="utf-8")
+    path.write_text('{"schema": 2, "candidate_id": "x"}\n', encoding="utf-8")
     with pytest.raises(ExperimentError, match="malformed"):
         LatencyService(CPU, str(path))
 
@@ -82,3 +90,72 @@ def test_lookup_answers_hits_without_a_model(tiny_onnx, fast_options) -> None:
     assert hit == {**measured, "cached": True}
     assert service.lookup("cand-a", (2, 3, 16, 16)) is None  # another input shape is another key
     assert (service.stats()["measured"], service.stats()["cache_hits"]) == (1, 1)
+
+
+# ------------------------------------------------------------------------------------ noisy measurements
+def _busy_processes(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_a_measurement_on_a_busy_node_is_marked_retried_refused_by_the_cache_and_measured_again(
+        tmp_path: Path, tiny_onnx) -> None:
+    # Real competition: as many busy loops as the node has cores. Long enough rounds (0.3 s) for
+    # /proc/stat's 10 ms ticks to tell.
+    options = MeasureOptions(warmup=2, min_runs=5, max_runs=1_000_000, min_time_s=0.3, max_rounds=1)
+    path = tmp_path / "latency_cache.jsonl"
+    service = LatencyService(CPU, str(path), options)
+    hogs = _busy_processes(node_cpus())
+    try:
+        time.sleep(0.3)
+        busy = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, 1)
+    finally:
+        _stop(hogs)
+    assert busy["noisy"] is not None and "other processes kept" in busy["noisy"], busy
+    assert busy["foreign_cores"] > 0.5 and busy["cpus"] == node_cpus()
+    assert service.stats()["noisy"] == 1
+    assert service.lookup("cand-a", tiny_onnx.shape) is None  # refused as an answer
+    reborn = LatencyService(CPU, str(path), options)  # ... also after a reload
+    assert reborn.lookup("cand-a", tiny_onnx.shape) is None
+    quiet = reborn.measure("cand-a", tiny_onnx.data, tiny_onnx.shape)
+    assert quiet["cached"] is False and quiet["noisy"] is None, quiet
+    assert reborn.lookup("cand-a", tiny_onnx.shape)["cached"] is True
+    assert [r["noisy"] is None for r in read_jsonl(path)] == [False, True]  # both kept; the last one answers
+    assert LatencyService(CPU, str(path), options).lookup("cand-a", tiny_onnx.shape) is not None
+
+
+def test_noise_verdict_names_the_busy_node() -> None:
+    assert noise_verdict(0.2, threads=1, cpus=2) is None  # Ray's daemons: a few percent
+    assert "1.20 of the node's 2 cores" in noise_verdict(1.2, threads=1, cpus=2)
+    assert noise_verdict(1.2, threads=1, cpus=16) is None  # 14 free cores: one neighbour is fine
+    assert "at most 0.5" in noise_verdict(3.0, threads=4, cpus=4)
+    assert noise_verdict(None, threads=1, cpus=2) is None  # off Linux nothing tells
+
+
+def test_a_record_of_the_old_schema_without_settings_is_measured_again(tmp_path: Path, tiny_onnx,
+                                                                       fast_options) -> None:
+    path = tmp_path / "latency_cache.jsonl"
+    LatencyService(CPU, str(path), fast_options).measure("cand-a", tiny_onnx.data, tiny_onnx.shape)
+    old = {k: v for k, v in next(read_jsonl(path)).items() if k not in ("settings", "noisy")}
+    path.write_text(json.dumps({**old, "schema": 1}) + "\n", encoding="utf-8")
+    assert LatencyService(CPU, str(path), fast_options).lookup("cand-a", tiny_onnx.shape) is None
+
+
+def test_a_paired_measurement_needs_its_reference_registered_and_is_cached_under_it(tiny_onnx, slow_onnx,
+                                                                                   fast_options) -> None:
+    from cluster.service import UnknownReferenceError
+
+    service = LatencyService(CPU, None, fast_options)
+    with pytest.raises(UnknownReferenceError, match="'ref' is not registered .* HINT: register_reference"):
+        service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, 0, "ref")
+    service.register_reference("ref", slow_onnx.data, slow_onnx.shape)
+    paired = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, 0, "ref")
+    assert paired["reference_id"] == "ref" and 0 < paired["relative"] < 1 and paired["reference_ms"] > 0
+    assert paired["settings"] == {**fast_options.settings(), "reference": "ref"}
+    assert service.lookup("cand-a", tiny_onnx.shape) is None  # a plain figure is another key
+    assert service.lookup("cand-a", tiny_onnx.shape, "ref")["relative"] == paired["relative"]

@@ -97,7 +97,7 @@ def test_the_data_fixes_the_task_of_a_space_with_several_heads() -> None:
         (lambda r: r["search"]["objectives"][0].update(weight=0.9), r"'search.objectives': weights must sum to 1"),
         (lambda r: r["search"]["objectives"][0].update(metric="acc"), r"objectives\[0\].metric.*accuracy"),
         (lambda r: r["search"]["objectives"][1].update(mode="down"), r"objectives\[1\].mode.*max, min"),
-        (lambda r: r["cost"].update(kind="magic"), r"'cost.kind': must be one of measured, linear, lut, madds"),
+        (lambda r: r["cost"].update(kind="magic"), r"'cost.kind': must be one of measured, kernels, linear, lut, madds"),
         (lambda r: r["space"]["settings"].update(width_mult=-1), r"space.settings.*width_mult"),
         (lambda r: r["space"]["settings"].update(input_size=64), r"'space.settings.input_size': must be 32, which data.kind synthetic fixes"),
         (lambda r: r.pop("name"), r"'name': is required"),

@@ -42,11 +42,11 @@ def test_a_model_file_is_checked_and_made_absolute(tmp_path: Path, monkeypatch: 
     [
         (["cost.kind=linear"], "'cost.kind': linear needs cost.model"),
         (["cost.kind=lut", "cost.calibration_samples=3"], "'cost.calibration_samples': must be >= 4"),
-        (["cost.kind=madds", "cost.calibration_samples=8"], "applies only to cost.kind linear or lut"),
-        (["cost.kind=measured", "cost.model=x.json"], "'cost.model': applies only to cost.kind linear or lut"),
+        (["cost.kind=madds", "cost.calibration_samples=8"], "applies only to cost.kind kernels, linear or lut"),
+        (["cost.kind=measured", "cost.model=x.json"], "'cost.model': applies only to cost.kind kernels, linear or lut"),
         (["cost.kind=linear", "cost.model=x.json", "cost.calibration_samples=8"], "cannot be combined"),
         (["cost.kind=linear", "cost.model=absent.json"], "no such file"),
-        (["cost.kind=cubic"], "'cost.kind': must be one of measured, linear, lut, madds"),
+        (["cost.kind=cubic"], "'cost.kind': must be one of measured, kernels, linear, lut, madds"),
         (["cost.device=phone"], "'cost.device': must be one of cpu"),
     ],
 )
