@@ -105,6 +105,7 @@ class SearchProgress:
         self.failed = 0
         self.abort_reason: str | None = None
         self.started = time.perf_counter()
+        self._recovered: dict[str, Any] = {}  # trial id -> Tune's Trial, once Tune retried it
 
     def trial_complete(self, result: dict[str, Any]) -> None:
         if FATAL_KEY in result:
@@ -118,17 +119,30 @@ class SearchProgress:
             self.on_candidate(result)
         self._print(result)
 
-    def trial_retried(self, config: dict[str, Any], reason: str, failures: int) -> None:
-        self.printer(f"[search] candidate {self.candidate_of(config)}: {reason}; "
-                     f"retrying ({failures} of {TRIAL_RETRIES} retries)")
+    def trial_retried(self, trial: Any, reason: str) -> None:
+        self._recovered[trial.trial_id] = trial
+        self.printer(f"[search] candidate {self.candidate_of(trial.config)}: {reason}; "
+                     f"retrying ({trial.num_failures} of {TRIAL_RETRIES} retries)")
 
-    def trial_error(self, trial_id: str, config: dict[str, Any], reason: str, *, infrastructure: bool) -> None:
+    def ended_early(self, trial_id: str) -> bool:
+        """Whether Tune ended this trial before its retries were used up: Tune 2.60 handles the one failure
+        of a reused worker that had died (killed while idle, or lost with its node) twice, retrying the
+        trial and then failing it. The searcher then hands the candidate out again (its
+        ``retry_failed_trials`` filter)."""
+        trial = self._recovered.get(trial_id)
+        return trial is not None and trial.num_failures <= TRIAL_RETRIES
+
+    def trial_error(self, trial: Any, reason: str, *, infrastructure: bool) -> None:
         """A trial failed for good. A machine fault stops the search; a candidate whose evaluation raised
         on every try is recorded as failed, and counts as infeasible to the searcher."""
-        candidate = self.candidate_of(config)
+        candidate, trial_id = self.candidate_of(trial.config), trial.trial_id
+        if self.ended_early(trial_id):
+            self.printer(f"[search] candidate {candidate}: Tune ended its trial after {trial.num_failures} of "
+                         f"{TRIAL_RETRIES + 1} tries ({reason}); a new trial evaluates it")
+            return
         if infrastructure:
-            self.abort(f"the trial of candidate {candidate} failed {TRIAL_RETRIES + 1} times for a reason outside "
-                       f"the candidate ({reason})")
+            self.abort(f"the trial of candidate {candidate} failed {max(trial.num_failures, 1)} times for a reason "
+                       f"outside the candidate ({reason})")
             return
         self.done += 1
         self.failed += 1
@@ -198,15 +212,15 @@ def _tune_callback(progress: SearchProgress) -> Any:
             if "candidate_id" in result or FATAL_KEY in result:
                 progress.trial_complete(result)
             else:
-                progress.trial_error(trial.trial_id, trial.config, "it reported no result", infrastructure=True)
+                progress.trial_error(trial, "it reported no result", infrastructure=True)
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             reason, _ = _failure(trial)
-            progress.trial_retried(trial.config, reason, trial.num_failures)
+            progress.trial_retried(trial, reason)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             reason, infrastructure = _failure(trial)
-            progress.trial_error(trial.trial_id, trial.config, reason, infrastructure=infrastructure)
+            progress.trial_error(trial, reason, infrastructure=infrastructure)
 
     return HwnasTuneCallback()
 
@@ -260,6 +274,8 @@ def run_search(*, cfg: SearchConfig, space: SearchSpace, ctx: EvalContext, seed:
             stop=_abort_stopper(progress),
         ),
     )
+    if hasattr(searcher, "retry_failed_trials"):  # after the Tuner pickled its config: a filter is no state
+        searcher.retry_failed_trials(progress.ended_early)
     tuner.fit()
     if progress.abort_reason is not None:
         raise SearchStopped(progress.abort_reason)

@@ -49,6 +49,7 @@ from core.validation import check_int, invalid
 from ._objectives import Constraint, Objective, Objectives, parse_constraints
 from ._pareto import pareto_mask, spread_indices
 from ._space import Chromosome, ParamSpace
+from ._tune_state import restored_trials
 from ._warm_start import check_points, chromosome_of, evaluated_metrics, finished_trials
 
 __all__ = ["Evaluation", "GenerationalSearcher", "GIVEN", "SCHEMA_VERSION"]
@@ -138,6 +139,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
         self._points: list[Chromosome] | None = None  # the points as chromosomes, once the space is known
         if self._space is not None:
             self._check_points()
+        self._retry_filter: Callable[[str], bool] | None = None
         self._reset_progress()
 
     # ------------------------------------------------------------------ settings, for orchestrators
@@ -377,12 +379,29 @@ class GenerationalSearcher(Searcher, abc.ABC):
         """Record a result; an error, no result, or a missing/NaN metric makes the member infeasible.
 
         Unknown trial ids, and the second of two trials for the same member (see module docs), are
-        ignored. The last result of a generation advances the algorithm.
+        ignored. The last result of a generation advances the algorithm. An errored trial that the
+        :meth:`retry_failed_trials` filter accepts is handed out again instead.
         """
         member = self._trial_member.pop(trial_id, None)
         if member is None or member in self._outcomes or self._objectives is None:
             return
+        if error and self._retry_filter is not None and self._retry_filter(trial_id):
+            self._resuggest.append(member)  # its candidate is evaluated by a new trial, as if this one never ran
+            return
         self._record(member, self._objectives.read(result, error))
+
+    def retry_failed_trials(self, should_retry: Callable[[str], bool] | None) -> None:
+        """Hand an errored trial's candidate out again, under a new trial, whenever ``should_retry(trial_id)``
+        says so, instead of filing it as failed.
+
+        For an orchestrator that knows better than Tune why a trial failed: Tune 2.60 can end a trial
+        whose reused worker had died with fewer failures than its ``max_failures`` (it handles the dead
+        worker's one failure twice). The filter is not part of the searcher's state or pickle.
+        """
+        self._retry_filter = should_retry
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_retry_filter": None}
 
     # ------------------------------------------------------------------ results
     @property
@@ -501,6 +520,7 @@ class GenerationalSearcher(Searcher, abc.ABC):
                              f"{checkpoint_dir!r}. HINT: pass the experiment directory of the run.")
         self.restore(max(paths))
         self._resuggest = [m for m in self._resuggest if m not in self._trial_member.values()]
+        self._reconcile_with_tune(restored_trials(checkpoint_dir))
         if self._trial_member:
             import logging
 
@@ -509,6 +529,32 @@ class GenerationalSearcher(Searcher, abc.ABC):
                 "%s: waiting for %d unfinished trial(s) that Tuner.restore resumes (%s); restore with "
                 "resume_unfinished=True (the default) or they are never finished.", type(self).__name__,
                 len(self._trial_member), ", ".join(sorted(self._trial_member)))
+
+    def _reconcile_with_tune(self, trials: dict[str, tuple[str, dict[str, Any] | None]] | None) -> None:
+        """Settle the members this state waits for against the trials Tune restores (``None``: unknown).
+
+        A killed driver can leave the searcher's state a step apart from Tune's trial list
+        (:mod:`searchers._tune_state`). A trial Tune resumes is waited for; one Tune holds as finished
+        has its last result recorded (Tune will not report it again), one that errored is recorded as
+        failed, and one Tune does not know is handed out again. Without this, a searcher could wait
+        for a trial that never comes, and the run would end with its generation open.
+        """
+        if trials is None or self._objectives is None:
+            return
+        generation = self._generation
+        for trial_id, member in list(self._trial_member.items()):
+            status, result = trials.get(trial_id, ("", None))
+            if status in ("PENDING", "RUNNING", "PAUSED") or self._generation != generation:
+                continue
+            self._trial_member.pop(trial_id, None)
+            if member in self._outcomes:
+                continue
+            if status == "TERMINATED" and result is not None:
+                self._record(member, self._objectives.read(result, False))
+            elif status == "ERROR":
+                self._record(member, self._objectives.read(None, True))
+            else:
+                self._resuggest.append(member)
 
     # ------------------------------------------------------------------ internals
     @classmethod

@@ -41,6 +41,7 @@ __all__ = [
     "test_sequence_independent_of_completion_order",
     "test_restore_continues_the_uninterrupted_sequence",
     "test_unfinished_trials_are_suggested_again_first", "test_tune_resume_waits_for_the_resumed_trials",
+    "test_tune_restore_settles_trials_tune_finished_failed_or_never_knew",
     "test_restore_into_a_bare_searcher_like_ray",
     "test_points_to_evaluate_come_first_within_the_budget", "test_points_survive_a_restore_into_a_bare_searcher",
     "test_points_that_do_not_fit_are_refused", "test_evaluated_points_join_the_front_and_are_never_suggested",
@@ -329,6 +330,46 @@ def test_tune_resume_waits_for_the_resumed_trials(searcher_name, toy, tmp_path) 
     assert len(every) == len(set(every)) == budget_of(searcher_name)
     assert every == reference
     assert restored.finished and restored.pareto_front() == _finished(searcher_name, toy).pareto_front()
+
+
+def _write_tune_state(directory: Any, trials: list[tuple[str, dict[str, Any], str, Any]]) -> None:
+    """An ``experiment_state-*.json`` as Tune 2.60 writes it, from Tune's own Trial objects:
+    ``(trial_id, config, status, last_result)`` each."""
+    import json
+
+    from ray.tune.experiment import Trial
+
+    data = []
+    for trial_id, config, status, result in trials:
+        trial = Trial("trainable", config=config, trial_id=trial_id, stub=True)
+        trial.set_status(status)
+        trial.run_metadata.last_result = result or {}
+        data.append(list(trial.get_json_state()))
+    with open(f"{directory}/experiment_state-crash.json", "w", encoding="utf-8") as handle:
+        json.dump({"trial_data": data, "runner_data": {}, "stats": {}}, handle)
+
+
+def test_tune_restore_settles_trials_tune_finished_failed_or_never_knew(searcher_name, toy, tmp_path) -> None:
+    """A driver killed between Tune's two writes leaves its trial list a step apart from the searcher's
+    state. Of the trials the searcher waits for, Tune holds one as finished (its result is recorded from
+    Tune's state, not evaluated again), one as failed (recorded as failed) and does not know the third (it
+    is handed out again); the run still ends with the full budget and nothing evaluated twice."""
+    before = TuneSim(make(searcher_name), toy, order_seed=5, max_concurrent=4).run(completed=1)
+    before.searcher.save_to_dir(str(tmp_path), session_str="crash")
+    assert len(before.running) >= 2
+    (done_id, done), (failed_id, failed), *lost = before.running
+    _write_tune_state(tmp_path, [(done_id, done, "TERMINATED", toy(done)), (failed_id, failed, "ERROR", None)])
+    restored = make(searcher_name)
+    restored.restore_from_dir(str(tmp_path))
+    resumed = TuneSim(restored, toy, prefix="resumed").run()  # Tune resumes nothing
+    again = chromosomes(resumed.suggested)
+    assert chromosomes([c for _, c in lost]) == again[:len(lost)]  # handed out again, first
+    assert not set(chromosomes([done, failed])) & set(again)
+    every = chromosomes(before.suggested + resumed.suggested)
+    assert len(set(every)) == budget_of(searcher_name) and len(every) == len(set(every)) + len(lost)
+    assert restored.finished
+    filed = {tuple(e["config"][k] for k in SPACE): e["metrics"] for e in restored.evaluated()}
+    assert filed[chromosomes([failed])[0]] is None and filed[chromosomes([done])[0]] is not None
 
 
 def _point(i: int) -> dict[str, int]:

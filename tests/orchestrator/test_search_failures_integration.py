@@ -97,3 +97,53 @@ def test_a_checkpoint_that_is_not_the_recorded_one_stops_the_search_at_once(tmp_
         _run(tmp_path, None, ctx, lines)
     assert not any("retrying" in ln for ln in lines)  # the experiment's fault: never retried
     assert not any(ln.startswith("[search] gen") for ln in lines)  # and no candidate scored
+
+
+
+def test_a_trial_tune_ends_before_its_retries_is_evaluated_again_not_lost(tmp_path: Path, tune_ray: None) -> None:
+    """Tune 2.60 handles the one failure of a reused worker that had died (killed while idle, or lost with its
+    node) twice: ``_process_trial_failure`` retries the trial (``on_trial_recover``), then, for the same
+    death, tells the searcher the trial errored and fires ``on_trial_error`` with 2 failures of 4 allowed
+    (tune_controller.py, ``_actor_failed`` and the reset call's own error handler). That exact sequence,
+    on Tune's own Trial and the real searcher: the candidate is handed out again and nothing aborts."""
+    from ray.exceptions import ActorDiedError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial as TuneTrial
+
+    from orchestrator.search import _tune_callback
+
+    def Trial(name: str, *, config: dict, trial_id: str, stub: bool) -> TuneTrial:  # noqa: N802 - Tune's
+        trial = TuneTrial(name, config=config, trial_id=trial_id, stub=stub,
+                          storage=StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp"))
+        trial.init_local_path()
+        return trial
+
+    searcher = make_searcher(CFG, param_space=param_space_of(SPACE), seed=0)
+    searcher.set_search_properties(metric=None, mode=None, config={})
+    lines: list[str] = []
+    progress = SearchProgress(total=CFG.budget, known=set(), on_candidate=lambda r: None,
+                              on_failure=lambda trial_id, reason: pytest.fail(reason), printer=lines.append,
+                              candidate_of=lambda config: SPACE.candidate_id(encoding_of(SPACE, config)))
+    searcher.retry_failed_trials(progress.ended_early)
+    callback = _tune_callback(progress)
+    config = searcher.suggest("t0")
+    trial = Trial("trainable", config=config, trial_id="t0", stub=True)
+    died = ActorDiedError()
+    trial.handle_error(died)  # the dead worker's failure, first handling: retried
+    callback.on_trial_recover(0, [trial], trial)
+    trial.handle_error(died)  # ... and second handling: ended
+    searcher.on_trial_complete("t0", error=True)
+    callback.on_trial_error(0, [trial], trial)
+    assert progress.abort_reason is None, lines
+    assert any("Tune ended its trial after 2 of 4 tries" in line for line in lines), lines
+    assert searcher.suggest("t1") == config  # the same candidate, under a new trial
+    again = Trial("trainable", config=config, trial_id="t1", stub=True)
+    for _ in range(TRIAL_RETRIES):  # a trial that did use up its retries ...
+        again.handle_error(died)
+        callback.on_trial_recover(0, [again], again)
+    again.handle_error(died)
+    assert not progress.ended_early("t1")
+    searcher.on_trial_complete("t1", error=True)
+    callback.on_trial_error(0, [again], again)  # ... still stops the search, saying how often it failed
+    assert progress.abort_reason is not None and f"failed {TRIAL_RETRIES + 1} times" in progress.abort_reason
+    assert searcher.suggest("t2") != config  # and its candidate was filed as failed, not handed out again
