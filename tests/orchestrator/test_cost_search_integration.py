@@ -47,7 +47,11 @@ def test_search_with_a_calibration_stage_then_resume_skips_it(tmp_path: Path) ->
     exp = tmp_path / "runs" / "calibrated"
     saved = json.loads((exp / "cost_model.json").read_text())
     assert saved["kind"] == "linear" and saved["calibration"]["samples"] == 6
-    assert len((exp / "latency_cache.jsonl").read_text().splitlines()) == 6
+    records = [json.loads(line) for line in (exp / "latency_cache.jsonl").read_text().splitlines()]
+    paired = [r for r in records if "reference" in r["settings"]]  # the 6, each timed against the reference ...
+    assert len(paired) == 6 and all(r["reference_id"] == paired[0]["reference_id"] > "" for r in paired)
+    (reference,) = [r for r in records if "reference" not in r["settings"]]  # ... whose own latency sets the scale
+    assert reference["candidate_id"] == paired[0]["reference_id"]
     completed = Journal(exp / "journal.jsonl").replay().completed["calibrate"]
     assert completed["source"] == "calibration" and completed["fidelity"]["n"] == 2
 
