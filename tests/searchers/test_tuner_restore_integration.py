@@ -62,7 +62,9 @@ ROTATED = [("weighted-nsga2", "sigkill"), ("reinforce", "sigint"), ("random", "r
 
 @pytest.mark.parametrize("pairs", [
     # In `-m extended` too for now: one run of the full suite saw WeightedNSGA2 restored after SIGKILL end
-    # with 1 trial (the searcher restored empty); not understood yet, so kept out of CI's default run.
+    # with 1 trial (the searcher restored empty). Most likely Tune's trial list and the searcher's state a
+    # step apart after the kill (Tune writes them one after the other); restore_from_dir now reconciles
+    # them (contract test test_tune_restore_settles_...). Back in the default run once repeated runs agree.
     pytest.param(ROTATED, id="each-searcher-and-crash", marks=pytest.mark.extended),
     pytest.param(list(itertools.product(SEARCHERS, CRASHES)), id="every-pair", marks=pytest.mark.extended),
 ])
