@@ -315,7 +315,7 @@ def _quiet(encodings: Sequence[Encoding], records: Sequence[Mapping[str, Any]], 
            noisy: int) -> tuple[list[Encoding], list[float]]:
     """The encodings whose measurement is not noisy, with their medians; refuses a mostly noisy set."""
     if noisy > NOISY_LIMIT * total:
-        reason = next(r["noisy"] for r in records if r.get("noisy")) if any(r.get("noisy") for r in records) else ""
+        reason = next((r["noisy"] for r in records if r.get("noisy")), "see the records marked noisy in the cache")
         raise DeviceError(f"{noisy} of {total} measurements were noisy even after {NOISY_RETRIES} retries each "
                           f"(for example: {reason}); a cost model fitted to them would learn the load, not the "
                           f"device. HINT: stop other work on the device's node (or use a node with free cores) "

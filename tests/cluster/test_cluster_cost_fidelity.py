@@ -74,7 +74,7 @@ def test_with_measurement_noise_it_reaches_the_noise_ceiling_and_the_paper_model
 def test_relative_ridge_weights_small_and_large_models_alike() -> None:
     # Two regimes: the absolute fit lets the three large rows decide the slope, the relative one does not.
     x = np.array([[1.0], [2.0], [3.0], [100.0], [110.0], [120.0]])
-    y = np.array([1.2, 2.2, 3.2, 90.0, 99.0, 108.0])  # small ones: 1 + 0.2 per unit... large ones 0.9 per unit
+    y = np.array([1.2, 2.2, 3.2, 90.0, 99.0, 108.0])  # small ones: 0.2 + 1 per unit; large ones: 0.9 per unit
     w, b = relative_ridge(x, y, alpha=1e-12, nonnegative=True)
     relative = np.abs(x @ w + b - y) / y
     assert relative[:3].max() < 0.1  # the small models are not sacrificed to the large ones
