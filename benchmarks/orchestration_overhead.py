@@ -4,7 +4,7 @@
 2. Tune only:   the same through ``ray.tune.Tuner`` (reused actors), no journal, no cache, no MLflow;
 3. hwnas without MLflow: Tuner + evaluation cache + journal;
 4. hwnas:       the same through hwnas's search stage: Tuner + evaluation cache + journal + MLflow
-                (sqlite store, logged from a background thread), the code path of ``hwnas search``.
+                (SQLite store, logged by the tracking process), the code path of ``hwnas search``.
 The cheap evaluation is the MoGA space's analytic params/MAdds count plus a fixed accuracy proxy, so
 the difference between the rows is orchestration, not work. All four run in one process, one after
 the other, so they share the machine's state (this machine is shared and noisy: compare ratios).
@@ -13,12 +13,14 @@ The first search through Tune after Ray starts also pays Ray's first-use costs (
 which by default land in the "Tune only" row; ``--tune-warmup`` runs one unreported Tune-only search
 first, so that every row is measured warm.
 
-Usage: python benchmarks/orchestration_overhead.py [--candidates 200] [--concurrency 1] [--tune-warmup]
+Usage: python benchmarks/orchestration_overhead.py [--candidates 200] [--concurrency 1] [--rounds 1]
+       [--tune-warmup]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -136,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the four ways this many times in turn; the ratio is reported per round and as "
+                             "the median (the machine's noise moves single runs by +-20%%)")
     parser.add_argument("--tune-warmup", action="store_true",
                         help="run one unreported Tune-only search first (Ray's first-use costs in no row)")
     args = parser.parse_args()
@@ -146,31 +151,48 @@ def main() -> None:
     cfg = search_config(args.candidates, args.concurrency)
     plain_loop(cfg)  # warm-up: imports and first-use costs are not orchestration
     connect(None)
-    rows = {}
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.tune_warmup:
             through_tune(cfg, _mk(tmp, "warmup"), hwnas=False, total=args.candidates)()
-        for name, make in (
-            ("plain loop", lambda: lambda: plain_loop(cfg)),
-            ("Tune only", lambda: through_tune(cfg, _mk(tmp, "tune"), hwnas=False, total=args.candidates)),
-            ("hwnas without MLflow (Tune + cache + journal)",
-             lambda: through_tune(cfg, _mk(tmp, "nomlflow"), hwnas=True, total=args.candidates, mlflow=False)),
-            ("hwnas (Tune + cache + journal + MLflow)",
-             lambda: through_tune(cfg, _mk(tmp, "hwnas"), hwnas=True, total=args.candidates)),
-        ):
-            fn = make()  # the once-per-search set-up, not per candidate (SETUP says what it costs)
-            start = time.perf_counter()
-            n = fn()
-            rows[name] = (time.perf_counter() - start) / n * 1000
+        for r in range(args.rounds):
+            rounds.append(_one_round(cfg, tmp, r, args.candidates))
     ray.shutdown()
-    plain = rows["plain loop"]
-    for name, ms in rows.items():
-        print(f"{name:<42} {ms:8.2f} ms/candidate  (+{ms - plain:7.2f} ms over the plain loop)")
-    hw, tu = rows["hwnas (Tune + cache + journal + MLflow)"], rows["Tune only"]
-    print(f"hwnas adds {hw - tu:.2f} ms per candidate to Tune alone (ratio {hw / tu:.2f})")
+    _report(rounds)
+
+
+def _one_round(cfg: SearchConfig, tmp: str, r: int, candidates: int) -> dict[str, float]:
+    rows = {}
+    for name, make in (
+        ("plain loop", lambda: lambda: plain_loop(cfg)),
+        ("Tune only", lambda: through_tune(cfg, _mk(tmp, f"tune{r}"), hwnas=False, total=candidates)),
+        ("hwnas without MLflow (Tune + cache + journal)",
+         lambda: through_tune(cfg, _mk(tmp, f"nomlflow{r}"), hwnas=True, total=candidates, mlflow=False)),
+        ("hwnas (Tune + cache + journal + MLflow)",
+         lambda: through_tune(cfg, _mk(tmp, f"hwnas{r}"), hwnas=True, total=candidates)),
+    ):
+        fn = make()  # the once-per-search set-up, not per candidate (SETUP says what it costs)
+        start = time.perf_counter()
+        n = fn()
+        rows[name] = (time.perf_counter() - start) / n * 1000
+    return rows
+
+
+def _report(rounds: list[dict[str, float]]) -> None:
+    hwnas, tune = "hwnas (Tune + cache + journal + MLflow)", "Tune only"
+    for i, rows in enumerate(rounds):
+        plain = rows["plain loop"]
+        print(f"round {i + 1}:" if len(rounds) > 1 else "")
+        for name, ms in rows.items():
+            print(f"  {name:<46} {ms:8.2f} ms/candidate  (+{ms - plain:7.2f} ms over the plain loop)")
+        print(f"  hwnas adds {rows[hwnas] - rows[tune]:.2f} ms per candidate to Tune alone "
+              f"(ratio {rows[hwnas] / rows[tune]:.2f})")
+        print(json.dumps({k: round(v, 3) for k, v in rows.items()}))
+    ratios = sorted(rows[hwnas] / rows[tune] for rows in rounds)
+    print(f"hwnas / Tune alone, per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+          f"median {statistics.median(ratios):.2f}")
     for name, seconds in SETUP.items():
-        print(f"once per search: {name} {seconds:.2f} s")
-    print(json.dumps({k: round(v, 3) for k, v in rows.items()}))
+        print(f"once per search: {name} {seconds:.2f} s (the last round's)")
 
 
 def _mk(tmp: str, name: str) -> Path:

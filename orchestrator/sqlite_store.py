@@ -2,9 +2,9 @@
 
 MLflow creating a store in place leaves a half-migrated database, unusable for good, when the driver is
 killed during those seconds (seen in the chaos test): the store is built in a temporary file and linked
-into place. In SQLite's default rollback-journal mode every commit costs several fsyncs, and a candidate
-is three commits (its run, its values, its end): write-ahead logging cuts MLflow's cost per candidate
-about threefold (``benchmarks/orchestration_overhead.py``). WAL needs shared memory between the
+into place. In SQLite's default rollback-journal mode every commit costs several fsyncs (a candidate
+is one commit, :mod:`orchestrator.finished_runs`; a retrain or the supernet's curve many): write-ahead
+logging cut MLflow's cost per commit about threefold (``benchmarks/orchestration_overhead.py``). WAL needs shared memory between the
 processes that open the file, so it is left off on network file systems, where a reader on another host
 (an ``mlflow ui``) would see a broken database.
 """

@@ -94,6 +94,7 @@ class Tracker:
         self.space_name = space_name
         self.quality = quality
         self._queue: ThreadPoolExecutor | None = None
+        self._run_writer: Any = "unknown"  # a FinishedRunWriter, or None: decided on first use
 
     def _call(self, what: str, method: str, *args: Any, wait: bool, guard: bool = True) -> Any:
         """Run ``self.<method>(*args)`` in submission order: on the tracker's thread, or, with
@@ -137,7 +138,7 @@ class Tracker:
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; threads, processes and clients stay behind.
-        return {**self.__dict__, "_queue": None, "_client": None,
+        return {**self.__dict__, "_queue": None, "_client": None, "_run_writer": "unknown",
                 "_worker": None if self._worker is None else "pending"}
 
     def close(self) -> None:
@@ -336,21 +337,34 @@ class Tracker:
         # The run spans the candidate's evaluation (older journals lack its times: then the logging time).
         started = float(rec.get("eval_started") or rec.get("time", 0))
         ended = started + float(rec.get("eval_seconds") or 0.0)
+        run_name = f"g{int(rec['generation']):03d}-{cid[:8]}"
+        tags = {UID_TAG: self.uid, ROLE_TAG: "candidate", "candidate_id": cid, "mlflow.parentRunId": self._parent_id,
+                **self.run_tags}
+        if cid not in known and self._finished_runs() is not None:  # one transaction instead of three
+            known[cid] = (self._finished_runs().write(
+                self._experiment(), run_name=run_name, start_ms=int(started * 1000), end_ms=int(ended * 1000),
+                tags=tags, params=self._candidate_params(rec), metrics=readable_metrics(rec)), "FINISHED")
+            return
         if cid in known:
             run_id = known[cid][0]  # created before a crash: finish it instead of making another
         else:
-            run_id = self.client.create_run(
-                self._experiment(), run_name=f"g{int(rec['generation']):03d}-{cid[:8]}",
-                start_time=int(started * 1000),
-                tags={UID_TAG: self.uid, ROLE_TAG: "candidate", "candidate_id": cid,
-                      "mlflow.parentRunId": self._parent_id, **self.run_tags},
-            ).info.run_id
+            run_id = self.client.create_run(self._experiment(), run_name=run_name, start_time=int(started * 1000),
+                                            tags=tags).info.run_id
             known[cid] = (run_id, "RUNNING")
         metrics = [Metric(k, v, int(ended * 1000), 0) for k, v in readable_metrics(rec).items()]
         params = [Param(k, v) for k, v in self._candidate_params(rec).items()]
         self.client.log_batch(run_id, metrics=metrics, params=params)
         self.client.set_terminated(run_id, "FINISHED", end_time=int(ended * 1000))
         known[cid] = (run_id, "FINISHED")
+
+    def _finished_runs(self) -> Any:
+        """The store's one-transaction writer of finished runs, or None where the client must write
+        (a tracking server; see :mod:`orchestrator.finished_runs`)."""
+        if self._run_writer == "unknown":
+            from .finished_runs import FinishedRunWriter
+
+            self._run_writer = FinishedRunWriter.for_client(self.client)
+        return self._run_writer
 
     def _candidate_params(self, rec: dict[str, Any]) -> dict[str, str]:
         """Id, encoding, space and generation, and each searched layer's choice by name (``layer_03 =

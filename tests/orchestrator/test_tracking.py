@@ -240,3 +240,53 @@ def test_a_killed_tracking_process_is_said_once_and_never_raises(tmp_path: Path,
     assert tracker.sync([_record(space, 1, time.time())]) is False
     tracker.close()
     assert len(said) == 1 and "the tracking process ended" in said[0] and "hwnas resume" in said[0]
+
+
+def _written_run(tmp_path: Path, space, record: dict, *, one_transaction: bool):
+    tracker = _tracker(tmp_path, space)
+    if not one_transaction:
+        tracker._run_writer = None  # the client's create_run + log_batch + set_terminated, as before
+    tracker.log_candidate(record)
+    tracker.close()
+    (run,) = _runs(tmp_path, "candidate")
+    client = _client(tmp_path)
+    history = {key: [(m.value, m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, key)]
+               for key in run.data.metrics}
+    return run, history
+
+
+def test_a_candidate_run_written_in_one_transaction_reads_back_as_mlflow_writes_it(tmp_path: Path, space) -> None:
+    from orchestrator.finished_runs import FinishedRunWriter
+
+    assert FinishedRunWriter.for_client(_tracker(tmp_path / "probe", space).client) is not None
+    record = {**_record(space, 3, time.time() - 50), "accuracy": float("nan"), "latency_ms": float("inf")}
+    fast, fast_history = _written_run(tmp_path / "fast", space, record, one_transaction=True)
+    slow, slow_history = _written_run(tmp_path / "slow", space, record, one_transaction=False)
+    for field in ("status", "start_time", "end_time", "lifecycle_stage", "user_id", "run_name"):
+        assert getattr(fast.info, field) == getattr(slow.info, field), field
+    assert fast.info.artifact_uri.endswith(f"/{fast.info.run_id}/artifacts")
+    assert fast.data.params == slow.data.params
+    assert fast.data.tags.keys() == slow.data.tags.keys()
+    assert {k: v for k, v in fast.data.tags.items() if k != "mlflow.parentRunId"} == \
+        {k: v for k, v in slow.data.tags.items() if k != "mlflow.parentRunId"}
+    assert str(fast.data.metrics) == str(slow.data.metrics)  # NaN and the store's stand-in for inf alike
+    assert str(fast_history) == str(slow_history)
+    client = _client(tmp_path / "fast")
+    exp = client.get_experiment_by_name("tracked")
+    first_layer = space.dims[0]
+    choice = fast.data.params[first_layer.name]
+    found = client.search_runs([exp.experiment_id], filter_string=f"params.{first_layer.name} = '{choice}' "
+                               f"and metrics.params_m > 0 and attributes.status = 'FINISHED'")
+    assert [r.info.run_id for r in found] == [fast.info.run_id]
+
+
+def test_the_one_transaction_writer_steps_aside_where_it_would_not_write_what_mlflow_does(
+        tmp_path: Path, space, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import finished_runs
+
+    assert finished_runs.FinishedRunWriter.for_client(MlflowClient("http://127.0.0.1:9")) is None  # a server
+    client = _tracker(tmp_path, space).client
+    monkeypatch.setitem(finished_runs.COLUMNS, "runs", finished_runs.COLUMNS["runs"] | {"a_future_column"})
+    assert finished_runs.FinishedRunWriter.for_client(client) is None
