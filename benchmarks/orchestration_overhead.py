@@ -76,6 +76,16 @@ class CheapContext:
         return get_space("moga", **SPACE_SETTINGS)
 
 
+_CACHES: dict[str, EvaluationCache] = {}
+
+
+def _worker_cache(experiment_dir: str) -> EvaluationCache:
+    """One cache per worker process, read incrementally, as the evaluator's worker state keeps it."""
+    if experiment_dir not in _CACHES:
+        _CACHES[experiment_dir] = EvaluationCache(Path(experiment_dir) / "evaluations.jsonl")
+    return _CACHES[experiment_dir]
+
+
 def cheap_trial(config: dict[str, Any], ctx: CheapContext) -> None:
     from ray import tune
 
@@ -84,7 +94,7 @@ def cheap_trial(config: dict[str, Any], ctx: CheapContext) -> None:
     cid = space.candidate_id(encoding)
     metrics, cached = None, False
     if ctx.use_cache:
-        cache = EvaluationCache(Path(ctx.experiment_dir) / "evaluations.jsonl")
+        cache = _worker_cache(ctx.experiment_dir)
         metrics = cache.get(cid, "bench")
         cached = metrics is not None
     if metrics is None:
