@@ -58,14 +58,35 @@ def make_searcher(name: str) -> Any:
     return SEARCHERS.get(name)(param_space=SPACE, metric=["acc", "lat"], mode=["max", "min"], seed=0, **settings)
 
 
+def wait_for_the_storage_copy(name: str, storage: Path, timeout_s: float = 20.0) -> None:
+    """Wait until Tune's background copy of its state files (driver staging directory -> storage) is done.
+
+    Tune 2.60 copies ``experiment_state-*.json`` and the searcher's state to storage file by file, in a
+    background thread, after each step. A SIGKILL in the middle of that copy leaves a torn (empty) experiment
+    state in storage, and ``Tuner.restore`` then starts the experiment over: Ray's ``OptunaSearch`` ends with
+    one trial as ours do (seen in this test, 2026-12-05). That is Tune's copy, not the searchers' contract,
+    so the driver kills itself only once storage holds the same state files as the staging directory.
+    """
+    from ray.train.constants import _get_ray_train_session_dir
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        staged = [f for f in Path(_get_ray_train_session_dir()).glob(f"*/{name}/driver_artifacts/*") if f.is_file()]
+        if staged and all((storage / f.name).exists() and (storage / f.name).stat().st_size == f.stat().st_size
+                          for f in staged):
+            return
+        time.sleep(0.05)
+
+
 class CrashAfter(tune.Callback):
     """The driver dies the given way at the first step after ``CRASH_AFTER`` trials are complete.
 
     From ``on_step_begin`` an exception leaves ``Tuner.fit()`` (Tune turns one from a trial hook into a
     failed trial instead)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "", storage: str = "") -> None:
         self.done = 0
+        self.name, self.storage = name, storage
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
@@ -78,6 +99,8 @@ class CrashAfter(tune.Callback):
         if how == "raise":
             raise RuntimeError("the driver crashed")
         self.done = -10**9  # one signal: Tune's second SIGINT would abort without saving
+        if how == "sigkill":
+            wait_for_the_storage_copy(self.name, Path(self.storage))
         os.kill(os.getpid(), signal.SIGINT if how == "sigint" else signal.SIGKILL)
 
 
@@ -97,7 +120,7 @@ def main(name: str, mode: str, run_dir: Path) -> None:
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(make_searcher(name), max_concurrent=2),
                                     num_samples=BUDGET if name == "optuna" else -1),
         run_config=tune.RunConfig(storage_path=str(run_dir), name=run_name(run_dir), verbose=0,
-                                  callbacks=[CrashAfter()]),
+                                  callbacks=[CrashAfter(run_name(run_dir), str(run_dir / run_name(run_dir)))]),
     )
     os.environ["CRASH_HOW"] = mode
     tuner.fit()
