@@ -140,7 +140,9 @@ class CostConfig:
     kind: str = "measured"
     device: str = "cpu"
     model: str = ""
-    calibration_samples: int = 0
+    #: How many architectures the calibration stage measures, or ``"auto"``: until held-out fidelity stops
+    #: improving (``hwnas costmodel fit --samples auto``).
+    calibration_samples: int | str = 0
     warmup: int = MeasureOptions.warmup
     min_runs: int = MeasureOptions.min_runs
     max_runs: int = MeasureOptions.max_runs
@@ -224,7 +226,6 @@ _LIMITS: dict[str, tuple[float, float, bool]] = {
     "evaluation.batch_size": (1, 65_536, False),
     "search.max_concurrent": (1, 1024, False),
     "search.top_k": (1, 10_000, False),
-    "cost.calibration_samples": (0, 100_000, False),
 }
 #: The most candidates one search may ask for.
 MAX_CANDIDATES = 1_000_000
@@ -364,6 +365,11 @@ def _cost(raw: Any) -> CostConfig:
     from cluster import device_names  # late import: cluster pulls in Ray
 
     cfg = _build_flat(CostConfig, raw, "cost")
+    if cfg.calibration_samples != "auto":  # a number, or the word that lets held-out fidelity choose it
+        value = cfg.calibration_samples
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+            raise _fail("cost.calibration_samples", "must be a whole number in [0, 100000] or auto", value,
+                        "write e.g. 40, or auto to measure until held-out fidelity stops improving")
     _choice("cost.kind", cfg.kind, COST_KINDS)
     _choice("cost.device", cfg.device, device_names())
     _cost_model_fields(cfg)
@@ -393,9 +399,11 @@ def _cost_model_fields(cfg: CostConfig) -> None:
         raise _fail("cost.kind", f"{cfg.kind} needs cost.model (a file from `hwnas costmodel fit`) or "
                     f"cost.calibration_samples", cfg.kind,
                     "add e.g. 'calibration_samples: 40' under cost, or 'model: costmodel.json'")
+    if cfg.calibration_samples == "auto":
+        return
     if not cfg.model and cfg.calibration_samples < MIN_SAMPLES:
         raise _fail("cost.calibration_samples", f"must be >= {MIN_SAMPLES} (a quarter, at least 2, is held out to "
-                    f"report fidelity)", cfg.calibration_samples, "use e.g. 40")
+                    f"report fidelity)", cfg.calibration_samples, "use e.g. 40, or auto")
 
 
 def _check_cost_model_file(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:

@@ -112,9 +112,13 @@ class EvalContext:
         # A detector is timed as deployed: with its box decoding (NMS stays outside the graph).
         onnx_bytes = export_onnx(deployable(self.space, model, **self.deploy_options), self.space.input_shape)
         stats = state.latency_client.measure(candidate_id, onnx_bytes, list(self.space.input_shape))
+        # A search's own trials load its node, so a noisy measurement is reported, not retried (a retry
+        # would meet the same load). Unknown (no mark): a window too short to tell, or no /proc/stat.
+        busy = {} if stats.get("foreign_cores") is None else {
+            "latency_foreign_cores": stats["foreign_cores"], "latency_noisy": 1 if stats.get("noisy") else 0}
         return {
             "latency_ms": stats["median_ms"], "latency_min_ms": stats["min_ms"], "latency_p90_ms": stats["p90_ms"],
-            "latency_cv": stats["cv"], "latency_runs": stats["runs"],
+            "latency_cv": stats["cv"], "latency_runs": stats["runs"], **busy,
         }
 
 

@@ -11,7 +11,10 @@ __all__ = ["COST_METRICS", "LATENCY_DETAIL_KEYS", "TIMING_KEYS", "candidate_metr
 #: What a candidate costs: latency (measured or predicted), trainable parameters, multiply-adds.
 COST_METRICS: tuple[str, ...] = ("latency_ms", "params", "madds")
 #: The statistics of a measured latency, beside its median ``latency_ms``.
-LATENCY_DETAIL_KEYS: tuple[str, ...] = ("latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs")
+#: ``latency_foreign_cores``: cores other processes kept busy while it was measured; ``latency_noisy``: 1 when
+#: that was more than the node had free (the figure is then suspect; see cluster.host_load), else 0.
+LATENCY_DETAIL_KEYS: tuple[str, ...] = ("latency_min_ms", "latency_p90_ms", "latency_cv", "latency_runs",
+                                        "latency_foreign_cores", "latency_noisy")
 #: When a candidate's evaluation began (Unix seconds) and how long it took: kept in the journal record,
 #: not metrics an objective could name.
 TIMING_KEYS: tuple[str, ...] = ("eval_started", "eval_seconds")
@@ -32,7 +35,7 @@ def candidate_metrics(record: dict) -> dict[str, float]:
 
     names = {m for cls in (TASKS.get(n) for n in TASKS.names()) for m in cls.METRICS + cls.DETAIL_METRICS}
     names.update(COST_METRICS + LATENCY_DETAIL_KEYS)
-    return {k: float(v) for k, v in record.items() if k in names}
+    return {k: float(v) for k, v in record.items() if k in names and v is not None}  # None: not measured
 
 
 def readable_metrics(record: dict) -> dict[str, float]:

@@ -180,8 +180,9 @@ def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
         save_cost_model(path, result)  # the experiment's own copy: refitting the original changes nothing here
         source = cfg.cost.model
     else:
-        printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {cfg.cost.calibration_samples} "
-                f"architectures measured on {cfg.cost.device}")
+        how_many = ("as many architectures as held-out fidelity asks for" if cfg.cost.calibration_samples == "auto"
+                    else f"{cfg.cost.calibration_samples} architectures")
+        printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {how_many}, measured on {cfg.cost.device}")
         client = LatencyClient(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"),
                                options=cfg.cost.measure_options(), device_wait_s=cfg.cost.device_wait_s)
         result = fit_cost_model(cfg.cost.kind, cfg.build_space(), samples=cfg.cost.calibration_samples,
@@ -397,12 +398,17 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
     if known:
         printer(f"[search] resuming: {len(known)} candidates already scored are replayed from the cache")
 
+    measured = {"all": 0, "noisy": 0}  # this run's latency measurements, and those taken on a busy node
+
     def on_candidate(result: dict[str, Any]) -> None:
         record = {"candidate_id": result["candidate_id"], "encoding": result["encoding"], "space": space.name,
                   "generation": int(result["generation"]), **candidate_metrics(result),
                   **{k: float(result[k]) for k in TIMING_KEYS if result.get(k) is not None}}
         exp.journal.append("candidate", **record)
         tracker.log_candidate({**record, "time": time.time()})
+        if "latency_noisy" in record and not result.get("cached"):
+            measured["all"] += 1
+            measured["noisy"] += int(record["latency_noisy"])
 
     def on_failure(trial_id: str, reason: str) -> None:
         exp.journal.append("candidate_failed", trial_id=trial_id, reason=reason)
@@ -427,6 +433,11 @@ def _search(exp: Experiment, state: JournalState, digest: str, tracker: Tracker,
             f"the search stopped, not completed ({len(progress.known)} candidates scored are kept): "
             f"{str(exc).rstrip('.')}.{hint}"
         ) from None
+    if measured["noisy"]:
+        printer(f"[search] {measured['noisy']} of {measured['all']} latency measurements were taken while other "
+                f"processes kept the node's cores busy (latency_noisy = 1 in their metrics): those figures may be "
+                f"high. HINT: measure with fewer trials at once (search.max_concurrent) or on a quieter node, or "
+                f"search with a cost model fitted on an idle node (cost.kind: kernels).")
     exp.journal.stage_completed(stage, candidates=len(progress.known))
 
 

@@ -221,6 +221,8 @@ SET_CASES = [
          lambda d: _tiny(d)),
     Case("set-empty-name", _search("name="), "'name'", lambda d: _tiny(d)),
     Case("set-min-runs-zero", _search("cost.kind=measured", "cost.min_runs=0"), "'min_runs'", lambda d: _tiny(d)),
+    Case("set-calibration-samples-a-word", _search("cost.kind=kernels", "cost.calibration_samples=many"),
+         "'cost.calibration_samples': must be a whole number in [0, 100000] or auto", lambda d: _tiny(d)),
 ]
 
 COMMAND_CASES = [

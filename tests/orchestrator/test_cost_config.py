@@ -1,6 +1,7 @@
 """Config rules of cost.kind linear / lut: a fitted model file or a calibration stage, checked at load."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,19 @@ def test_a_model_file_is_checked_and_made_absolute(tmp_path: Path, monkeypatch: 
     assert "calibrate" not in stages_for(load_config(config))
 
 
+def test_calibration_samples_auto_lets_held_out_fidelity_choose(tmp_path: Path) -> None:
+    cfg = load_config(tiny_config(tmp_path), ["cost.kind=kernels", "cost.calibration_samples=auto"])
+    assert cfg.cost.calibration_samples == "auto" and stages_for(cfg)[0] == "calibrate"
+
+
 @pytest.mark.parametrize(
     "overrides, pattern",
     [
         (["cost.kind=linear"], "'cost.kind': linear needs cost.model"),
         (["cost.kind=lut", "cost.calibration_samples=3"], "'cost.calibration_samples': must be >= 4"),
+        (["cost.kind=kernels", "cost.calibration_samples=many"], "must be a whole number in [0, 100000] or auto"),
+        (["cost.kind=kernels", "cost.calibration_samples=2.5"], "must be a whole number in [0, 100000] or auto"),
+        (["cost.kind=madds", "cost.calibration_samples=auto"], "applies only to cost.kind kernels, linear or lut"),
         (["cost.kind=madds", "cost.calibration_samples=8"], "applies only to cost.kind kernels, linear or lut"),
         (["cost.kind=measured", "cost.model=x.json"], "'cost.model': applies only to cost.kind kernels, linear or lut"),
         (["cost.kind=linear", "cost.model=x.json", "cost.calibration_samples=8"], "cannot be combined"),
@@ -51,7 +60,7 @@ def test_a_model_file_is_checked_and_made_absolute(tmp_path: Path, monkeypatch: 
     ],
 )
 def test_bad_cost_fields(tmp_path: Path, overrides: list[str], pattern: str) -> None:
-    with pytest.raises(ConfigError, match=pattern.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(pattern)):
         load_config(tiny_config(tmp_path), overrides)
 
 
