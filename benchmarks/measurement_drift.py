@@ -9,6 +9,8 @@ On a quiet dedicated machine both agree; on a shared host (or a laptop changing 
 medians follow the node's speed and the ratios do not. The last line is one JSON object.
 
     .venv/bin/python benchmarks/measurement_drift.py --space moga --input-size 128 --models 30
+    .venv/bin/python benchmarks/measurement_drift.py --space mobiledet --setting target=cpu \
+        --setting task=classification --input-size 128 --models 40
 """
 from __future__ import annotations
 
@@ -40,8 +42,11 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--models", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a space setting beyond the input size, e.g. --setting target=cpu (repeatable)")
     args = p.parse_args()
-    space = get_space(args.space, input_size=args.input_size)
+    settings = dict(item.split("=", 1) for item in args.setting)
+    space = get_space(args.space, **settings, input_size=args.input_size)
     shape = space.input_shape
     options, cpu = MeasureOptions(), get_device("cpu")
     reference = export_architecture(space, space.default_encoding())
