@@ -19,6 +19,18 @@ def _mlflow_runs(db: Path, name: str) -> list:
     return client, client.search_runs([exp.experiment_id], max_results=1000)
 
 
+def _assert_busy_node_marks(run, exp_dir: Path) -> None:
+    """Each measurement says how busy the node was meanwhile, and whether that makes it suspect, where its
+    window was long enough to tell (these tiny models' often are not): as the latency cache recorded it."""
+    cache = {r["candidate_id"]: r for r in map(json.loads, (exp_dir / "latency_cache.jsonl").read_text().splitlines())}
+    busy = cache[run.data.params["candidate_id"]]
+    if busy["foreign_cores"] is None:
+        assert "latency_noisy" not in run.data.metrics and "latency_foreign_cores" not in run.data.metrics
+    else:
+        assert run.data.metrics["latency_noisy"] == (1.0 if busy["noisy"] else 0.0)
+        assert run.data.metrics["latency_foreign_cores"] == pytest.approx(busy["foreign_cores"])
+
+
 def test_search_with_measured_latency_end_to_end(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, name="e2e", cost__kind="measured", cost__min_runs=10, cost__max_runs=50)
     proc = run_cli("search", str(config), "--storage", str(tmp_path / "runs"), cwd=tmp_path)
@@ -44,21 +56,13 @@ def test_search_with_measured_latency_end_to_end(tmp_path: Path) -> None:
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(candidates) == 8
     run_ids = {row["candidate_id"]: row["mlflow_run_id"] for row in summary["pareto"]}
-    cache = {r["candidate_id"]: r for r in map(json.loads, (exp_dir / "latency_cache.jsonl").read_text().splitlines())}
     for run in candidates:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert {"candidate_id", "encoding", "generation", "layer_00"} <= set(run.data.params)
         assert {"accuracy", "latency_ms", "params_m", "madds_m", "eval_seconds"} <= set(run.data.metrics)
         assert run.data.metrics["latency_ms"] > 0 and run.info.end_time > run.info.start_time
-        # Each measurement says how busy the node was meanwhile, and whether that makes it suspect, where its
-        # window was long enough to tell (these tiny models' often are not): as the latency cache recorded it.
-        busy = cache[run.data.params["candidate_id"]]
-        if busy["foreign_cores"] is None:
-            assert "latency_noisy" not in run.data.metrics and "latency_foreign_cores" not in run.data.metrics
-        else:
-            assert run.data.metrics["latency_noisy"] == (1.0 if busy["noisy"] else 0.0)
-            assert run.data.metrics["latency_foreign_cores"] == pytest.approx(busy["foreign_cores"])
+        _assert_busy_node_marks(run, exp_dir)
         assert run.data.tags["hwnas_searcher"] == "weighted-nsga2" and run.data.tags["hwnas_device"] == "cpu"
         cid = run.data.params["candidate_id"]
         assert run.data.tags["pareto"] == ("true" if cid in pareto else "false")
