@@ -180,9 +180,9 @@ def _calibrate(exp: Experiment, state: JournalState, printer: Printer) -> None:
         save_cost_model(path, result)  # the experiment's own copy: refitting the original changes nothing here
         source = cfg.cost.model
     else:
-        how_many = ("architectures" if cfg.cost.calibration_samples == "auto"
-                    else f"{cfg.cost.calibration_samples} architectures")
-        until = " until held-out fidelity stops improving" if cfg.cost.calibration_samples == "auto" else ""
+        samples = cfg.cost.calibration_samples
+        how_many = "architectures" if samples == "auto" else f"{samples} architectures"
+        until = " until held-out fidelity stops improving" if samples == "auto" else ""
         printer(f"[{stage}] fitting a {cfg.cost.kind} cost model from {how_many} measured on {cfg.cost.device}{until}")
         client = LatencyClient(cfg.cost.device, str(exp.directory / "latency_cache.jsonl"),
                                options=cfg.cost.measure_options(), device_wait_s=cfg.cost.device_wait_s)

@@ -340,8 +340,9 @@ class Tracker:
         run_name = f"g{int(rec['generation']):03d}-{cid[:8]}"
         tags = {UID_TAG: self.uid, ROLE_TAG: "candidate", "candidate_id": cid, "mlflow.parentRunId": self._parent_id,
                 **self.run_tags}
-        if cid not in known and self._finished_runs() is not None:  # one transaction instead of three
-            known[cid] = (self._finished_runs().write(
+        writer = self._finished_runs()
+        if cid not in known and writer is not None:  # one transaction instead of three
+            known[cid] = (writer.write(
                 self._experiment(), run_name=run_name, start_ms=int(started * 1000), end_ms=int(ended * 1000),
                 tags=tags, params=self._candidate_params(rec), metrics=readable_metrics(rec)), "FINISHED")
             return
