@@ -23,7 +23,7 @@ from core.validation import invalid
 from .cache import LatencyCache
 from .devices import DeviceProfile
 from .host_load import CpuWindow, busy_verdict, node_cpus
-from .measure import MeasureOptions, check_input_shape, measure_model, measure_paired, runtime_string
+from .measure import PAIRING, MeasureOptions, check_input_shape, measure_model, measure_paired, runtime_string
 
 __all__ = ["NOISY_RETRIES", "LatencyService", "UnknownReferenceError", "noise_verdict"]
 
@@ -88,10 +88,10 @@ class LatencyService:
             onnx_bytes: The serialised ONNX model.
             input_shape: Its input shape, batch first.
             noisy_retries: Extra tries while the measurement is noisy; the quietest is kept.
-            reference_id: Time the model against this registered reference, run by run in turn
-                (:func:`~cluster.measure.measure_paired`): the record adds ``relative`` (the median ratio
-                of the model's runs to the reference's), ``reference_id`` and ``reference_ms``. Part of
-                the cache key.
+            reference_id: Time the model against this registered reference, in alternating blocks of
+                runs (:func:`~cluster.measure.measure_paired`): the record adds ``relative`` (the median
+                ratio of the model's blocks to the reference's), ``reference_id`` and ``reference_ms``.
+                Part of the cache key, with the pairing method.
 
         Returns:
             :meth:`~cluster.measure.LatencyStats.to_dict` plus ``candidate_id``, ``device``, ``runtime``,
@@ -148,7 +148,9 @@ class LatencyService:
                 "reference_ms": paired.reference.median_ms}
 
     def _settings_for(self, reference_id: str | None) -> dict[str, Any]:
-        return self._settings if reference_id is None else {**self._settings, "reference": reference_id}
+        if reference_id is None:
+            return self._settings
+        return {**self._settings, "reference": reference_id, "pairing": PAIRING}
 
     def lookup(self, candidate_id: str, input_shape: Sequence[int],
                reference_id: str | None = None) -> dict[str, Any] | None:

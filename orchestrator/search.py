@@ -115,8 +115,15 @@ class SearchProgress:
         if not result.get("cached"):
             self.fresh += 1
         if result["candidate_id"] not in self.known:
+            try:
+                self.on_candidate(result)
+            except Exception as exc:  # noqa: BLE001 - any failure to record stops the search, reported
+                # Raised into Tune, it would count as the trial's failure: the trial retried, the candidate
+                # scored and recorded twice. Not recording it is the experiment's fault (a full disk, a lost
+                # tracking server): stop; `hwnas resume` replays what the journal holds.
+                self.abort(f"recording candidate {result['candidate_id']} failed: {type(exc).__name__}: {exc}")
+                return
             self.known.add(result["candidate_id"])
-            self.on_candidate(result)
         self._print(result)
 
     def trial_retried(self, trial: Any, reason: str) -> None:

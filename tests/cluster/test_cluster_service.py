@@ -156,6 +156,10 @@ def test_a_paired_measurement_needs_its_reference_registered_and_is_cached_under
     service.register_reference("ref", slow_onnx.data, slow_onnx.shape)
     paired = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, 0, "ref")
     assert paired["reference_id"] == "ref" and 0 < paired["relative"] < 1 and paired["reference_ms"] > 0
-    assert paired["settings"] == {**fast_options.settings(), "reference": "ref"}
+    assert paired["settings"] == {**fast_options.settings(), "reference": "ref", "pairing": "blocks"}
     assert service.lookup("cand-a", tiny_onnx.shape) is None  # a plain figure is another key
     assert service.lookup("cand-a", tiny_onnx.shape, "ref")["relative"] == paired["relative"]
+    # A record paired run by run (before blocks) is another key: it is measured again, not reused.
+    run_by_run = LatencyCache.key("cand-a", CPU.name, service._runtime, tiny_onnx.shape,
+                                  {**fast_options.settings(), "reference": "ref"})
+    assert run_by_run != service._key("cand-a", tiny_onnx.shape, "ref")

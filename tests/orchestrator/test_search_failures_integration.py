@@ -80,6 +80,27 @@ def test_failures_that_cannot_be_the_candidates_stop_the_search(tmp_path: Path, 
         _run(tmp_path, _trial_raising_for(set(_first_suggestions(4))), ctx)
 
 
+def test_a_candidate_that_cannot_be_recorded_stops_the_search_without_a_retry(tmp_path: Path, tune_ray: None) -> None:
+    ctx = SimpleNamespace(experiment_dir=str(tmp_path), space_settings=SPACE_SETTINGS)
+    recorded: list[str] = []
+
+    def record(result: dict) -> None:
+        if len(recorded) == 2:
+            raise OSError(28, "No space left on device")
+        recorded.append(result["candidate_id"])
+
+    lines: list[str] = []
+    progress = SearchProgress(total=CFG.budget, known=set(), on_candidate=record,
+                              on_failure=lambda trial_id, reason: pytest.fail(reason), printer=lines.append,
+                              candidate_of=lambda config: SPACE.candidate_id(encoding_of(SPACE, config)))
+    with pytest.raises(SearchStopped, match=r"recording candidate \S+ failed: OSError: .*No space left on device"):
+        run_search(cfg=CFG, space=SPACE, ctx=ctx, seed=0, attempt=1, progress=progress,
+                   trial_fn=_trial_raising_for(set()))
+    assert not any("retrying" in ln for ln in lines), lines  # Tune never saw it as the trial's failure
+    assert len(recorded) == len(set(recorded)) == 2
+    assert progress.known == set(recorded)  # the unrecorded candidate is not known: a resume scores it
+
+
 def test_a_checkpoint_that_is_not_the_recorded_one_stops_the_search_at_once(tmp_path: Path, tune_ray: None) -> None:
     from orchestrator.evaluator import EvalContext
 
