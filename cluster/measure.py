@@ -59,7 +59,7 @@ def require_runtime(profile: DeviceProfile) -> None:
 
 
 #: Paired measurement alternates short blocks of runs, not single runs. A model that fills the caches
-#: (a 40 MB MobileDet) leaves the next run of a small reference up to twice as slow, and the reference
+#: (a 40 MB MobileDet) leaves the next runs of a small reference 1.3-2 times as slow, and the reference
 #: needs ~8 ms of its own runs to recover; a run-by-run ratio measured that eviction, not the model
 #: (BENCHMARKS.md, "paired in blocks"). Each block first runs untimed for PAIRED_SETTLE_S (at least one
 #: run), then keeps runs until they add up to PAIRED_KEEP_S (at least one); its value is their median.
