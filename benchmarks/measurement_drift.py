@@ -12,8 +12,9 @@ Measures the same ``--models`` architectures twice, one pass after the other, fo
   alternating stretches (3 x 150 ms each, the first 40 ms of each left out): slow, the reference.
 
 Reports, per way, how well the second pass reproduces the first (r^2, Kendall, median relative
-difference); per paired way, how its ratios agree with ``alone`` (r^2, median ratio); and the seconds
-each way took per model. On a quiet dedicated machine all agree; on a shared host (or a laptop changing
+difference); per paired way, how its ratios agree with ``alone`` (r^2, Kendall, median quotient) and
+the reference's median inside its pairs against the reference timed alone; the models' sizes (ONNX
+bytes, nearly all weights); and the seconds each way took per model. On a quiet dedicated machine all agree; on a shared host (or a laptop changing
 its clock) the plain medians follow the node's speed and the ratios do not; after a model that fills
 the caches, the reference's next run is slow, which run-by-run ratios read and block ratios do not.
 The last line is one JSON object.
@@ -94,6 +95,11 @@ def _value(way: str, got: Any) -> float:
     return float(got if way == "alone" else got.median_ms if way == "plain" else got.relative)
 
 
+def _reference_ms(way: str, got: Any) -> float | None:
+    """The reference's median inside a paired measurement (None for the other ways)."""
+    return got.reference.median_ms if way.startswith("paired") else None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="moga")
@@ -110,11 +116,15 @@ def main() -> None:
     ways = _ways(reference, shape)
     values = {way: [] for way in ways}
     seconds = {way: 0.0 for way in ways}
+    reference_ms: dict[str, list[float]] = {"alone": [], "paired_run_by_run": [], "paired": []}
     for _ in range(2):
+        reference_ms["alone"].append(measure_onnx(reference, shape).median_ms)
         for way, measure in ways.items():
             start = time.perf_counter()
-            values[way].append(np.array([_value(way, measure(m)) for m in models]))
+            got = [measure(m) for m in models]
             seconds[way] += time.perf_counter() - start
+            values[way].append(np.array([_value(way, g) for g in got]))
+            reference_ms.get(way, []).extend(x for x in (_reference_ms(way, g) for g in got) if x is not None)
     alone = np.sqrt(values["alone"][0] * values["alone"][1])
     result = {"space": args.space, "input_size": args.input_size, "models": args.models,
               "mean_ms": round(float(values["plain"][0].mean()), 3),
@@ -122,13 +132,16 @@ def main() -> None:
               "repeat": {way: _agreement(*pair) for way, pair in values.items()},
               "against_alone": {way: _against(np.sqrt(values[way][0] * values[way][1]), alone)
                                 for way in ("paired_run_by_run", "paired")},
+              "model_mb": [round(float(q), 1) for q in np.percentile([len(m) / 2**20 for m in models], [0, 50, 100])],
+              "reference_median_ms": {way: round(float(np.median(v)), 3) for way, v in reference_ms.items()},
               "seconds_per_model": {way: round(total / (2 * len(models)), 3) for way, total in seconds.items()}}
     print(f"{args.space}@{args.input_size}, {args.models} models (mean {result['mean_ms']} ms, spread CV "
           f"{result['spread_cv']:.1%}); second pass against the first (r2 / Kendall): "
           + "; ".join(f"{way} {r['r2']} / {r['kendall']}" for way, r in result["repeat"].items())
           + "; against the alone ratios (r2 / Kendall / median quotient): "
           + "; ".join(f"{way} {r['r2']} / {r['kendall']} / {r['median_ratio']}" for way, r in result["against_alone"].items())
-          + f"; seconds per model {result['seconds_per_model']}")
+          + f"; models of {result['model_mb']} MB (min, median, max); the reference's median ms "
+          f"{result['reference_median_ms']}; seconds per model {result['seconds_per_model']}")
     print(json.dumps(result))
 
 

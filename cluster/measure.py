@@ -59,9 +59,9 @@ def require_runtime(profile: DeviceProfile) -> None:
 
 
 #: Paired measurement alternates short blocks of runs, not single runs. A model that fills the caches
-#: (a 40 MB MobileDet) leaves the next runs of a small reference 1.3-2 times as slow, and the reference
-#: needs ~8 ms of its own runs to recover; a run-by-run ratio measured that eviction, not the model
-#: (BENCHMARKS.md, "paired in blocks"). Each block first runs untimed for PAIRED_SETTLE_S (at least one
+#: (a MobileDet of tens of MB) leaves the next runs of a small reference slow until it has run for a few
+#: ms (its median inside run-by-run pairs: 35-45% above alone); a run-by-run ratio measured that eviction,
+#: not the model (BENCHMARKS.md, "paired in blocks"). Each block first runs untimed for PAIRED_SETTLE_S (at least one
 #: run), then keeps runs until they add up to PAIRED_KEEP_S (at least one); its value is their median.
 PAIRED_SETTLE_S = 0.01
 PAIRED_KEEP_S = 0.01
@@ -207,13 +207,15 @@ def _time_block(session: Any, feed: dict[str, np.ndarray], settle_s: float, keep
     settle_ns, keep_ns = int(settle_s * 1e9), int(keep_s * 1e9)
     block_start = time.perf_counter_ns()
     kept: list[int] = []
+    kept_ns = 0
     while True:
         t0 = time.perf_counter_ns()
         session.run(None, feed)
         t1 = time.perf_counter_ns()
         if t0 - block_start >= settle_ns:  # with settle_ns > 0 the first run always settles
             kept.append(t1 - t0)
-            if sum(kept) >= keep_ns:
+            kept_ns += t1 - t0
+            if kept_ns >= keep_ns:
                 return float(np.median(kept))
 
 
