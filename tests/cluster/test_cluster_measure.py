@@ -176,11 +176,13 @@ def test_paired_blocks_time_past_the_cache_eviction_of_the_other_model() -> None
     assert len(model_ns) == len(reference_ns) == 12 // 3
     # Run by run the reference would always run cold (4 ms) and the ratio read ~1; its settled runs
     # are ~1.75 ms at worst (cold 3 ms / 4 after three settling runs), ~1.3 typically.
+    # measure_paired takes the median over pairs: one pair slowed by the scheduler (a sleep that overshot
+    # while other processes ran) must not decide it, so neither does it here.
     ratios = model_ns / reference_ns
-    assert np.all(ratios > 2.2), ratios
+    assert np.median(ratios) > 2.2, ratios
     # Run by run (no settling, one run per block) the same pair reads the eviction instead.
     model_ns, reference_ns = _time_pairs((model, reference), ({}, {}), options, settle_s=0.0, keep_s=0.0)
-    assert np.all(model_ns / reference_ns < 1.3), model_ns / reference_ns
+    assert np.median(model_ns / reference_ns) < 1.3, model_ns / reference_ns
 
 
 def test_paired_measurement_is_refused_on_a_torch_device(tiny_onnx) -> None:
