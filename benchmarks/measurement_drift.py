@@ -4,12 +4,16 @@ reference model, paired run by run or in blocks.
 Measures the same ``--models`` architectures twice, one pass after the other, four ways:
 
 * ``plain``: :func:`cluster.measure.measure_onnx`, the median of the model's runs;
-* ``paired_run_by_run``: paired with the space's default architecture run by run, the median ratio of
+* ``paired_run_by_run``: paired with the space's reference model run by run, the median ratio of
   each model run to the reference's run right after it (how hwnas paired before 2026-12-05);
 * ``paired``: :func:`cluster.measure.measure_paired` as shipped, the median ratio of block medians, each
   block past its settling runs;
 * ``alone``: the ratio a deployed model has, each model and the reference timed alone in long
   alternating stretches (3 x 150 ms each, the first 40 ms of each left out): slow, the reference.
+
+The reference is the one hwnas pairs with (``--reference typical``,
+:func:`cluster.calibration.reference_encoding`); ``--reference default`` pairs with the space's
+default architecture, as hwnas did before 2026-12-05 evening.
 
 Reports, per way, how well the second pass reproduces the first (r^2, Kendall, median relative
 difference); per paired way, how its ratios agree with ``alone`` (r^2, Kendall, median quotient) and
@@ -37,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster import get_device  # noqa: E402
-from cluster.calibration import export_architecture, sample_architectures  # noqa: E402
+from cluster.calibration import export_architecture, reference_encoding, sample_architectures  # noqa: E402
 from cluster.fit_statistics import scores  # noqa: E402
 from cluster.measure import MeasureOptions, _make_feed, _open_session, measure_onnx, measure_paired  # noqa: E402
 from spaces import get_space  # noqa: E402
@@ -108,10 +112,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                    help="a space setting beyond the input size, e.g. --setting target=cpu (repeatable)")
+    p.add_argument("--reference", choices=("typical", "default"), default="typical",
+                   help="pair with the typical architecture hwnas uses, or the space's default one")
     args = p.parse_args()
     space = get_space(args.space, **dict(item.split("=", 1) for item in args.setting), input_size=args.input_size)
     shape = tuple(space.input_shape)
-    reference = export_architecture(space, space.default_encoding())
+    reference = export_architecture(space, reference_encoding(space) if args.reference == "typical"
+                                    else space.default_encoding())
     models = [export_architecture(space, e) for e in sample_architectures(space, args.models, seed=args.seed, purpose="drift")]
     ways = _ways(reference, shape)
     values = {way: [] for way in ways}
@@ -126,7 +133,7 @@ def main() -> None:
             values[way].append(np.array([_value(way, g) for g in got]))
             reference_ms.get(way, []).extend(x for x in (_reference_ms(way, g) for g in got) if x is not None)
     alone = np.sqrt(values["alone"][0] * values["alone"][1])
-    result = {"space": args.space, "input_size": args.input_size, "models": args.models,
+    result = {"space": args.space, "input_size": args.input_size, "models": args.models, "reference": args.reference,
               "mean_ms": round(float(values["plain"][0].mean()), 3),
               "spread_cv": round(float(values["plain"][0].std() / values["plain"][0].mean()), 4),
               "repeat": {way: _agreement(*pair) for way, pair in values.items()},

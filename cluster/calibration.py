@@ -57,6 +57,7 @@ __all__ = [
     "fit_cost_model",
     "holdout_size",
     "load_cost_model",
+    "reference_encoding",
     "sample_architectures",
     "save_cost_model",
 ]
@@ -73,6 +74,9 @@ AUTO_MAX_SAMPLES = 300
 AUTO_MIN_GAIN = 0.005
 #: Largest share of a fit's or evaluation's measurements that may be noisy before it refuses to go on.
 NOISY_LIMIT = 0.25
+#: Architectures drawn (stream ``(0, "costmodel", "reference")``) to pick a space's reference model from:
+#: the one of median MAdds. Seed 0 always, so fits of any seed share the reference and the cache.
+REFERENCE_DRAWS = 9
 # Draws per wanted architecture before sampling gives up (small spaces run out of new ones).
 _DRAWS_PER_SAMPLE = 50
 
@@ -103,6 +107,23 @@ def sample_architectures(space: SearchSpace, n: int, *, seed: int, purpose: str,
                       f"HINT: ask for fewer samples.")
 
 
+def reference_encoding(space: SearchSpace) -> Encoding:
+    """The architecture every model of ``space`` is timed against: a typical one, of median MAdds
+    among :data:`REFERENCE_DRAWS` drawn with seed 0.
+
+    Typical, not the space's default (published) architecture: a reference of the models' own size
+    and mix of compute and memory traffic slows down as they do when the host's state changes (a
+    neighbour's load, the shared caches), so their ratios to it hold. The default can be far from
+    that: MobileNetEdgeTPUV2 at 128 px takes 2.3 ms where a sampled architecture of its space takes
+    ~12, and ratios to it moved by 4-5% per model under a busy or memory-streaming neighbour, against
+    1.5-2% for a sampled reference (BENCHMARKS.md, ``benchmarks/reference_choice.py``).
+    """
+    rng = make_rng(0, "costmodel", "reference")
+    drawn = [space.sample(rng) for _ in range(REFERENCE_DRAWS)]  # repeats are fine: a tiny space has few
+    by_madds = sorted(drawn, key=lambda encoding: (space.count(encoding)["madds"], encoding))
+    return by_madds[len(by_madds) // 2]
+
+
 def holdout_size(samples: int) -> int:
     """How many of ``samples`` a fit holds out: ``ceil(HOLDOUT_FRACTION * samples)``, at least 2."""
     return max(2, math.ceil(HOLDOUT_FRACTION * samples))
@@ -127,9 +148,9 @@ class ServiceMeasurer:
     """Whole architectures and lookup-table parts measured through one device's latency service.
 
     **Paired with a reference** (``paired=True``, the default where the device runs ONNX Runtime): every
-    model is timed in alternating blocks of runs with one reference model of the space (its default
-    architecture; :func:`~cluster.measure.measure_paired`), and its latency is ``relative * reference_ms``:
-    the median ratio of its blocks to the reference's, times the reference's own cached latency. On a
+    model is timed in alternating blocks of runs with one reference model of the space (a typical
+    architecture, :func:`reference_encoding`; :func:`~cluster.measure.measure_paired`), and its latency
+    is ``relative * reference_ms``: the median ratio of its blocks to the reference's, times the reference's own cached latency. On a
     shared host the node's speed drifts by 5-10% within seconds, which moves every plain median with it
     and cancels in the ratio; blocks, not single runs in turn, because a model that fills the caches
     slows the reference's next runs (BENCHMARKS.md, ``benchmarks/measurement_drift.py``). The record's
@@ -155,14 +176,14 @@ class ServiceMeasurer:
     def reference(self, space: SearchSpace) -> tuple[tuple[str, bytes, list[int]], float] | None:
         """``((reference_id, onnx_bytes, input_shape), reference_ms)`` of ``space``, or ``None`` unpaired.
 
-        The reference is the space's default architecture; its own latency is measured once, plainly,
-        and cached like any model's, so every fit and evaluation of the space shares one scale.
+        The reference is :func:`reference_encoding`'s typical architecture; its own latency is measured
+        once, plainly, and cached like any model's, so every fit and evaluation of the space shares one scale.
         """
         if not self.paired:
             return None
         key = canonical_json(space.identity)
         if key not in self._references:
-            encoding = space.default_encoding()
+            encoding = reference_encoding(space)
             reference_id = f"reference-{space.candidate_id(encoding)}"
             data = export_architecture(space, encoding)
             record = self.client.measure(reference_id, data, space.input_shape, noisy_retries=self._retries)

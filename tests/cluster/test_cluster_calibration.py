@@ -9,13 +9,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from cluster import DeviceProfile, LinearCostModel, get_device, provider_options, require_provider, runtime_string
+from cluster import (DeviceProfile, LatencyService, LinearCostModel, MeasureOptions, get_device, provider_options,
+                     require_provider, runtime_string)
 from cluster.calibration import (
     MIN_SAMPLES,
     CalibrationResult,
+    ServiceMeasurer,
     check_samples,
     holdout_size,
     load_cost_model,
+    reference_encoding,
     sample_architectures,
     save_cost_model,
     space_hint,
@@ -54,6 +57,28 @@ def test_sampling_a_too_small_space_is_bounded() -> None:
 
     with pytest.raises(ConfigError, match="could draw only 1 distinct architectures"):
         sample_architectures(_OneArchitecture(), 2, seed=0, purpose="fit")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name, settings", [("edgetpu", {}), ("moga", {}),
+                                            ("mobiledet", {"target": "cpu", "task": "classification"})])
+def test_the_reference_is_a_typical_architecture_not_the_default(name: str, settings: dict) -> None:
+    space = get_space(name, **settings, input_size=128)
+    reference = reference_encoding(space)
+    assert reference == reference_encoding(get_space(name, **settings, input_size=128))  # any process, any seed
+    assert space.validate(reference) == reference
+    madds = sorted(space.count(e)["madds"] for e in sample_architectures(space, 60, seed=7, purpose="fit"))
+    low, high = madds[len(madds) // 10], madds[-len(madds) // 10]
+    assert low <= space.count(reference)["madds"] <= high  # among the middle 80% of sampled architectures
+    if name != "moga":  # these spaces' published architectures are far smaller than their typical one
+        assert space.count(space.default_encoding())["madds"] < low
+
+
+def test_paired_measurements_are_timed_against_the_typical_reference(space: MogaSpace, tmp_path: Path) -> None:
+    service = LatencyService(get_device("cpu"), str(tmp_path / "cache.jsonl"),
+                             options=MeasureOptions(warmup=1, min_runs=5, max_runs=20, min_time_s=0.0, max_rounds=1))
+    (reference_id, data, shape), reference_ms = ServiceMeasurer(service, paired=True).reference(space)
+    assert reference_id == f"reference-{space.candidate_id(reference_encoding(space))}"
+    assert shape == list(space.input_shape) and len(data) > 0 and reference_ms > 0
 
 
 def test_holdout_is_a_quarter_and_at_least_two() -> None:
