@@ -73,12 +73,19 @@ def test_the_reference_is_a_typical_architecture_not_the_default(name: str, sett
         assert space.count(space.default_encoding())["madds"] < low
 
 
-def test_paired_measurements_are_timed_against_the_typical_reference(space: MogaSpace, tmp_path: Path) -> None:
+def test_paired_measurements_are_timed_against_the_typical_reference(space: MogaSpace, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import cluster.service
+
+    monkeypatch.setattr(cluster.service, "FASTEST_GAP_S", 0.0)
     service = LatencyService(get_device("cpu"), str(tmp_path / "cache.jsonl"),
                              options=MeasureOptions(warmup=1, min_runs=5, max_runs=20, min_time_s=0.0, max_rounds=1))
     (reference_id, data, shape), reference_ms = ServiceMeasurer(service, paired=True).reference(space)
     assert reference_id == f"reference-{space.candidate_id(reference_encoding(space))}"
     assert shape == list(space.input_shape) and len(data) > 0 and reference_ms > 0
+    (record,) = [json.loads(line) for line in (tmp_path / "cache.jsonl").read_text().splitlines()]
+    assert record["candidate_id"] == reference_id and record["settings"]["fastest_of"] == 3  # the scale: fastest of 3
+    assert record["median_ms"] == reference_ms
 
 
 def test_holdout_is_a_quarter_and_at_least_two() -> None:

@@ -163,3 +163,23 @@ def test_a_paired_measurement_needs_its_reference_registered_and_is_cached_under
     run_by_run = LatencyCache.key("cand-a", CPU.name, service._runtime, tiny_onnx.shape,
                                   {**fast_options.settings(), "reference": "ref"})
     assert run_by_run != service._key("cand-a", tiny_onnx.shape, "ref")
+
+
+def test_fastest_of_keeps_the_quickest_plain_try_under_its_own_key(tiny_onnx, fast_options, monkeypatch) -> None:
+    import numpy as np
+
+    import cluster.service as service_module
+
+    medians = iter([3.0, 1.0, 2.0])  # the first try was taken while the node was slow
+    monkeypatch.setattr(service_module, "FASTEST_GAP_S", 0.0)
+    monkeypatch.setattr(service_module, "measure_model", lambda *a, **k: LatencyStats.from_samples_ns(
+        np.full(5, next(medians) * 1e6)))
+    service = LatencyService(CPU, None, fast_options)
+    record = service.measure("reference-x", tiny_onnx.data, tiny_onnx.shape, fastest_of=3)
+    assert record["median_ms"] == 1.0 and record["settings"]["fastest_of"] == 3 and service.stats()["measured"] == 1
+    assert service.measure("reference-x", tiny_onnx.data, tiny_onnx.shape, fastest_of=3)["cached"] is True
+    assert service.lookup("reference-x", tiny_onnx.shape) is None  # a single plain try is another record
+    with pytest.raises(DeviceError, match="plain measurements only"):
+        service.measure("paired-x", tiny_onnx.data, tiny_onnx.shape, reference_id="reference-x", fastest_of=3)
+    with pytest.raises(ConfigError, match="fastest_of"):
+        service.measure("reference-x", tiny_onnx.data, tiny_onnx.shape, fastest_of=0)
