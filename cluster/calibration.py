@@ -119,8 +119,8 @@ def reference_encoding(space: SearchSpace) -> Encoding:
     and mix of compute and memory traffic slows down as they do when the host's state changes (a
     neighbour's load, the shared caches), so their ratios to it hold. The default can be far from
     that: MobileNetEdgeTPUV2 at 128 px takes 2.3 ms where a sampled architecture of its space takes
-    ~12, and ratios to it moved by 4-5% per model under a busy or memory-streaming neighbour, against
-    1.5-2% for a sampled reference (BENCHMARKS.md, ``benchmarks/reference_choice.py``).
+    ~12, and ratios to it moved by 5-7% per model next to a busy or memory-streaming neighbour, against
+    1-2.3% for a typical reference (BENCHMARKS.md, ``benchmarks/reference_choice.py``).
     """
     rng = make_rng(0, "costmodel", "reference")
     drawn = [space.sample(rng) for _ in range(REFERENCE_DRAWS)]  # repeats are fine: a tiny space has few
