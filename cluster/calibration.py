@@ -154,11 +154,11 @@ class ServiceMeasurer:
     **Paired with a reference** (``paired=True``, the default where the device runs ONNX Runtime): every
     model is timed in alternating blocks of runs with one reference model of the space (a typical
     architecture, :func:`reference_encoding`; :func:`~cluster.measure.measure_paired`), and its latency
-    is ``relative * reference_ms``: the median ratio of its blocks to the reference's, times the reference's own cached latency. On a
-    shared host the node's speed drifts by 5-10% within seconds, which moves every plain median with it
-    and cancels in the ratio; blocks, not single runs in turn, because a model that fills the caches
-    slows the reference's next runs (BENCHMARKS.md, ``benchmarks/measurement_drift.py``). The record's
-    ``latency_ms`` is the figure a fit uses either way.
+    is ``relative * reference_ms``: the median ratio of its blocks to the reference's, times the
+    reference's own cached latency. On a shared host the node's speed drifts by 5-10% within seconds,
+    which moves every plain median with it and cancels in the ratio; blocks, not single runs in turn,
+    because a model that fills the caches slows the reference's next runs (BENCHMARKS.md,
+    ``benchmarks/measurement_drift.py``). The record's ``latency_ms`` is the figure a fit uses either way.
 
     Args:
         client: A :class:`~cluster.latency.LatencyClient` of the device.

@@ -115,7 +115,7 @@ class LatencyService:
             raise invalid("candidate_id", "must be a non-empty string", candidate_id,
                           "pass the architecture's space.candidate_id(encoding)", error=DeviceError)
         fastest_of = _check_fastest_of(fastest_of, reference_id)
-        hit = self.lookup(candidate_id, input_shape, reference_id, fastest_of)
+        hit = self._cached(candidate_id, input_shape, reference_id, fastest_of)
         if hit is not None:
             return hit
         if reference_id is not None and reference_id not in self._references:
@@ -179,7 +179,10 @@ class LatencyService:
 
         A record marked noisy is no answer: ``None``, so the caller measures it again.
         """
-        fastest_of = _check_fastest_of(fastest_of, reference_id)
+        return self._cached(candidate_id, input_shape, reference_id, _check_fastest_of(fastest_of, reference_id))
+
+    def _cached(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None,
+                fastest_of: int) -> dict[str, Any] | None:
         record = self._cache.get(self._key(candidate_id, input_shape, reference_id, fastest_of))
         if record is None or record.get("noisy") is not None:
             return None
