@@ -4,7 +4,8 @@ For each ``SPACE@SIZE`` it fits every applicable kind exactly as ``hwnas costmod
 does (50 architectures of the ``holdout`` stream held out; the fit set grows by 50 from the ``fit``
 stream until its cross-validated r^2 gains < 0.005, at most ``--max-samples`` measured in all), then
 scores each model on ``--eval-samples`` fresh architectures (the ``eval`` stream, as ``hwnas costmodel
-eval``). All kinds share the measurements (one cache); the lookup table also measures its blocks.
+eval``). Held-out and eval architectures are measured in ``--score-passes`` passes and scored on their
+mean; the rows give how well two single passes agree (the ceiling of scoring on one). All kinds share the measurements (one cache); the lookup table also measures its blocks.
 Noisy measurements (a busy node) are retried, then left out, and counted. One JSON object per line
 goes to ``--out``; a markdown table row per kind to stdout.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster import LatencyClient, MeasureOptions, connect  # noqa: E402
-from cluster.calibration import ServiceMeasurer, evaluate_cost_model, fit_cost_model  # noqa: E402
+from cluster.calibration import SCORE_PASSES, ServiceMeasurer, evaluate_cost_model, fit_cost_model  # noqa: E402
 from spaces import get_space  # noqa: E402
 
 # Settings per space beyond the input size: mobiledet as the CPU-adapted classifier is what a CPU
@@ -58,9 +59,14 @@ def _markdown(row: dict) -> str:
     def interval(bounds):
         return f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
 
-    return (f"| {row['target']} | {row['kind']} | {row['fit_samples']} | {h['r2']:.3f}{interval(h['r2_interval'])} | "
-            f"{h['kendall']:.3f}{interval(h['kendall_interval'])} | {e['r2']:.3f} | {e['kendall']:.3f} | "
-            f"{e['rmse_pct']:.1f}% of {e['mean_ms']:.2f} ms | {row['noisy_excluded']} + {e['noisy_excluded']} |")
+    def agreement(report):
+        a = report.get("repeatability")
+        return f"{a['r2']:.3f} / {a['kendall']:.3f}" if a else "-"
+
+    return (f"| {row['target']} | {row['kind']} | {row['fit_samples']} ({row['measured']}) | "
+            f"{h['r2']:.3f}{interval(h['r2_interval'])} | {h['kendall']:.3f}{interval(h['kendall_interval'])} | "
+            f"{h['rmse_pct']:.1f}% of {h['mean_ms']:.2f} ms | {agreement(h)} | {e['r2']:.3f} | {e['kendall']:.3f} | "
+            f"{row['noisy_excluded']} + {e['noisy_excluded']} | {row['seconds']:.0f} s |")
 
 
 def _loaded(target: str, client, args) -> None:
@@ -95,6 +101,8 @@ def main() -> None:
     p.add_argument("--kinds", default="kernels,linear,lut")
     p.add_argument("--max-samples", type=int, default=300)
     p.add_argument("--eval-samples", type=int, default=40)
+    p.add_argument("--score-passes", type=int, default=SCORE_PASSES,
+                   help=f"passes over the held-out and eval architectures (default {SCORE_PASSES})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="/tmp/hwnas-costmodel-table.jsonl")
     p.add_argument("--out", default="/tmp/hwnas-costmodel-table-rows.jsonl")
@@ -112,8 +120,9 @@ def main() -> None:
                 _loaded(target, client, args)
             return
         measurer = ServiceMeasurer(client, progress=lambda line: print(line, file=sys.stderr, flush=True))
-        print("| space @ size | kind | fit samples | held-out r2 [95%] | held-out Kendall [95%] | eval r2 | "
-              "eval Kendall | eval RMSE | noisy left out (fit + eval) |", flush=True)
+        print("| space @ size | kind | fit samples (measured) | held-out r2 [95%] | held-out Kendall [95%] | "
+              "held-out RMSE | two single passes agree: r2 / Kendall | eval r2 | eval Kendall | "
+              "noisy left out (fit + eval) | time |", flush=True)
         for target in args.targets.split(","):
             space = _space(target)
             for kind in args.kinds.split(","):
@@ -121,8 +130,9 @@ def main() -> None:
                     continue
                 started = time.perf_counter()
                 fitted = fit_cost_model(kind, space, samples="auto", seed=args.seed, measurer=measurer, device="cpu",
-                                        max_samples=args.max_samples)
-                report = evaluate_cost_model(fitted.model, samples=args.eval_samples, seed=args.seed, measurer=measurer)
+                                        max_samples=args.max_samples, score_passes=args.score_passes)
+                report = evaluate_cost_model(fitted.model, samples=args.eval_samples, seed=args.seed, measurer=measurer,
+                                             score_passes=args.score_passes)
                 row = _row(target, kind, fitted, report, time.perf_counter() - started)
                 with open(args.out, "a", encoding="utf-8") as out:
                     out.write(json.dumps(row) + "\n")

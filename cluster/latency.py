@@ -160,12 +160,13 @@ class LatencyClient:
 
     def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int], *,
                 noisy_retries: int = 0, reference: tuple[str, bytes, Sequence[int]] | None = None,
-                fastest_of: int = 1) -> dict[str, Any]:
+                fastest_of: int = 1, repeat: int = 0) -> dict[str, Any]:
         """:meth:`LatencyService.measure` on the device's actor, waiting at most ``timeout_s``.
 
         ``reference`` is ``(reference_id, onnx_bytes, input_shape)`` of a reference model to time the model against
         (registered with the actor on first use, and again after the actor restarted). ``fastest_of``
-        keeps the fastest of that many plain measurements (:meth:`LatencyService.measure`).
+        keeps the fastest of that many plain measurements, and ``repeat`` names an independent measurement of the
+        same model, cached apart from the first (:meth:`LatencyService.measure`).
 
         Raises:
             DeviceError: The model cannot be measured, the wait timed out, or the actor kept dying
@@ -173,7 +174,7 @@ class LatencyClient:
         """
         what = f"measuring {candidate_id!r}"
         reference_id = None if reference is None else reference[0]
-        args = (candidate_id, onnx_bytes, list(input_shape), noisy_retries, reference_id, fastest_of)
+        args = (candidate_id, onnx_bytes, list(input_shape), noisy_retries, reference_id, fastest_of, repeat)
         try:
             return self._call("measure", *args, what=what)
         except UnknownReferenceError:
@@ -182,14 +183,14 @@ class LatencyClient:
             return self._call("measure", *args, what=what)
 
     def lookup(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None = None,
-               fastest_of: int = 1) -> dict[str, Any] | None:
+               fastest_of: int = 1, repeat: int = 0) -> dict[str, Any] | None:
         """:meth:`LatencyService.lookup` on the device's actor: a cache hit without sending a model.
 
         A hit through :meth:`measure` ships the model's bytes to the actor for nothing (about 3 ms
         for a 1 MB model); call this first when exporting the model is the expensive part.
         """
         what = f"looking up {candidate_id!r}"
-        return self._call("lookup", candidate_id, list(input_shape), reference_id, fastest_of, what=what)
+        return self._call("lookup", candidate_id, list(input_shape), reference_id, fastest_of, repeat, what=what)
 
     def stats(self) -> dict[str, Any]:
         """:meth:`LatencyService.stats` of the device's actor."""

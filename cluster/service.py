@@ -82,8 +82,8 @@ class LatencyService:
         ``reference_id``)."""
         self._references[str(reference_id)] = (bytes(onnx_bytes), list(check_input_shape(input_shape)))
 
-    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int],
-                noisy_retries: int = 0, reference_id: str | None = None, fastest_of: int = 1) -> dict[str, Any]:
+    def measure(self, candidate_id: str, onnx_bytes: bytes, input_shape: Sequence[int], noisy_retries: int = 0,
+                reference_id: str | None = None, fastest_of: int = 1, repeat: int = 0) -> dict[str, Any]:
         """Latency of a candidate on this device, measured once and cached for good.
 
         Args:
@@ -99,6 +99,9 @@ class LatencyService:
                 with the lowest median (a quiet one before a noisy one): the figure of the node at its
                 idle speed, for a number that scales many others (a reference model's own latency).
                 Above 1 it is part of the cache key.
+            repeat: Which independent measurement of the same model this is (0: the first). Above 0 it is
+                part of the cache key, so a cache keeps each one: a cost-model fit scores on the mean
+                of several passes over its held-out architectures, taken minutes apart.
 
         Returns:
             :meth:`~cluster.measure.LatencyStats.to_dict` plus ``candidate_id``, ``device``, ``runtime``,
@@ -114,8 +117,8 @@ class LatencyService:
         if not isinstance(candidate_id, str) or not candidate_id:
             raise invalid("candidate_id", "must be a non-empty string", candidate_id,
                           "pass the architecture's space.candidate_id(encoding)", error=DeviceError)
-        fastest_of = _check_fastest_of(fastest_of, reference_id)
-        hit = self._cached(candidate_id, input_shape, reference_id, fastest_of)
+        fastest_of, repeat = _check_fastest_of(fastest_of, reference_id), _check_repeat(repeat)
+        hit = self._cached(candidate_id, input_shape, reference_id, fastest_of, repeat)
         if hit is not None:
             return hit
         if reference_id is not None and reference_id not in self._references:
@@ -124,9 +127,9 @@ class LatencyService:
         shape = list(check_input_shape(input_shape))
         measured = self._fastest(bytes(onnx_bytes), shape, int(noisy_retries), reference_id, fastest_of)
         record = {**measured, "candidate_id": candidate_id, "device": self._profile.name, "runtime": self._runtime,
-                  "input_shape": shape, "settings": self._settings_for(reference_id, fastest_of),
+                  "input_shape": shape, "settings": self._settings_for(reference_id, fastest_of, repeat),
                   "node_id": _node_id(), "measured_at": time.time()}
-        self._cache.put(self._key(candidate_id, shape, reference_id, fastest_of), record)
+        self._cache.put(self._key(candidate_id, shape, reference_id, fastest_of, repeat), record)
         self._measured += 1
         self._noisy += record["noisy"] is not None
         return _public(record, cached=False)
@@ -168,31 +171,37 @@ class LatencyService:
         return {**paired.stats.to_dict(), "relative": paired.relative, "reference_id": reference_id,
                 "reference_ms": paired.reference.median_ms}
 
-    def _settings_for(self, reference_id: str | None, fastest_of: int = 1) -> dict[str, Any]:
+    def _settings_for(self, reference_id: str | None, fastest_of: int = 1, repeat: int = 0) -> dict[str, Any]:
+        settings = dict(self._settings)
         if reference_id is not None:
-            return {**self._settings, "reference": reference_id, "pairing": PAIRING}
-        return self._settings if fastest_of == 1 else {**self._settings, "fastest_of": fastest_of}
+            settings.update(reference=reference_id, pairing=PAIRING)
+        if fastest_of > 1:
+            settings["fastest_of"] = fastest_of
+        if repeat:  # the first measurement keeps the key it always had
+            settings["repeat"] = repeat
+        return settings
 
-    def lookup(self, candidate_id: str, input_shape: Sequence[int],
-               reference_id: str | None = None, fastest_of: int = 1) -> dict[str, Any] | None:
+    def lookup(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None = None,
+               fastest_of: int = 1, repeat: int = 0) -> dict[str, Any] | None:
         """The cached result of :meth:`measure`, or ``None``; lets callers skip exporting a model.
 
         A record marked noisy is no answer: ``None``, so the caller measures it again.
         """
-        return self._cached(candidate_id, input_shape, reference_id, _check_fastest_of(fastest_of, reference_id))
+        return self._cached(candidate_id, input_shape, reference_id, _check_fastest_of(fastest_of, reference_id),
+                            _check_repeat(repeat))
 
     def _cached(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None,
-                fastest_of: int) -> dict[str, Any] | None:
-        record = self._cache.get(self._key(candidate_id, input_shape, reference_id, fastest_of))
+                fastest_of: int, repeat: int) -> dict[str, Any] | None:
+        record = self._cache.get(self._key(candidate_id, input_shape, reference_id, fastest_of, repeat))
         if record is None or record.get("noisy") is not None:
             return None
         self._hits += 1
         return _public(record, cached=True)
 
     def _key(self, candidate_id: str, input_shape: Sequence[int], reference_id: str | None = None,
-             fastest_of: int = 1) -> str:
+             fastest_of: int = 1, repeat: int = 0) -> str:
         return LatencyCache.key(candidate_id, self._profile.name, self._runtime, check_input_shape(input_shape),
-                                self._settings_for(reference_id, fastest_of))
+                                self._settings_for(reference_id, fastest_of, repeat))
 
     def stats(self) -> dict[str, Any]:
         """Counters since this (incarnation of the) service started, and where it runs."""
@@ -209,6 +218,11 @@ def _check_fastest_of(fastest_of: Any, reference_id: str | None) -> int:
                       "leave it 1 with a reference_id: a paired ratio cancels the node's speed already",
                       error=DeviceError)
     return fastest_of
+
+
+def _check_repeat(repeat: Any) -> int:
+    return check_int("LatencyService argument 'repeat'", repeat, minimum=0, maximum=99,
+                     hint="0 for a model's first measurement, k for its (k+1)-th independent one")
 
 
 def _speed_rank(measured: dict[str, Any]) -> tuple[bool, float]:

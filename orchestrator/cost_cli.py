@@ -144,18 +144,19 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from cluster import COST_MODELS
-    from cluster.calibration import (AUTO_HOLDOUT, MIN_SAMPLES, ServiceMeasurer, check_samples, fit_cost_model,
-                                     save_cost_model)
+    from cluster.calibration import (AUTO_HOLDOUT, MIN_SAMPLES, ServiceMeasurer, check_passes, check_samples,
+                                     fit_cost_model, save_cost_model)
 
     COST_MODELS.get(args.kind)
     space = _fit_space(args)
     samples = _samples_argument(args.samples)
     max_samples = check_samples(args.max_samples, flag="--max-samples", minimum=AUTO_HOLDOUT + MIN_SAMPLES)
+    passes = check_passes(args.score_passes, flag="--score-passes")
     out = _check_out(args.out, args.force)
     profile, options = _device(args.device, args.address), _options(args)
     measurer = ServiceMeasurer(_client(args, profile, options), progress=_progress)
     result = fit_cost_model(args.kind, space, samples=samples, seed=args.seed, measurer=measurer,
-                            device=profile.name, max_samples=max_samples)
+                            device=profile.name, max_samples=max_samples, score_passes=passes)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_cost_model(out, result)
     summary = {"out": str(out), "kind": args.kind, "space": space.identity, **result.info}
@@ -174,14 +175,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from cluster.calibration import ServiceMeasurer, check_samples, evaluate_cost_model, load_cost_model
+    from cluster.calibration import ServiceMeasurer, check_passes, check_samples, evaluate_cost_model, load_cost_model
 
     check_samples(args.samples, flag="--samples", minimum=2)
+    passes = check_passes(args.score_passes, flag="--score-passes")
     loaded = load_cost_model(args.model)
     device = args.device or loaded.info.get("device") or "cpu"
     profile, options = _device(device, args.address), _options(args)
     measurer = ServiceMeasurer(_client(args, profile, options), progress=_progress)
-    report = evaluate_cost_model(loaded.model, samples=args.samples, seed=args.seed, measurer=measurer)
+    report = evaluate_cost_model(loaded.model, samples=args.samples, seed=args.seed, measurer=measurer,
+                                 score_passes=passes)
     report.update(model=str(args.model), kind=loaded.model.kind, device=profile.name)
     if args.json:
         print(json.dumps(report, indent=1))
@@ -194,7 +197,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _fidelity_line(f: dict, mean_ms: float) -> str:
     return (f"r2 {_fmt(f['r2'], '.4f')}{_interval(f.get('r2_interval'), '.3f')}, RMSE {_fmt(f['rmse_ms'], '.4f')} ms "
             f"({_fmt(f['rmse_pct'], '.2f')}% of the mean {mean_ms:.3f} ms), Spearman {_fmt(f['spearman'], '.3f')}, "
-            f"Kendall {_fmt(f['kendall'], '.3f')}{_interval(f.get('kendall_interval'), '.3f')}")
+            f"Kendall {_fmt(f['kendall'], '.3f')}{_interval(f.get('kendall_interval'), '.3f')}{_passes_note(f)}")
+
+
+def _passes_note(f: dict) -> str:
+    """How the scored latencies were measured, and the ceiling one measurement would have set."""
+    passes, agreement = f.get("passes") or 1, f.get("repeatability")
+    if passes == 1:
+        return ""
+    note = f"; measured latency: the mean of {passes} passes"
+    if agreement:
+        note += (f" (two passes agree at r2 {_fmt(agreement['r2'], '.3f')}, Kendall {_fmt(agreement['kendall'], '.3f')}: "
+                 f"the ceiling of a single one)")
+    return note
 
 
 def _interval(bounds: Sequence[float] | None, spec: str) -> str:
@@ -219,6 +234,15 @@ def _samples_argument(text: str) -> int | str:
 
 
 # ------------------------------------------------------------------------------------------ parser
+def _score_passes_argument(p: argparse.ArgumentParser, which: str) -> None:
+    from cluster.calibration import SCORE_PASSES
+
+    p.add_argument("--score-passes", type=int, default=SCORE_PASSES, metavar="P",
+                   help=f"measure the {which} architectures in P passes, one after the other, and score on the "
+                        f"geometric mean of each one's passes; the report says how well two passes agree "
+                        f"(default {SCORE_PASSES}; 1: once)")
+
+
 def _service_arguments(p: argparse.ArgumentParser, *, device_default: str | None = "cpu") -> None:
     from cluster import MeasureOptions
 
@@ -265,8 +289,9 @@ def add_cost_commands(sub: Any) -> dict[str, Any]:
     f = cost_sub.add_parser("fit", help="sample and measure architectures, fit, report held-out fidelity",
                             description="Measures --samples random architectures through the latency service "
                                         "(cached), fits on 75% of them and reports r2 / RMSE / Spearman / Kendall "
-                                        "on the held-out 25% (at least 2), with 95% bootstrap intervals. Noisy "
-                                        "measurements (a busy node) are retried, then left out.")
+                                        "on the held-out 25% (at least 2), with 95% bootstrap intervals. The "
+                                        "held-out architectures are measured in --score-passes passes and scored "
+                                        "on their mean. Noisy measurements (a busy node) are retried, then left out.")
     f.add_argument("--space", required=True, metavar="NAME", help="a registered search space")
     f.add_argument("--kind", required=True, choices=("kernels", "linear", "lut"),
                    help="kernels (per kernel kind: fixed, compute and memory cost; the most faithful), linear "
@@ -279,6 +304,7 @@ def add_cost_commands(sub: Any) -> dict[str, Any]:
     f.add_argument("--out", required=True, metavar="FILE.json", help="where to write the model")
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
     f.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sampled architectures (default 0)")
+    _score_passes_argument(f, "held-out")
     _space_arguments(f)
     _service_arguments(f)
 
@@ -286,6 +312,7 @@ def add_cost_commands(sub: Any) -> dict[str, Any]:
     e.add_argument("--model", required=True, metavar="FILE.json", help="a model written by `hwnas costmodel fit`")
     e.add_argument("--samples", required=True, type=int, metavar="N", help="fresh architectures to measure (>= 2)")
     e.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sampled architectures (default 0)")
+    _score_passes_argument(e, "fresh")
     _service_arguments(e, device_default=None)
     return {
         "latency": lambda a: _cmd_measure(a),

@@ -204,7 +204,8 @@ def _fidelity_line(f: dict[str, Any]) -> str:
         return "n/a" if f.get(key) is None else format(f[key], spec)
 
     return (f"held-out r2 {num('r2', '.3f')}, RMSE {num('rmse_ms', '.4f')} ms ({num('rmse_pct', '.1f')}% of mean), "
-            f"Spearman {num('spearman', '.3f')}, Kendall {num('kendall', '.3f')}, n {f.get('n', '?')}")
+            f"Spearman {num('spearman', '.3f')}, Kendall {num('kendall', '.3f')}, n {f.get('n', '?')}"
+            f"{'' if (f.get('passes') or 1) == 1 else ', each the mean of ' + str(f['passes']) + ' passes'}")
 
 
 def _calibration_metrics(state: JournalState) -> dict[str, float]:

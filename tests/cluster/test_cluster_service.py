@@ -183,3 +183,24 @@ def test_fastest_of_keeps_the_quickest_plain_try_under_its_own_key(tiny_onnx, fa
         service.measure("paired-x", tiny_onnx.data, tiny_onnx.shape, reference_id="reference-x", fastest_of=3)
     with pytest.raises(ConfigError, match="fastest_of"):
         service.measure("reference-x", tiny_onnx.data, tiny_onnx.shape, fastest_of=0)
+
+
+def test_a_repeat_is_an_independent_measurement_cached_beside_the_first(tiny_onnx, fast_options, monkeypatch) -> None:
+    import numpy as np
+
+    import cluster.service as service_module
+
+    medians = iter([1.0, 1.2, 0.9])
+    monkeypatch.setattr(service_module, "measure_model", lambda *a, **k: LatencyStats.from_samples_ns(
+        np.full(5, next(medians) * 1e6)))
+    service = LatencyService(CPU, None, fast_options)
+    first = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape)
+    second = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, repeat=1)
+    third = service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, repeat=2)
+    assert [r["median_ms"] for r in (first, second, third)] == [1.0, 1.2, 0.9] and service.stats()["measured"] == 3
+    assert "repeat" not in first["settings"] and second["settings"]["repeat"] == 1  # old caches keep their keys
+    assert service.lookup("cand-a", tiny_onnx.shape, repeat=1)["median_ms"] == 1.2
+    assert service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, repeat=2)["cached"] is True
+    assert service.lookup("cand-a", tiny_onnx.shape, repeat=3) is None
+    with pytest.raises(ConfigError, match="repeat"):
+        service.measure("cand-a", tiny_onnx.data, tiny_onnx.shape, repeat=-1)

@@ -56,7 +56,9 @@ def test_fit_then_eval_a_linear_model(tmp_path: Path) -> None:
                   "--seed", "1", *TINY, *LIGHT, "--cache", str(cache), cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     assert "held-out fidelity: r2" in fit.stdout and f"saved to {out}" in fit.stdout
-    assert "[costmodel] fitting linear: measured 8/8" in fit.stderr
+    assert "[costmodel] fitting linear: measured 6/6" in fit.stderr  # the fit set once,
+    assert "[costmodel] held-out set, pass 3 of 3: measured 2/2" in fit.stderr  # the held-out ones in 3 passes
+    assert "measured latency: the mean of 3 passes" in fit.stdout
     saved = json.loads(out.read_text())
     assert saved["kind"] == "linear" and saved["calibration"]["holdout"] == 2
     assert saved["calibration"]["fit_samples"] == 6 and saved["calibration"]["device"] == "cpu"
@@ -68,6 +70,10 @@ def test_fit_then_eval_a_linear_model(tmp_path: Path) -> None:
     report = json.loads(ev.stdout)
     assert {"r2", "rmse_ms", "spearman", "kendall", "n"} <= set(report) and report["n"] == 5
     assert report["rmse_ms"] >= 0 and report["device"] == "cpu"
+    assert report["passes"] == 3 and report["repeatability"]["n"] == 5  # how well two single passes agree
+    records = [json.loads(line) for line in cache.read_text().splitlines()]
+    repeats = [r["settings"].get("repeat", 0) for r in records if r.get("reference_id")]
+    assert set(repeats) == {0, 1, 2} and repeats.count(1) == repeats.count(2) >= 5  # each pass a record of its own
 
     again = run_cli("costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "8", "--out", str(out),
                     "--seed", "1", *TINY, *LIGHT, "--cache", str(cache), cwd=tmp_path)
@@ -115,6 +121,10 @@ def _model(tmp_path: Path, text: str) -> Path:
           "--input-size", "8"], "input_size"),
         (["costmodel", "eval", "--model", "absent.json", "--samples", "5"], "no such file"),
         (["costmodel", "eval", "--model", "model.json", "--samples", "1"], "--samples: must be an integer >= 2"),
+        (["costmodel", "fit", "--space", "moga", "--kind", "linear", "--samples", "8", "--out", "m.json",
+          "--score-passes", "0"], "--score-passes: must be an integer"),
+        (["costmodel", "eval", "--model", "model.json", "--samples", "5", "--score-passes", "11"],
+         "--score-passes: must be an integer"),
     ],
 )
 def test_bad_arguments_fail_before_anything_runs(tmp_path: Path, args: list[str], pattern: str) -> None:
@@ -152,5 +162,6 @@ def test_help_lists_the_cost_commands(tmp_path: Path) -> None:
     proc = run_cli("--help", cwd=tmp_path)
     assert "latency" in proc.stdout and "costmodel" in proc.stdout
     proc = run_cli("costmodel", "fit", "--help", cwd=tmp_path)
-    for flag in ("--space", "--kind", "--samples", "--out", "--force", "--device", "--input-size", "--seed", "--cache"):
+    for flag in ("--space", "--kind", "--samples", "--out", "--force", "--device", "--input-size", "--seed", "--cache",
+                 "--score-passes"):
         assert flag in proc.stdout
