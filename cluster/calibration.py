@@ -18,8 +18,8 @@ the ``"eval"`` stream instead, so with the same seed it measures architectures o
 
 The architectures a fit is scored on (held out, or drawn for an evaluation) are measured in
 :data:`SCORE_PASSES` passes, one pass over the whole set after the other, and scored against the
-geometric mean of their passes: on a shared host one measurement of a 1 ms model moves by ~1.5% from
-pass to pass, which on a space whose latencies differ by ~10% alone caps r^2 near 0.95 whatever the model.
+geometric mean of their passes: on moga at 128 px, whose latencies differ by only ~10%, two single passes
+agree at r^2 0.95, so even a perfect model scored against one pass would reach only ~0.975 (BENCHMARKS.md).
 The fit set is measured once (the regression averages its noise over a hundred architectures). The report
 gives how well two passes agree (``repeatability``): the ceiling a single measurement sets.
 
@@ -92,7 +92,7 @@ REFERENCE_DRAWS = 9
 #: after Ray started, 2.34 ms for a model that takes 1.33), and every latency of that cache with it.
 REFERENCE_FASTEST_OF = 3
 #: Passes over the architectures a fit is scored on; their latency is the geometric mean of the passes.
-#: Three passes took moga at 128 px from held-out r2 0.95 (one pass) to 0.98 with the same model
+#: Three passes took moga at 128 px from held-out r2 0.958 (one pass) to 0.985 with the same model
 #: (BENCHMARKS.md, "Scored on three passes").
 SCORE_PASSES = 3
 # Draws per wanted architecture before sampling gives up (small spaces run out of new ones).
@@ -442,8 +442,9 @@ def repeatability(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     """How well a second pass reproduces the first: ``r2`` and ``kendall`` of pass 2's latencies against
     pass 1's, and ``n`` (architectures clean in both), or ``None`` (fewer than 2 passes or 3 such).
 
-    It is the ceiling one measurement sets on any model's score: a model scored on single measurements
-    cannot agree with them better than they agree with themselves.
+    It shows what one measurement per architecture costs a score: with noise independent from pass to pass,
+    a perfect model scored on single passes carries one pass's noise where two passes carry two, and so
+    reaches only about ``(1 + r2) / 2``.
     """
     pairs = [(r["pass_latencies_ms"][0], r["pass_latencies_ms"][1]) for r in records
              if len(r.get("pass_latencies_ms") or ()) >= 2 and None not in r["pass_latencies_ms"][:2]]

@@ -201,14 +201,13 @@ def _fidelity_line(f: dict, mean_ms: float) -> str:
 
 
 def _passes_note(f: dict) -> str:
-    """How the scored latencies were measured, and the ceiling one measurement would have set."""
+    """How the scored latencies were measured, and how well two single passes agree."""
     passes, agreement = f.get("passes") or 1, f.get("repeatability")
     if passes == 1:
         return ""
     note = f"; measured latency: the mean of {passes} passes"
     if agreement:
-        note += (f" (two passes agree at r2 {_fmt(agreement['r2'], '.3f')}, Kendall {_fmt(agreement['kendall'], '.3f')}: "
-                 f"the ceiling of a single one)")
+        note += f" (two single passes agree at r2 {_fmt(agreement['r2'], '.3f')}, Kendall {_fmt(agreement['kendall'], '.3f')})"
     return note
 
 

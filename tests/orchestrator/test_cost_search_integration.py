@@ -49,11 +49,14 @@ def test_search_with_a_calibration_stage_then_resume_skips_it(tmp_path: Path) ->
     assert saved["kind"] == "linear" and saved["calibration"]["samples"] == 6
     records = [json.loads(line) for line in (exp / "latency_cache.jsonl").read_text().splitlines()]
     paired = [r for r in records if "reference" in r["settings"]]  # the 6, each timed against the reference ...
-    assert len(paired) == 6 and all(r["reference_id"] == paired[0]["reference_id"] > "" for r in paired)
+    assert all(r["reference_id"] == paired[0]["reference_id"] > "" for r in paired)
+    # ... the 2 held-out ones in 3 passes (a record each), the 4 fitted once
+    assert sorted(r["settings"].get("repeat", 0) for r in paired) == [0] * 6 + [1, 1, 2, 2]
     (reference,) = [r for r in records if "reference" not in r["settings"]]  # ... whose own latency sets the scale
     assert reference["candidate_id"] == paired[0]["reference_id"]
     completed = Journal(exp / "journal.jsonl").replay().completed["calibrate"]
     assert completed["source"] == "calibration" and completed["fidelity"]["n"] == 2
+    assert completed["fidelity"]["passes"] == 3 and "each the mean of 3 passes" in proc.stdout
 
     resumed = run_cli("resume", str(exp), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
