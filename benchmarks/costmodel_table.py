@@ -5,7 +5,8 @@ does (50 architectures of the ``holdout`` stream held out; the fit set grows by 
 stream until its cross-validated r^2 gains < 0.005, at most ``--max-samples`` measured in all), then
 scores each model on ``--eval-samples`` fresh architectures (the ``eval`` stream, as ``hwnas costmodel
 eval``). Held-out and eval architectures are measured in ``--score-passes`` passes and scored on their
-mean; the rows give how well two single passes agree (the ceiling of scoring on one). All kinds share the measurements (one cache); the lookup table also measures its blocks.
+mean; the rows give how well two single passes agree. All kinds share the measurements (one cache); the
+lookup table also measures its blocks.
 Noisy measurements (a busy node) are retried, then left out, and counted. One JSON object per line
 goes to ``--out``; a markdown table row per kind to stdout.
 

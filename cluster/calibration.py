@@ -21,7 +21,7 @@ The architectures a fit is scored on (held out, or drawn for an evaluation) are 
 geometric mean of their passes: on moga at 128 px, whose latencies differ by only ~10%, two single passes
 agree at r^2 0.95, so even a perfect model scored against one pass would reach only ~0.975 (BENCHMARKS.md).
 The fit set is measured once (the regression averages its noise over a hundred architectures). The report
-gives how well two passes agree (``repeatability``): the ceiling a single measurement sets.
+gives how well two single passes agree (:func:`repeatability`).
 
 Every measurement here is paired with the space's reference model (:class:`ServiceMeasurer`) and
 asks the service for clean figures (:data:`~cluster.service.NOISY_RETRIES` retries); one that stays
@@ -233,12 +233,12 @@ class ServiceMeasurer:
 
     def measure_passes(self, space: SearchSpace, encodings: Sequence[Encoding], *, passes: int,
                        what: str) -> list[dict[str, Any]]:
-        """Each encoding measured in ``passes`` passes over the whole list (a pass's measurements lie
-        minutes apart from the next's), as its first pass's record with ``latency_ms`` the geometric mean
-        of its clean passes and ``pass_latencies_ms`` each pass's figure (``None``: noisy). Noisy only
-        if every pass is."""
-        runs = [self.measure_records(space, encodings, what=what if passes == 1 else f"{what}, pass {k + 1} of {passes}",
-                                     repeat=k) for k in range(passes)]
+        """Each encoding measured in ``passes`` passes over the whole list (so its passes lie a whole pass
+        apart), as its first clean pass's record with ``latency_ms`` the geometric mean of its clean passes
+        and ``pass_latencies_ms`` each pass's figure (``None``: noisy). Noisy only if every pass is."""
+        runs = [self.measure_records(space, encodings, repeat=k,
+                                     what=what if passes == 1 else f"{what}, pass {k + 1} of {passes}")
+                for k in range(passes)]
         return [_combined(list(records)) for records in zip(*runs)]
 
     def measure_records(self, space: SearchSpace, encodings: Sequence[Encoding], *, what: str,
@@ -351,7 +351,7 @@ def fit_cost_model(kind: str, space: SearchSpace, *, samples: int | str, seed: i
     fit_encs, fit_ms = sets.quiet_fit()
     hold_encs, hold_ms = sets.quiet_holdout()
     model = make().fit(space, fit_encs, fit_ms)
-    report = _report(model, hold_encs, hold_ms, seed=seed, records=sets.holdout_records)
+    report = _report(model, hold_encs, hold_ms, seed=seed, records=sets.holdout_records, passes=score_passes)
     info = {"device": device, "input_shape": list(space.input_shape), "samples": sets.total,
             "fit_samples": len(fit_encs), "holdout": len(hold_encs), "noisy_excluded": sets.noisy, "seed": seed,
             "fidelity": report, "mean_holdout_ms": report["mean_ms"], "fitted_at": time.time()}
@@ -425,16 +425,15 @@ def _number(value: float | None) -> str:
 
 
 def _report(model: CostModel, encodings: Sequence[Encoding], measured: Sequence[float], *, seed: int,
-            records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+            records: Sequence[Mapping[str, Any]], passes: int) -> dict[str, Any]:
     """Fidelity on ``encodings`` with 95% bootstrap intervals of r2 and Kendall, RMSE as % of the mean, the
-    number of passes behind each measured figure and how well two passes agree (``records``: all of them)."""
+    ``passes`` behind each measured figure and how well two of them agree (``records``: all, noisy too)."""
     report = _finite(model.fidelity(encodings, measured))
     mean_ms = sum(measured) / len(measured)
     interval = bootstrap_interval(model.predict_many(encodings), measured, rng=make_rng(seed, "costmodel", "interval"))
     report.update(mean_ms=mean_ms, rmse_pct=None if report["rmse_ms"] is None else 100.0 * report["rmse_ms"] / mean_ms,
                   r2_interval=interval["r2"], kendall_interval=interval["kendall"],
-                  passes=len(records[0].get("pass_latencies_ms") or [None]) if records else 1,
-                  repeatability=repeatability(records))
+                  passes=passes, repeatability=repeatability(records))
     return report
 
 
@@ -477,7 +476,8 @@ def evaluate_cost_model(model: CostModel, *, samples: int, seed: int, measurer: 
     kept, measured = sets.quiet_holdout()
     if len(kept) < 2:
         raise DeviceError(f"only {len(kept)} of {samples} measurements were clean. HINT: measure on an idle node.")
-    return {**_report(model, kept, measured, seed=seed, records=records), "noisy_excluded": sets.noisy}
+    return {**_report(model, kept, measured, seed=seed, records=records, passes=score_passes),
+            "noisy_excluded": sets.noisy}
 
 
 def check_samples(samples: Any, *, flag: str, minimum: int = MIN_SAMPLES) -> int:

@@ -207,7 +207,8 @@ def _passes_note(f: dict) -> str:
         return ""
     note = f"; measured latency: the mean of {passes} passes"
     if agreement:
-        note += f" (two single passes agree at r2 {_fmt(agreement['r2'], '.3f')}, Kendall {_fmt(agreement['kendall'], '.3f')})"
+        note += (f" (two single passes agree at r2 {_fmt(agreement['r2'], '.3f')}, "
+                 f"Kendall {_fmt(agreement['kendall'], '.3f')})")
     return note
 
 

@@ -179,7 +179,8 @@ def test_a_held_out_architecture_is_noisy_only_if_every_pass_is() -> None:
     both = passes(3)
     assert [r["noisy"] is None for r in both] == [True, True, False]
     first, second = both[0]["pass_latencies_ms"]
-    assert both[0]["latency_ms"] == pytest.approx((first * second) ** 0.5) and both[2]["pass_latencies_ms"] == [None, None]
+    assert both[0]["latency_ms"] == pytest.approx((first * second) ** 0.5)
+    assert both[2]["pass_latencies_ms"] == [None, None]
     # every 4th: the first architecture's second pass is noisy; its first pass stands alone
     one = passes(4)[0]
     assert one["noisy"] is None and one["pass_latencies_ms"][1] is None
